@@ -1,0 +1,94 @@
+"""The whole provider contract: three calls, a few result types, and one failure type.
+
+    class Adapter(Protocol):
+        name: str
+        def submit(self, req: ProviderRequest, key: str) -> Submitted | Finished
+        def poll(self, handle: dict, key: str) -> Running | Finished | Failed
+        def cancel(self, handle: dict, key: str) -> None
+
+Adapters know nothing of Celery or Redis. A provider's HTTP error becomes a `ProviderFailure`,
+classified by HTTP status first (`failure_for_status`), keeping the provider name, the status and
+the original exception as `__cause__`. `retryable` tells the pipeline whether to try again later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class ProviderRequest:
+    job_id: str
+    capability: str
+    endpoint: str  # the provider's own model / endpoint id
+    arguments: dict[str, Any]  # the provider's input JSON, provider_options already merged in
+    webhook_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """One result file: a URL to copy from, or the bytes of a synchronous provider."""
+
+    media_type: str | None
+    url: str | None = None
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    handle: dict[str, Any]  # JSON-able; enough to poll and cancel from any process
+
+
+@dataclass(frozen=True)
+class Running:
+    queue_position: int | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Finished:
+    outputs: list[Output]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Failed:
+    message: str
+    error_type: str | None = None
+
+
+class ProviderFailure(Exception):
+    """A provider call failed. `retryable`: worth another try later (429, 5xx, timeouts)."""
+
+    def __init__(
+        self, provider: str, message: str, *, status: int | None = None, retryable: bool, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+# Status first: 408/409/425/429 and every 5xx may pass; any other 4xx is the request's or the
+# account's fault (bad input, bad key, exhausted balance) and repeating it cannot help.
+_RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+
+
+def failure_for_status(
+    provider: str, status: int, message: str, *, retry_after: float | None = None
+) -> ProviderFailure:
+    retryable = status >= 500 or status in _RETRYABLE_4XX
+    return ProviderFailure(provider, message, status=status, retryable=retryable, retry_after=retry_after)
+
+
+class Adapter(Protocol):
+    name: str
+
+    def submit(self, req: ProviderRequest, key: str) -> Submitted | Finished: ...
+
+    def poll(self, handle: dict[str, Any], key: str) -> Running | Finished | Failed: ...
+
+    def cancel(self, handle: dict[str, Any], key: str) -> None: ...

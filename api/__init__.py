@@ -1,0 +1,1 @@
+"""The HTTP producer: validates, creates jobs, enqueues; never calls a provider."""

@@ -1,0 +1,49 @@
+"""The FastAPI application: wiring only (routes, error handlers, Redis pool for the process)."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+from redis.asyncio import Redis
+
+from api import errors
+from api.routes import generation, jobs, outputs
+from config.settings import get_settings
+from jobs.store import AsyncJobStore
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    settings = get_settings()
+    redis = Redis.from_url(settings.resolved_redis_url(), max_connections=512, health_check_interval=30)
+    app.state.redis = redis
+    app.state.store = AsyncJobStore(redis, ttl_seconds=settings.job_ttl_seconds)
+    try:
+        yield
+    finally:
+        await redis.aclose()
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="gengate",
+        version="0.1.0",
+        description="Self-hostable, wire-compatible gateway for AI media generation.",
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(generation.router)
+    app.include_router(jobs.router)
+    app.include_router(outputs.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    return app
+
+
+app = create_app()

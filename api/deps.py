@@ -1,0 +1,40 @@
+"""Typed dependencies shared by the routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+
+from config.settings import Settings, get_settings
+from jobs.apikeys import Principal, authenticate
+from jobs.errors import AuthError
+from jobs.store import AsyncJobStore
+
+
+def get_redis(request: Request) -> Redis:
+    return request.app.state.redis
+
+
+def get_store(request: Request) -> AsyncJobStore:
+    return request.app.state.store
+
+
+async def get_principal(request: Request, redis: Annotated[Redis, Depends(get_redis)]) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise AuthError("Missing API key")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("Invalid API key")
+    principal = await authenticate(redis, token.strip())
+    if principal is None:
+        raise AuthError("Invalid API key")
+    return principal
+
+
+RedisDep = Annotated[Redis, Depends(get_redis)]
+StoreDep = Annotated[AsyncJobStore, Depends(get_store)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

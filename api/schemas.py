@@ -1,0 +1,85 @@
+"""Request and response bodies of the spec's endpoints (field names exactly as `spec/`)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+VOICES = ("rachel", "domi", "sarah", "antoni", "elli", "josh", "arnold", "adam", "sam")
+
+
+class FileRef(BaseModel):
+    url: str = Field(min_length=1, max_length=4096, description="URL of the input file")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str = Field(min_length=1, max_length=200)
+    provider_options: dict[str, Any] | None = Field(default=None, description="Passed to the provider untouched")
+
+
+class ImageRequest(_Request):
+    prompt: str = Field(max_length=20000)
+    aspect_ratio: str | None = None
+    files: list[FileRef] | None = Field(default=None, max_length=8)
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"model": "flux-schnell", "prompt": "sunset over mountains, dramatic lighting", "aspect_ratio": "16:9"}
+    ]})
+
+
+class VideoRequest(ImageRequest):
+    duration: float | None = Field(default=None, gt=0, le=600)
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"model": "kling-v3", "prompt": "cat jumping over a fence in slow motion", "duration": 5, "aspect_ratio": "16:9"}
+    ]})
+
+
+class SpeechRequest(_Request):
+    text: str = Field(min_length=1, max_length=50000)
+    voice: Literal[VOICES] = "rachel"  # type: ignore[valid-type]
+
+
+class MusicRequest(_Request):
+    prompt: str = Field(max_length=5000)
+    duration: float | None = Field(default=None, gt=0, le=600)
+
+
+class TranscriptionRequest(_Request):
+    audio_url: str = Field(min_length=1, max_length=4096)
+    language: str | None = Field(default=None, max_length=16)
+
+
+class JobOutput(BaseModel):
+    url: str
+    media_type: str
+
+
+class JobCache(BaseModel):
+    hit: bool
+    key: str | None = None
+
+
+class JobResponse(BaseModel):
+    job_id: str
+    status: Literal["queued", "processing", "completed", "failed", "cancelled"]
+    model: str
+    created_at: str
+    completed_at: str | None = None
+    output: JobOutput | None = None
+    cache: JobCache | None = None
+    error: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    message: str
+    field: str | None = None
+    provider: str | None = None
+    statusCode: int
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": ErrorResponse} for s in statuses}

@@ -1,0 +1,1 @@
+"""Configuration: settings from `GENGATE_*` environment variables and the model catalog."""

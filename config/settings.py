@@ -1,0 +1,84 @@
+"""All runtime configuration, read from `GENGATE_*` environment variables.
+
+One settings class, nested per provider (`GENGATE_FAL__API_KEY`, `GENGATE_FAL__BASE_URL`, ...),
+built once by the cached `get_settings()`. Tests and the `gengate up` supervisor configure child
+processes through the environment, never by editing a settings object in place.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ProviderSettings(BaseModel):
+    """One upstream provider: the pooled key (None means "use the simulator" under `gengate up`)."""
+
+    api_key: SecretStr | None = None
+    base_url: str | None = Field(default=None, description="Override the provider's API base URL (simulators, proxies).")
+    connect_timeout: float = 5.0
+    timeout: float = 30.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GENGATE_", env_nested_delimiter="__", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis for job state and the Celery broker. Unset: the private Redis that `gengate up` "
+        "started under the data dir, else redis://127.0.0.1:6379/0.",
+    )
+    data_dir: Path = Field(default=Path(".gengate"), description="Local state: private Redis, storage, run files.")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_url: str | None = Field(default=None, description="Base of output URLs; default http://127.0.0.1:<api_port>.")
+    storage_dir: Path | None = Field(default=None, description="Local storage root; default <data_dir>/storage.")
+
+    job_ttl_seconds: int = Field(default=30 * 24 * 3600, description="How long a finished job stays readable.")
+    poll_initial_seconds: float = Field(default=0.25, description="First provider poll after submission.")
+    poll_max_seconds: float = Field(default=10.0, description="Cap of the poll backoff.")
+    poll_backoff: float = 1.5
+    step_lease_seconds: float = Field(
+        default=60.0, description="A job whose pipeline step shows no progress for this long is re-driven by the sweeper."
+    )
+    sweep_interval_seconds: float = Field(default=0.05, description="How often each worker looks for due polls.")
+    sweep_batch: int = 200
+    sse_keepalive_seconds: float = 15.0
+    sse_max_seconds: float = 600.0
+    worker_concurrency: int = Field(default=16, description="Threads per worker process (steps are I/O-bound).")
+    max_output_bytes: int = Field(default=2 * 1024**3, description="Refuse provider outputs larger than this.")
+
+    fal: ProviderSettings = ProviderSettings()
+    replicate: ProviderSettings = ProviderSettings()
+    elevenlabs: ProviderSettings = ProviderSettings()
+    higgsfield: ProviderSettings = ProviderSettings()
+    piapi: ProviderSettings = ProviderSettings()
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def storage_root(self) -> Path:
+        return self.storage_dir or self.data_dir / "storage"
+
+    @property
+    def base_public_url(self) -> str:
+        return (self.public_url or f"http://127.0.0.1:{self.api_port}").rstrip("/")
+
+    def resolved_redis_url(self) -> str:
+        """The explicit URL, else the private Redis a running `gengate up` recorded, else the local default."""
+        if self.redis_url:
+            return self.redis_url
+        recorded = self.run_dir / "redis.url"
+        if recorded.is_file():
+            return recorded.read_text().strip()
+        return "redis://127.0.0.1:6379/0"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""gengate's user-facing surface: the `gengate` command line (and, later, the Python client)."""

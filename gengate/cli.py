@@ -1,0 +1,146 @@
+"""The `gengate` command: `up` (a whole local gateway), `api`, `worker`, `sim`, `keys create`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import redis
+
+from config.settings import get_settings
+from gengate import procs
+
+PROVIDER_NAMES = ("fal", "replicate", "elevenlabs", "higgsfield", "piapi")
+SIMULATED = ("fal",)  # providers whose simulator `sim` serves today
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(get_settings().resolved_redis_url())
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from jobs.apikeys import create_account, create_key
+
+    r = _redis()
+    account = args.account or create_account(r, email=args.email)
+    key = create_key(r, account)
+    print(f"account: {account}", file=sys.stderr)
+    print(key)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    s = get_settings()
+    os.execv(sys.executable, procs.api_command(args.host or s.api_host, args.port or s.api_port))
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    os.execv(sys.executable, procs.worker_command(args.queues, args.concurrency, args.hostname))
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from sim.server import serve
+
+    serve(args.host, args.port, ready=lambda url: print(f"SIM_READY {url}", flush=True))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """One process tree for a newcomer. Ctrl-C stops everything it started."""
+    s = get_settings()
+    data = s.data_dir.resolve()
+    run = data / "run"
+    logs = data / "logs"
+    run.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    children: list = []
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    recorded = run / "redis.url"
+    try:
+        env = dict(os.environ, GENGATE_DATA_DIR=str(data), PYTHONUNBUFFERED="1")
+        if s.redis_url and procs.redis_answers(s.redis_url):
+            url = s.redis_url
+            print(f"redis      {url} (configured)")
+        else:
+            if s.redis_url:
+                print(f"redis      nothing answers at {s.redis_url}; starting a private one")
+            proc, url = procs.start_redis(data / "redis")
+            children.append(proc)
+            recorded.write_text(url)
+            print(f"redis      {url} (private, data in {data / 'redis'})")
+        env["GENGATE_REDIS_URL"] = url
+
+        simulated = [name for name in SIMULATED if getattr(s, name).api_key is None]
+        if simulated:
+            sim_proc, sim_url = procs.start_sim(env)
+            children.append(sim_proc)
+        for name in simulated:
+            env[f"GENGATE_{name.upper()}__BASE_URL"] = f"{sim_url}/{name}"
+            env[f"GENGATE_{name.upper()}__API_KEY"] = "simulator"
+            print(f"{name:<10} simulator at {sim_url}/{name} (no GENGATE_{name.upper()}__API_KEY set)")
+
+        children.append(procs.start(procs.worker_command(), env, logs / "worker.log"))
+        print(f"worker     1 process, logs in {logs / 'worker.log'}")
+        api = procs.start(procs.api_command(s.api_host, s.api_port), env, logs / "api.log")
+        children.append(api)
+        base = f"http://127.0.0.1:{s.api_port}"
+        procs.wait_http(f"{base}/healthz", 30, api)
+        print(f"api        {base} (docs at {base}/docs, logs in {logs / 'api.log'})")
+
+        from jobs.apikeys import create_account, create_key
+
+        r = redis.Redis.from_url(url)
+        key = create_key(r, create_account(r, email="dev@localhost", plan="dev"))
+        print("\nReady. In another shell:\n")
+        print(f"export GENGATE_API_KEY={key}")
+        print(f"export GENGATE_BASE_URL={base}/v1")
+        print('curl -s -X POST "$GENGATE_BASE_URL/image" -H "Authorization: Bearer $GENGATE_API_KEY" '
+              "-H 'Content-Type: application/json' -d '{\"model\": \"flux-schnell\", \"prompt\": \"sunset over mountains\"}'")
+        print("\nCtrl-C stops everything.", flush=True)
+        while not stop.is_set():
+            if any(c.poll() is not None for c in children):
+                print("a gateway process exited; stopping", file=sys.stderr)
+                return 1
+            stop.wait(0.5)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for child in reversed(children):
+            procs.stop(child)
+        recorded.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gengate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run a whole local gateway (private Redis, simulators, API, worker)").set_defaults(fn=cmd_up)
+    p = sub.add_parser("api", help="run the HTTP API (uvicorn)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(fn=cmd_api)
+    p = sub.add_parser("worker", help="run a Celery worker with the sweeper")
+    p.add_argument("--queues", "-Q")
+    p.add_argument("--concurrency", "-c", type=int)
+    p.add_argument("--hostname", "-n")
+    p.set_defaults(fn=cmd_worker)
+    p = sub.add_parser("sim", help="run the provider simulators")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.set_defaults(fn=cmd_sim)
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
+    p = keys.add_parser("create", help="create a key (and an account unless --account); prints the key last")
+    p.add_argument("--account")
+    p.add_argument("--email")
+    p.set_defaults(fn=cmd_keys_create)
+    args = parser.parse_args(argv)
+    return args.fn(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

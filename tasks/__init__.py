@@ -1,0 +1,1 @@
+"""The job pipeline: Celery tasks, one per step, each short and safe to run twice."""

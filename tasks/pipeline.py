@@ -1,0 +1,240 @@
+"""What each pipeline step does, as plain functions over a `Runtime` (the Celery tasks and the
+sweeper only call these).
+
+Every step re-reads the job and acts on what it finds, so a redelivered or repeated call resumes
+the job instead of repeating work. The provider's request handle is written before anything else
+after a submission, and a job is never submitted twice: a submission whose outcome is unknown
+(the worker died between sending it and saving the handle) fails the job rather than risk a
+second, billed provider run.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from adapters import get_adapter
+from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
+from config.catalog import MODELS, provider_arguments
+from jobs import states
+from jobs.record import Job
+from storage.local import TooLarge
+from tasks import enqueue as q
+from tasks.runtime import Runtime
+
+log = logging.getLogger("gengate.pipeline")
+
+_SPECS = {m.name: m for m in MODELS}
+SUBMIT_ATTEMPTS = 3
+MAX_POLL_ERRORS = 8
+MAX_FINALIZE_ERRORS = 5
+
+
+def submit(rt: Runtime, job_id: str) -> None:
+    job = rt.store.get(job_id)
+    if job is None:
+        return
+    if job.status == states.QUEUED:
+        deadline = time.time() + rt.settings.step_lease_seconds
+        won, _ = rt.store.transition(job_id, states.PROCESSING, submit_deadline=deadline)
+        if won:
+            job.status, job.submit_deadline = states.PROCESSING, deadline
+            _send(rt, job)
+            return
+        job = rt.store.get(job_id)
+        if job is None:
+            return
+    resume(rt, job)
+
+
+def resume(rt: Runtime, job: Job) -> None:
+    """Move a job on from wherever it stands; the sweeper calls this for every due job."""
+    if job.terminal:
+        rt.store.unschedule(job.job_id)
+    elif job.status == states.QUEUED:
+        # The submit message is late or lost: send another (submit is idempotent), backing off.
+        rt.store.set_fields(job.job_id, redrives=job.redrives + 1)
+        q.enqueue(rt.redis, q.SUBMIT, job.job_id, job.capability)
+        rt.store.schedule(job.job_id, time.time() + rt.settings.step_lease_seconds * 2 ** min(job.redrives, 6))
+    elif job.handle is None:
+        if job.submit_deadline is not None and time.time() < job.submit_deadline:
+            rt.store.schedule(job.job_id, job.submit_deadline)  # a submission may still be in flight
+        else:
+            fail(rt, job, "Submission to the provider was interrupted and its outcome is unknown; "
+                 "not resubmitted to avoid a duplicate charge", code="submission_interrupted")
+    elif job.result is not None:
+        _schedule_finalize(rt, job)
+    else:
+        poll(rt, job)
+
+
+def _send(rt: Runtime, job: Job) -> None:
+    spec = _SPECS[job.model.split(":", 1)[1]]
+    endpoint, arguments = provider_arguments(spec, job.input)
+    req = ProviderRequest(job.job_id, job.capability, endpoint, arguments)
+    adapter = get_adapter(job.provider)
+    try:
+        key = provider_key(rt, job.provider)
+        outcome = _submit_with_retries(adapter, req, key)
+    except ProviderFailure as failure:
+        fail(rt, job, failure.message, code="provider_error", status=failure.status)
+        return
+    if isinstance(outcome, Finished):
+        finalize(rt, job.job_id, outcome)
+        return
+    assert isinstance(outcome, Submitted)
+    # Persist the handle first, unconditionally: a cancel that raced us must still find it.
+    job.handle = outcome.handle
+    job.poll_interval = rt.settings.poll_initial_seconds
+    rt.store.set_fields(job.job_id, handle=job.handle, poll_interval=job.poll_interval)
+    current = rt.store.get(job.job_id)
+    if current is None or current.status != states.PROCESSING:
+        if current is not None and current.status == states.CANCELLED:
+            _provider_cancel(rt, current)
+        rt.store.unschedule(job.job_id)
+        return
+    # First look at once: fast providers are often done already, which saves a sweep cycle.
+    poll(rt, current)
+
+
+def _submit_with_retries(adapter: Any, req: ProviderRequest, key: str) -> Submitted | Finished:
+    """Retry only failures that prove nothing was accepted: an HTTP 429/5xx answer or a refused
+    connection. A timeout after sending may have been accepted, so it is final."""
+    for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+        try:
+            return adapter.submit(req, key)
+        except ProviderFailure as failure:
+            refused = isinstance(failure.__cause__, httpx.ConnectError)
+            if attempt == SUBMIT_ATTEMPTS or not (failure.retryable and (failure.status or refused)):
+                raise
+            time.sleep(min(failure.retry_after or 0.5 * 2**attempt, 5.0))
+    raise AssertionError("unreachable")
+
+
+def poll(rt: Runtime, job: Job) -> None:
+    adapter = get_adapter(job.provider)
+    try:
+        outcome = adapter.poll(job.handle or {}, provider_key(rt, job.provider))
+    except ProviderFailure as failure:
+        if failure.retryable and job.poll_errors < MAX_POLL_ERRORS:
+            delay = max(failure.retry_after or 0.0, _next_interval(rt, job))
+            rt.store.patch_while(job.job_id, states.PROCESSING, poll_errors=job.poll_errors + 1)
+            rt.store.schedule(job.job_id, time.time() + delay)
+        else:
+            fail(rt, job, failure.message, code="provider_error", status=failure.status)
+        return
+    if isinstance(outcome, Running):
+        interval = _next_interval(rt, job)
+        progress = {"queue_position": outcome.queue_position, "message": outcome.message}
+        rt.store.patch_while(job.job_id, states.PROCESSING, progress=progress, poll_interval=interval, poll_errors=0)
+        rt.store.schedule(job.job_id, time.time() + (job.poll_interval or interval))
+    elif isinstance(outcome, Failed):
+        fail(rt, job, outcome.message, code=outcome.error_type or "provider_failed")
+    else:
+        job.result = _encode_result(outcome)
+        if rt.store.patch_while(job.job_id, states.PROCESSING, result=job.result):
+            _schedule_finalize(rt, job)
+
+
+def _schedule_finalize(rt: Runtime, job: Job) -> None:
+    # The schedule entry is the backstop: if the finalize message or its worker is lost, the
+    # sweeper finds the job again after the lease and sends another.
+    rt.store.schedule(job.job_id, time.time() + rt.settings.step_lease_seconds)
+    q.enqueue(rt.redis, q.FINALIZE, job.job_id, job.capability)
+
+
+def _next_interval(rt: Runtime, job: Job) -> float:
+    s = rt.settings
+    return min((job.poll_interval or s.poll_initial_seconds) * s.poll_backoff, s.poll_max_seconds)
+
+
+def finalize(rt: Runtime, job_id: str, finished: Finished | None = None) -> None:
+    """Copy the provider's output into our storage (provider URLs expire), then complete."""
+    job = rt.store.get(job_id)
+    if job is None or job.status != states.PROCESSING:
+        if job is not None and job.terminal:
+            rt.store.unschedule(job_id)
+        return
+    outputs = finished.outputs if finished else _decode_result(job.result)
+    if not outputs:
+        fail(rt, job, "The provider finished without an output file", code="no_output")
+        return
+    try:
+        stored = _store_output(rt, job, outputs[0])
+    except (httpx.HTTPError, ProviderFailure) as exc:
+        errors = int((job.progress or {}).get("finalize_errors", 0)) + 1
+        if errors >= MAX_FINALIZE_ERRORS or (isinstance(exc, ProviderFailure) and not exc.retryable):
+            fail(rt, job, f"Could not fetch the provider's output: {exc}", code="output_unavailable")
+            return
+        rt.store.patch_while(job_id, states.PROCESSING, progress={**(job.progress or {}), "finalize_errors": errors})
+        rt.store.schedule(job_id, time.time() + min(2.0**errors, rt.settings.poll_max_seconds))
+        return
+    except TooLarge as exc:
+        fail(rt, job, str(exc), code="output_too_large")
+        return
+    output = {"url": stored.url, "media_type": stored.media_type}
+    won, _ = rt.store.transition(job_id, states.COMPLETED, output=output, cache={"hit": False})
+    rt.store.unschedule(job_id)
+    log.info("job %s finalize: %s", job_id, "completed" if won else "lost the race")
+
+
+def _store_output(rt: Runtime, job: Job, out: Output):
+    limit = rt.settings.max_output_bytes
+    if out.data is not None:
+        return rt.storage.put_output(job.job_id, [out.data], out.media_type or "application/octet-stream", max_bytes=limit)
+    assert out.url is not None
+    with rt.http.stream("GET", out.url) as response:
+        if response.status_code >= 400:
+            raise ProviderFailure(job.provider, f"output URL answered {response.status_code}",
+                                  status=response.status_code, retryable=response.status_code in (404, 408, 429) or response.status_code >= 500)
+        media_type = out.media_type or response.headers.get("content-type") or "application/octet-stream"
+        return rt.storage.put_output(job.job_id, response.iter_bytes(1 << 16), media_type, max_bytes=limit)
+
+
+def cancel(rt: Runtime, job_id: str) -> None:
+    """After the API moved the job to `cancelled`: stop the provider's run, if it has one."""
+    job = rt.store.get(job_id)
+    if job is not None and job.status == states.CANCELLED and job.handle:
+        _provider_cancel(rt, job)
+    rt.store.unschedule(job_id)
+
+
+def _provider_cancel(rt: Runtime, job: Job) -> None:
+    try:
+        get_adapter(job.provider).cancel(job.handle or {}, provider_key(rt, job.provider))
+    except ProviderFailure as failure:
+        log.warning("job %s: provider cancel failed: %s", job.job_id, failure.message)
+
+
+def fail(rt: Runtime, job: Job, message: str, *, code: str, status: int | None = None) -> None:
+    detail = {"code": code, "provider": job.provider, "status": status}
+    rt.store.transition(job.job_id, states.FAILED, error=message, error_detail=detail)
+    rt.store.unschedule(job.job_id)
+
+
+def provider_key(rt: Runtime, provider: str) -> str:
+    secret = getattr(rt.settings, provider).api_key
+    if secret is None:
+        raise ProviderFailure(provider, f"No API key is configured for provider '{provider}'", retryable=False)
+    return secret.get_secret_value()
+
+
+def _encode_result(finished: Finished) -> dict[str, Any]:
+    return {
+        "outputs": [
+            {"media_type": o.media_type, "url": o.url, "data": base64.b64encode(o.data).decode() if o.data else None}
+            for o in finished.outputs
+        ],
+        "metadata": finished.metadata,
+    }
+
+
+def _decode_result(result: dict[str, Any] | None) -> list[Output]:
+    return [
+        Output(media_type=o.get("media_type"), url=o.get("url"), data=base64.b64decode(o["data"]) if o.get("data") else None)
+        for o in (result or {}).get("outputs", [])
+    ]

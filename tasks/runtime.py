@@ -1,0 +1,41 @@
+"""Per-process worker resources (Redis pool, job store, storage, HTTP client), made once, lazily."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import httpx
+from redis import BlockingConnectionPool, Redis
+
+from config.settings import Settings, get_settings
+from jobs.store import JobStore
+from storage import get_storage
+from storage.local import LocalStorage
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: Redis
+    store: JobStore
+    storage: LocalStorage
+    http: httpx.Client
+
+
+_lock = threading.Lock()
+_runtime: tuple[int, Runtime] | None = None
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    with _lock:
+        if _runtime is None or _runtime[0] != os.getpid():  # never share sockets across a fork
+            s = get_settings()
+            # Many threads share one client: a blocking pool waits for a free connection instead of failing.
+            pool = BlockingConnectionPool.from_url(s.resolved_redis_url(), max_connections=64, timeout=20)
+            redis = Redis(connection_pool=pool)
+            http = httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
+            _runtime = (os.getpid(), Runtime(s, redis, JobStore(redis, ttl_seconds=s.job_ttl_seconds), get_storage(), http))
+        return _runtime[1]

@@ -1,0 +1,23 @@
+"""The Celery tasks: thin wrappers that hand each step to `tasks.pipeline`."""
+
+from __future__ import annotations
+
+from tasks import enqueue as q
+from tasks import pipeline
+from tasks.runtime import get_runtime
+from workers.celery_app import app
+
+
+@app.task(name=q.SUBMIT)
+def submit(job_id: str) -> None:
+    pipeline.submit(get_runtime(), job_id)
+
+
+@app.task(name=q.FINALIZE)
+def finalize(job_id: str) -> None:
+    pipeline.finalize(get_runtime(), job_id)
+
+
+@app.task(name=q.CANCEL)
+def cancel(job_id: str) -> None:
+    pipeline.cancel(get_runtime(), job_id)
