@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
 from config.settings import Settings, get_settings
@@ -21,7 +22,15 @@ def get_store(request: Request) -> AsyncJobStore:
     return request.app.state.store
 
 
-async def get_principal(request: Request, redis: Annotated[Redis, Depends(get_redis)]) -> Principal:
+# Declares the bearer scheme in the OpenAPI document; the checks below give the spec's error shape.
+_bearer = HTTPBearer(auto_error=False, bearerFormat="gg_live_<id>_<secret>")
+
+
+async def get_principal(
+    request: Request,
+    redis: Annotated[Redis, Depends(get_redis)],
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:

@@ -1,0 +1,164 @@
+"""Session fixtures: a private redis-server on a free port, the provider simulator, the real API
+(uvicorn) and a real Celery worker, all as subprocesses started by the same code as `gengate up`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from gengate import procs
+from jobs.apikeys import create_account, create_key
+
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("gengate")
+
+
+@pytest.fixture(scope="session")
+def redis_url(data_dir: Path) -> Iterator[str]:
+    proc, url = procs.start_redis(data_dir / "redis", appendonly=False)
+    yield url
+    procs.stop(proc)
+
+
+@pytest.fixture(scope="session")
+def rds(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+@pytest.fixture(scope="session")
+def sim_url() -> Iterator[str]:
+    proc, url = procs.start_sim()
+    yield url
+    procs.stop(proc)
+
+
+@pytest.fixture(scope="session")
+def env(redis_url: str, sim_url: str, data_dir: Path) -> dict[str, str]:
+    port = procs.free_port()
+    return dict(
+        os.environ,
+        GENGATE_REDIS_URL=redis_url,
+        GENGATE_DATA_DIR=str(data_dir),
+        GENGATE_API_PORT=str(port),
+        GENGATE_FAL__BASE_URL=f"{sim_url}/fal",
+        GENGATE_FAL__API_KEY="test-fal-key",
+        GENGATE_FAL__TIMEOUT="5",
+        GENGATE_POLL_INITIAL_SECONDS="0.1",
+        GENGATE_POLL_MAX_SECONDS="0.5",
+        # Short leases so a killed worker's job is re-driven within the test's patience.
+        GENGATE_STEP_LEASE_SECONDS="4",
+        PYTHONUNBUFFERED="1",
+    )
+
+
+@pytest.fixture(scope="session")
+def api_url(env: dict[str, str], data_dir: Path) -> Iterator[str]:
+    port = int(env["GENGATE_API_PORT"])
+    proc = procs.start(procs.api_command("127.0.0.1", port), env, data_dir / "api.log")
+    base = f"http://127.0.0.1:{port}"
+    procs.wait_http(f"{base}/healthz", 30, proc)
+    yield base
+    procs.stop(proc)
+
+
+class Worker:
+    """A real Celery worker subprocess that tests may pause, kill -9 and restart."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        cmd = procs.worker_command(concurrency=8, hostname=f"test-{uuid.uuid4().hex[:6]}@%h")
+        self.proc = procs.start(cmd, self.env, self.log)
+        procs.wait_until(lambda: b"ready." in self.log.read_bytes() if self.log.exists() else False,
+                         30, "celery worker", self.proc)
+
+    def ensure_running(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.log.write_bytes(b"")
+            self.start()
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, sig)
+
+    def kill9(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.signal(signal.SIGCONT)
+            procs.stop(self.proc)
+
+
+@pytest.fixture(scope="session")
+def _worker(env: dict[str, str], data_dir: Path, api_url: str) -> Iterator[Worker]:
+    w = Worker(env, data_dir / "worker.log")
+    w.start()
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def worker(_worker: Worker) -> Iterator[Worker]:
+    _worker.ensure_running()
+    yield _worker
+    _worker.signal(signal.SIGCONT)  # never leave it paused for the next test
+    _worker.ensure_running()
+
+
+def new_key(rds: redis.Redis) -> str:
+    return create_key(rds, create_account(rds, email="test@example.com"))
+
+
+@pytest.fixture
+def client(api_url: str, rds: redis.Redis, worker: Worker) -> Iterator[httpx.Client]:
+    """An HTTP client with a fresh account's key: tests never see each other's jobs."""
+    with httpx.Client(base_url=f"{api_url}/v1", headers={"Authorization": f"Bearer {new_key(rds)}"}, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture
+def sim(sim_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{sim_url}/fal/_sim", timeout=5) as c:
+        yield c
+
+
+def sim_requests(sim: httpx.Client, marker: str) -> list[dict]:
+    """The simulator's record of submissions whose prompt carries `marker`."""
+    reqs = sim.get("/requests").json()["requests"]
+    return [r for r in reqs if marker in str(r.get("input", {}).get("prompt", ""))]
+
+
+def wait_for(client: httpx.Client, job_id: str, statuses=TERMINAL, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["status"] in statuses or time.monotonic() > deadline:
+            return job
+        time.sleep(0.05)
+
+
+def wait_until(check, timeout: float = 15.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
