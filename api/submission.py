@@ -27,12 +27,10 @@ def check_params(spec: ModelSpec, params: dict[str, Any]) -> None:
     duration = params.get("duration")
     if duration is not None and spec.durations:
         if duration != int(duration) or int(duration) not in spec.durations:
-            raise ValidationError(
-                f"duration {duration:g} is not supported by {spec.name}; use whole seconds "
-                f"{spec.durations[0]}-{spec.durations[-1]}" if len(spec.durations) > 3 else
-                f"duration must be one of {', '.join(map(str, spec.durations))} for {spec.name}",
-                field="duration",
-            )
+            allowed = (f"whole seconds {spec.durations[0]}-{spec.durations[-1]}" if len(spec.durations) > 3
+                       else f"one of {', '.join(map(str, spec.durations))}")
+            raise ValidationError(f"duration {duration:g} is not supported by {spec.name}; use {allowed}",
+                                  field="duration")
     files = params.get("files") or []
     if len(files) > spec.max_files:
         raise ValidationError(f"{spec.name} accepts at most {spec.max_files} input file(s)", field="files")

