@@ -1,20 +1,19 @@
-"""One module per provider, each behind the small interface in `adapters.base`."""
+"""One module per provider, each behind the small interface in `adapters.base`, each exposing
+`create(settings) -> adapter`. Adding a provider is adding a module and a catalog row."""
 
 from __future__ import annotations
 
+import importlib
 from functools import lru_cache
 
 from adapters.base import Adapter
+from config.catalog import PROVIDERS
 from config.settings import get_settings
-
-PROVIDERS = ("fal",)
 
 
 @lru_cache(maxsize=None)
 def get_adapter(provider: str) -> Adapter:
-    settings = get_settings()
-    if provider == "fal":
-        from adapters.fal import FalAdapter
-
-        return FalAdapter(settings.fal)
-    raise KeyError(f"no adapter for provider {provider!r}")
+    if provider not in PROVIDERS:
+        raise KeyError(f"no adapter for provider {provider!r}")
+    module = importlib.import_module(f"adapters.{provider}")
+    return module.create(getattr(get_settings(), provider))

@@ -19,10 +19,20 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class ProviderRequest:
+    """A validated gateway request, resolved against the catalog; each adapter builds its own payload.
+
+    `params` holds the gateway's own field names: `prompt` (may be ""), `aspect_ratio`, `duration`,
+    `files` (list of URLs, in request order), `text`, `voice`, `audio_url`, `language`; absent when not
+    given. `options` is the user's `provider_options`, merged into the provider payload last, untouched.
+    """
+
     job_id: str
-    capability: str
-    endpoint: str  # the provider's own model / endpoint id
-    arguments: dict[str, Any]  # the provider's input JSON, provider_options already merged in
+    model: str  # public model name, e.g. "kling-v3"
+    capability: str  # image | video | speech | music | transcription
+    mode: str  # text-to-image, edit, upscale, image-to-video, keyframes, lipsync, tts, ...
+    endpoint: str  # the provider's model / endpoint id for this mode
+    params: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
     webhook_url: str | None = None
 
 

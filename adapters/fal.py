@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from typing import Any
+from urllib.parse import urlencode
 
 import fal_client
 import fal_client.client as fal_sdk
@@ -16,6 +17,7 @@ import httpx
 import orjson
 
 from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status
+from config import catalog
 from config.settings import ProviderSettings
 
 NAME = "fal"
@@ -40,16 +42,18 @@ class FalAdapter:
             return client
 
     def submit(self, req: ProviderRequest, key: str) -> Submitted:
+        # One POST through the SDK's own client (auth, hosts), but not through `SyncClient.submit`: that
+        # re-sends on timeouts and 429s, and a re-sent submission Fal already took is a second bill.
+        url = fal_sdk.QUEUE_URL_FORMAT + req.endpoint
+        if req.webhook_url:
+            url += "?" + urlencode({"fal_webhook": req.webhook_url})
         with _mapped_errors():
-            h = self._client(key).submit(req.endpoint, req.arguments, webhook_url=req.webhook_url)
-        return Submitted(
-            handle={
-                "request_id": h.request_id,
-                "response_url": h.response_url,
-                "status_url": h.status_url,
-                "cancel_url": h.cancel_url,
-            }
-        )
+            response = self._client(key)._client.post(url, json=payload(req), timeout=self._timeout)
+        if response.status_code >= 400:
+            raise failure_for_status(NAME, response.status_code, _detail(response),
+                                     retry_after=_retry_after(dict(response.headers)))
+        data = response.json()
+        return Submitted(handle={k: data[k] for k in ("request_id", "response_url", "status_url", "cancel_url")})
 
     def _handle(self, handle: dict[str, Any], key: str) -> fal_client.SyncRequestHandle:
         return fal_client.SyncRequestHandle(
@@ -85,6 +89,54 @@ class FalAdapter:
             self._handle(handle, key).cancel()
 
 
+_IMAGE_SIZES = {
+    "1:1": "square_hd",
+    "16:9": "landscape_16_9",
+    "9:16": "portrait_16_9",
+    "4:3": "landscape_4_3",
+    "3:4": "portrait_4_3",
+}
+
+
+def payload(req: ProviderRequest) -> dict[str, Any]:
+    """The Fal input JSON for a request: field names per mode, with the catalog row's hints."""
+    hints = catalog.get(req.model).hints
+    p = req.params
+    args: dict[str, Any] = {}
+    if p.get("prompt"):
+        args["prompt"] = p["prompt"]
+    if p.get("aspect_ratio"):
+        if hints.get("aspect") == "image_size":
+            args["image_size"] = _IMAGE_SIZES[p["aspect_ratio"]]
+        else:
+            args["aspect_ratio"] = p["aspect_ratio"]
+    if p.get("duration") is not None:
+        seconds = p["duration"]
+        args["duration"] = str(int(seconds)) if hints.get("duration") == "str" else (
+            int(seconds) if seconds == int(seconds) else seconds)
+    files = p.get("files") or []
+    if req.mode == "edit" and hints.get("images") == "image_urls":
+        args["image_urls"] = files
+    elif req.mode in ("edit", "upscale", "background-removal", "image-to-video"):
+        args["image_url"] = files[0]
+    elif req.mode == "keyframes":
+        args["image_url"], args[hints.get("tail", "tail_image_url")] = files
+    elif req.mode in ("video-edit", "video-upscale"):
+        args["video_url"] = files[0]
+    elif req.mode == "motion-control":
+        args["image_url"], args["video_url"] = files
+    elif req.mode == "lipsync":
+        visual, audio = files
+        args["video_url" if catalog.file_kind(visual) == "video" else "image_url"] = visual
+        args["audio_url"] = audio
+    elif req.mode == "transcription":
+        args["audio_url"] = p["audio_url"]
+        if p.get("language"):
+            args["language"] = p["language"]
+    args.update(req.options)
+    return args
+
+
 def outputs_from_result(result: dict[str, Any]) -> list[Output]:
     """Fal models answer `images[]`, `image`, `video`, `audio` / `audio_file` or plain text."""
     files: list[dict[str, Any]] = list(result.get("images") or [])
@@ -98,6 +150,10 @@ def outputs_from_result(result: dict[str, Any]) -> list[Output]:
     if not outputs and isinstance(result.get("text"), str):
         outputs.append(Output(media_type="application/json", data=orjson.dumps(result)))
     return outputs
+
+
+def create(settings: ProviderSettings) -> FalAdapter:
+    return FalAdapter(settings)
 
 
 def _metadata(result: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from fastapi.responses import ORJSONResponse
 from redis.asyncio import Redis
 
 from api import errors
-from api.routes import generation, jobs, outputs
+from api.routes import generation, jobs, outputs, reference
 from config.settings import get_settings
 from jobs.store import AsyncJobStore
 
@@ -19,7 +19,8 @@ async def lifespan(app: FastAPI):
     settings = get_settings()
     redis = Redis.from_url(settings.resolved_redis_url(), max_connections=512, health_check_interval=30)
     app.state.redis = redis
-    app.state.store = AsyncJobStore(redis, ttl_seconds=settings.job_ttl_seconds)
+    app.state.store = AsyncJobStore(redis, ttl_seconds=settings.job_ttl_seconds,
+                                    byok_ttl_seconds=settings.byok_ttl_seconds)
     try:
         yield
     finally:
@@ -37,6 +38,7 @@ def create_app() -> FastAPI:
     errors.install(app)
     app.include_router(generation.router)
     app.include_router(jobs.router)
+    app.include_router(reference.router)
     app.include_router(outputs.router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -1,93 +1,246 @@
-"""The model catalog as data: one row per public model name.
+"""The model catalog as data: one row per public model name of the spec.
 
-Each row names the provider that serves it and the provider's own endpoint id, with where that id
-comes from, the parameters the model accepts, and its price in integer cents.
+A row names the provider that serves the model, the provider's own endpoint id for each mode the
+model has (and where that id comes from), the parameter rules, and a price in integer cents. The
+mode of a request is chosen from the files it carries (`choose_mode`): none -> text-to-X, one image
+-> edit / image-to-video / upscale, two images -> keyframes, a visual plus an audio -> lipsync, ...
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import permutations
+from types import MappingProxyType
+from typing import Mapping
+from urllib.parse import urlsplit
 
 from jobs.errors import ValidationError
 
-ASPECT_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4")
+CAPABILITIES = ("image", "video", "speech", "music", "transcription")
+IMAGE_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4")
+VIDEO_RATIOS = ("16:9", "9:16", "1:1")
+WIDE_VIDEO_RATIOS = ("16:9", "9:16", "1:1", "4:3", "3:4")
+
+# Files each mode takes, in the order the provider wants them. "visual" is an image or a video.
+MODE_FILES: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "text-to-image": (), "text-to-video": (), "tts": (), "music": (), "transcription": (),
+    "edit": ("image",), "upscale": ("image",), "background-removal": ("image",),
+    "image-to-video": ("image",), "keyframes": ("image", "image"),
+    "video-edit": ("video",), "video-upscale": ("video",),
+    "motion-control": ("image", "video"), "lipsync": ("visual", "audio"),
+})
+# The spec: "For lipsync and upscale models, [the prompt] can be empty." Background removal has no
+# prompt to speak of either.
+PROMPT_OPTIONAL = frozenset({"upscale", "video-upscale", "lipsync", "background-removal"})
+
+IMAGE_EXT = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".avif", ".heic"})
+VIDEO_EXT = frozenset({".mp4", ".webm", ".mov"})
+AUDIO_EXT = frozenset({".mp3", ".wav", ".m4a", ".aac", ".ogg", ".flac", ".opus"})
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    capability: str  # image | video | speech | music | transcription
-    mode: str  # text-to-image, text-to-video, ...
+    capability: str
     provider: str
-    endpoint: str  # the provider's model / endpoint id
-    source: str  # where the endpoint id was found
+    endpoints: Mapping[str, str]  # mode -> the provider's model / endpoint id
+    source: str  # where the endpoint ids were found
     price_cents: int
-    aspect_ratios: tuple[str, ...] = ASPECT_RATIOS
-    aspect_param: str = "aspect_ratio"  # how the provider names it: aspect_ratio | image_size
-    durations: tuple[int, ...] = ()  # allowed whole seconds; empty: the model takes no duration
-    image_endpoint: str | None = None  # image-to-video variant, chosen when files are given
-    max_files: int = 0
-    aliases: tuple[str, ...] = field(default=())
+    aspect_ratios: tuple[str, ...] = ()
+    durations: tuple[int, ...] = ()  # allowed whole seconds; empty: any duration passes through
+    hints: Mapping[str, str] = field(default_factory=dict)  # provider payload hints for the adapter
+    legacy: bool = False
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return tuple(self.endpoints)
+
+    def public(self) -> dict:
+        return {
+            "name": self.name, "capability": self.capability, "modes": list(self.modes), "provider": self.provider,
+            "inputs": {mode: list(MODE_FILES[mode]) for mode in self.modes},
+            "aspect_ratios": list(self.aspect_ratios), "durations": list(self.durations),
+            "prompt_optional": [m for m in self.modes if m in PROMPT_OPTIONAL],
+            "price_cents": self.price_cents, "legacy": self.legacy,
+        }
 
 
-_FAL_MODELS = "fal.ai model pages (fal.ai/models/<endpoint>)"
+# Sources. Fal ids are the endpoint ids of fal.ai's model pages (fal.ai/models/<id>); the ones marked
+# UNCONFIRMED could not be checked from here and are recorded as the best public knowledge.
+FAL = "fal.ai/models/<endpoint>"
+FAL_UNCONFIRMED = "fal.ai/models/<endpoint> (UNCONFIRMED: not verifiable offline)"
+SPEC_OVERVIEW = "spec/gateway-overview.md model table"
+
+
+def _fal(name, capability, endpoints, price, *, ratios=(), durations=(), source=FAL, legacy=False, **hints):
+    return ModelSpec(name, capability, "fal", MappingProxyType(dict(endpoints)), source, price, tuple(ratios),
+                     tuple(durations), MappingProxyType(hints), legacy)
+
+
+def _kling(name, path, price, durations, legacy=False):
+    base = f"fal-ai/kling-video/{path}"
+    return _fal(name, "video", {"text-to-video": f"{base}/text-to-video", "image-to-video": f"{base}/image-to-video",
+                                "keyframes": f"{base}/image-to-video"},
+                price, ratios=VIDEO_RATIOS, durations=durations, legacy=legacy, duration="str", tail="tail_image_url")
+
+
+def _t2v_i2v(name, base, price, *, t2v="text-to-video", i2v="image-to-video", source=FAL, **kw):
+    return _fal(name, "video", {"text-to-video": f"{base}/{t2v}", "image-to-video": f"{base}/{i2v}"}, price,
+                ratios=kw.pop("ratios", WIDE_VIDEO_RATIOS), source=source, **kw)
+
 
 MODELS: tuple[ModelSpec, ...] = (
-    ModelSpec("flux-schnell", "image", "text-to-image", "fal", "fal-ai/flux/schnell", _FAL_MODELS, 1,
-              aspect_param="image_size"),
-    ModelSpec("flux-pro", "image", "text-to-image", "fal", "fal-ai/flux-pro/v1.1", _FAL_MODELS, 5,
-              aspect_param="image_size"),
-    ModelSpec("nano-banana-pro", "image", "text-to-image", "fal", "fal-ai/nano-banana-pro", _FAL_MODELS, 15),
-    ModelSpec("kling-v3", "video", "text-to-video", "fal", "fal-ai/kling-video/v3/pro/text-to-video", _FAL_MODELS, 50,
-              aspect_ratios=("16:9", "9:16", "1:1"), durations=tuple(range(3, 16)),
-              image_endpoint="fal-ai/kling-video/v3/pro/image-to-video", max_files=2),
+    # --- image: text-to-image --------------------------------------------------------------------
+    _fal("flux-pro", "image", {"text-to-image": "fal-ai/flux-pro/v1.1"}, 5, ratios=IMAGE_RATIOS, aspect="image_size"),
+    _fal("flux-dev", "image", {"text-to-image": "fal-ai/flux/dev"}, 3, ratios=IMAGE_RATIOS, aspect="image_size"),
+    _fal("flux-schnell", "image", {"text-to-image": "fal-ai/flux/schnell"}, 1, ratios=IMAGE_RATIOS, aspect="image_size"),
+    _fal("nano-banana-pro", "image", {"text-to-image": "fal-ai/nano-banana-pro", "edit": "fal-ai/nano-banana-pro/edit"},
+         15, ratios=IMAGE_RATIOS, images="image_urls"),
+    _fal("recraft-v3", "image", {"text-to-image": "fal-ai/recraft/v3/text-to-image"}, 4, ratios=IMAGE_RATIOS,
+         aspect="image_size"),
+    _fal("phota", "image", {"text-to-image": "fal-ai/phota"}, 4, ratios=IMAGE_RATIOS, source=FAL_UNCONFIRMED),
+    _fal("grok-imagine-image", "image", {"text-to-image": "xai/grok-imagine-image"}, 7, ratios=IMAGE_RATIOS,
+         source=FAL_UNCONFIRMED),
+    ModelSpec("soul", "image", "higgsfield", MappingProxyType({"text-to-image": "higgsfield-ai/soul/standard"}),
+              "PROVIDERS.md (Higgsfield) and " + SPEC_OVERVIEW, 6, IMAGE_RATIOS + ("21:9",)),
+    # --- image: editing -------------------------------------------------------------------------
+    _fal("nano-banana-pro/edit", "image", {"edit": "fal-ai/nano-banana-pro/edit"}, 15, ratios=IMAGE_RATIOS,
+         images="image_urls"),
+    _fal("nano-banana-2/edit", "image", {"edit": "fal-ai/nano-banana-2/edit"}, 8, ratios=IMAGE_RATIOS,
+         images="image_urls", source=FAL_UNCONFIRMED),
+    _fal("phota/edit", "image", {"edit": "fal-ai/phota/edit"}, 4, ratios=IMAGE_RATIOS, source=FAL_UNCONFIRMED),
+    _fal("phota/enhance", "image", {"edit": "fal-ai/phota/enhance"}, 4, ratios=IMAGE_RATIOS, source=FAL_UNCONFIRMED),
+    _fal("grok-imagine-image/edit", "image", {"edit": "xai/grok-imagine-image/edit"}, 7, ratios=IMAGE_RATIOS,
+         source=FAL_UNCONFIRMED),
+    _fal("seedream-v4.5/edit", "image", {"edit": "fal-ai/bytedance/seedream/v4.5/edit"}, 4, ratios=IMAGE_RATIOS,
+         images="image_urls"),
+    _fal("qwen-angles", "image", {"edit": "fal-ai/qwen-image-edit-2509-lora-gallery/multiple-angles"}, 4,
+         ratios=IMAGE_RATIOS, images="image_urls", source=FAL_UNCONFIRMED),
+    # --- image: upscale and background removal --------------------------------------------------
+    _fal("seedvr", "image", {"upscale": "fal-ai/seedvr/upscale/image"}, 3),
+    _fal("recraft-clarity", "image", {"upscale": "fal-ai/recraft/upscale/crisp"}, 4, source=FAL_UNCONFIRMED),
+    _fal("clarity-upscaler", "image", {"upscale": "fal-ai/clarity-upscaler"}, 3),
+    _fal("topaz", "image", {"upscale": "fal-ai/topaz/upscale/image"}, 8),
+    _fal("ccsr", "image", {"upscale": "fal-ai/ccsr"}, 2),
+    _fal("aura-sr", "image", {"upscale": "fal-ai/aura-sr"}, 1),
+    ModelSpec("background-remover", "image", "replicate",
+              MappingProxyType({"background-removal": "851-labs/background-remover"}),
+              "replicate.com/851-labs/background-remover; provider from " + SPEC_OVERVIEW, 1),
+    # --- video: generation ----------------------------------------------------------------------
+    _kling("kling-v3", "v3/pro", 50, tuple(range(3, 16))),
+    _kling("kling-v3-standard", "v3/standard", 30, tuple(range(3, 16))),
+    ModelSpec("seedance-2-preview", "video", "piapi", MappingProxyType({
+        "text-to-video": "seedance-2-preview", "image-to-video": "seedance-2-preview",
+        "video-edit": "seedance-2-preview"}), "PROVIDERS.md (PiAPI task_type)", 60, WIDE_VIDEO_RATIOS, (5, 10, 15)),
+    ModelSpec("seedance-2-fast-preview", "video", "piapi", MappingProxyType({
+        "text-to-video": "seedance-2-fast-preview", "image-to-video": "seedance-2-fast-preview"}),
+        "PROVIDERS.md (PiAPI task_type)", 35, WIDE_VIDEO_RATIOS, (5, 10, 15)),
+    _t2v_i2v("sora-2", "fal-ai/sora-2", 40, ratios=VIDEO_RATIOS),
+    _t2v_i2v("sora-2-pro", "fal-ai/sora-2", 100, t2v="text-to-video/pro", i2v="image-to-video/pro", ratios=VIDEO_RATIOS),
+    _t2v_i2v("wan-2.5", "fal-ai/wan-25-preview", 25),
+    _t2v_i2v("wan-2.5-preview", "fal-ai/wan-25-preview", 25),
+    _fal("minimax", "video", {"text-to-video": "fal-ai/minimax/video-01",
+                              "image-to-video": "fal-ai/minimax/video-01/image-to-video"}, 25, ratios=WIDE_VIDEO_RATIOS),
+    _t2v_i2v("ltx-2-19b-distilled", "fal-ai/ltx-2-19b/distilled", 10, source=FAL_UNCONFIRMED),
+    _fal("ltx", "video", {"text-to-video": "fal-ai/ltx-video", "image-to-video": "fal-ai/ltx-video/image-to-video"}, 5,
+         ratios=WIDE_VIDEO_RATIOS),
+    _t2v_i2v("grok-imagine", "xai/grok-imagine-video", 30, source=FAL_UNCONFIRMED),
+    # --- video: editing and motion control ------------------------------------------------------
+    _fal("grok-imagine-edit", "video", {"video-edit": "xai/grok-imagine-video/edit-video"}, 30, source=FAL_UNCONFIRMED),
+    _fal("sora-2-remix", "video", {"video-edit": "fal-ai/sora-2/video-to-video/remix"}, 40),
+    _fal("kling-v2.6-motion", "video", {"motion-control": "fal-ai/kling-video/v2.6/pro/motion-control"}, 40,
+         source=FAL_UNCONFIRMED),
+    # --- video: lipsync -------------------------------------------------------------------------
+    _fal("veed-fabric-1.0", "video", {"lipsync": "veed/fabric-1.0"}, 30),
+    _fal("sync-v2", "video", {"lipsync": "fal-ai/sync-lipsync/v2"}, 20),
+    _fal("sync-v2-pro", "video", {"lipsync": "fal-ai/sync-lipsync/v2/pro"}, 35),
+    _fal("omnihuman-v1.5", "video", {"lipsync": "fal-ai/bytedance/omnihuman/v1.5"}, 40),
+    _fal("omnihuman", "video", {"lipsync": "fal-ai/bytedance/omnihuman"}, 35),
+    # --- video: upscale -------------------------------------------------------------------------
+    _fal("seedvr-video", "video", {"video-upscale": "fal-ai/seedvr/upscale/video"}, 20),
+    _fal("topaz-video", "video", {"video-upscale": "fal-ai/topaz/upscale/video"}, 40),
+    _fal("bytedance-upscaler", "video", {"video-upscale": "fal-ai/bytedance-upscaler/upscale/video"}, 20),
+    _fal("sima-video-upscaler", "video", {"video-upscale": "simalabs/sima-video-upscaler"}, 20,
+         source=FAL_UNCONFIRMED),
+    # --- video: legacy Kling --------------------------------------------------------------------
+    _kling("kling-v2.6", "v2.6/pro", 35, (5, 10), legacy=True),
+    _kling("kling-v2.5", "v2.5-turbo/pro", 35, (5, 10), legacy=True),
+    _kling("kling-v2.1", "v2.1/master", 60, (5, 10), legacy=True),
+    _kling("kling-v2", "v2/master", 60, (5, 10), legacy=True),
+    # --- speech, music, transcription -----------------------------------------------------------
+    *(ModelSpec(name, "speech", "elevenlabs", MappingProxyType({"tts": name}), "PROVIDERS.md (ElevenLabs model_id)",
+                price) for name, price in (("eleven_v3", 3), ("eleven_multilingual_v2", 3), ("eleven_flash_v2_5", 2),
+                                           ("eleven_turbo_v2", 2))),
+    ModelSpec("music_v1", "music", "elevenlabs", MappingProxyType({"music": "music_v1"}),
+              "PROVIDERS.md (ElevenLabs /v1/music)", 10),
+    _fal("whisper", "transcription", {"transcription": "fal-ai/whisper"}, 1),
 )
 
-_BY_NAME = {m.name: m for m in MODELS}
+BY_NAME: Mapping[str, ModelSpec] = MappingProxyType({m.name: m for m in MODELS})
+PROVIDERS = ("fal", "replicate", "elevenlabs", "higgsfield", "piapi")
+
+
+def get(name: str) -> ModelSpec:
+    return BY_NAME[name]
 
 
 def resolve(model: str, capability: str) -> ModelSpec:
     """`provider:model` or a bare name -> the row; refuses unknown models and the wrong endpoint."""
-    provider, _, name = model.rpartition(":")
-    spec = _BY_NAME.get(name)
+    provider, sep, name = model.partition(":") if ":" in model else ("", "", model)
+    spec = BY_NAME.get(name)
     if spec is None:
         raise ValidationError(f"Unknown model '{model}'", field="model")
-    if provider and provider != spec.provider:
-        raise ValidationError(f"Model '{name}' is not served by provider '{provider}'", field="model")
+    if sep and provider != spec.provider:
+        raise ValidationError(f"Model '{name}' is served by '{spec.provider}', not '{provider}'", field="model")
     if spec.capability != capability:
-        raise ValidationError(
-            f"Model '{name}' is a {spec.capability} model; use POST /v1/{spec.capability}", field="model"
-        )
+        raise ValidationError(f"Model '{name}' is a {spec.capability} model; use POST /v1/{spec.capability}",
+                              field="model")
     return spec
 
 
-_FAL_IMAGE_SIZES = {
-    "1:1": "square_hd",
-    "16:9": "landscape_16_9",
-    "9:16": "portrait_16_9",
-    "4:3": "landscape_4_3",
-    "3:4": "portrait_4_3",
-}
+def file_kind(url: str) -> str:
+    """image | video | audio by the URL path's extension; "unknown" when it has none we know."""
+    path = urlsplit(url).path.lower()
+    ext = path[path.rfind("."):] if "." in path.rsplit("/", 1)[-1] else ""
+    if ext in IMAGE_EXT:
+        return "image"
+    if ext in VIDEO_EXT:
+        return "video"
+    if ext in AUDIO_EXT:
+        return "audio"
+    return "unknown"
 
 
-def provider_arguments(spec: ModelSpec, params: dict) -> tuple[str, dict]:
-    """The provider endpoint and input JSON for a validated request; `provider_options` win."""
-    args: dict = {}
-    if params.get("prompt"):
-        args["prompt"] = params["prompt"]
-    ratio = params.get("aspect_ratio")
-    if ratio:
-        args.update({"image_size": _FAL_IMAGE_SIZES[ratio]} if spec.aspect_param == "image_size" else {"aspect_ratio": ratio})
-    if params.get("duration") is not None and spec.durations:
-        args["duration"] = str(int(params["duration"]))
-    files = [f["url"] for f in params.get("files") or []]
-    endpoint = spec.endpoint
-    if files and spec.image_endpoint:
-        endpoint = spec.image_endpoint
-        args["image_url"] = files[0]
-        if len(files) > 1:
-            args["tail_image_url"] = files[1]
-    elif files:
-        args["image_urls"] = files
-    args.update(params.get("provider_options") or {})
-    return endpoint, args
+def _fits(wanted: str, kind: str) -> bool:
+    # A URL without a known extension is taken as an image (uploads, CDNs), never as video or audio.
+    if wanted == "visual":
+        return kind in ("image", "video", "unknown")
+    return kind == wanted or (wanted == "image" and kind == "unknown")
+
+
+def choose_mode(spec: ModelSpec, files: list[str]) -> tuple[str, list[str]]:
+    """The model's mode for these input files, and the files in the order that mode wants them."""
+    kinds = [file_kind(f) for f in files]
+    for mode in spec.modes:
+        wanted = MODE_FILES[mode]
+        if len(wanted) != len(files):
+            continue
+        for order in permutations(range(len(files))):
+            if all(_fits(w, kinds[i]) for w, i in zip(wanted, order)):
+                return mode, [files[i] for i in order]
+    raise ValidationError(f"{spec.name} accepts {_describe(spec)}; got {_describe_kinds(kinds)}", field="files")
+
+
+def _describe(spec: ModelSpec) -> str:
+    names = {"image": "an image", "video": "a video (.mp4, .webm, .mov)", "audio": "an audio file",
+             "visual": "a video or image"}
+    ways = []
+    for mode in spec.modes:
+        wanted = MODE_FILES[mode]
+        ways.append("no files" if not wanted else " + ".join(names[w] for w in wanted))
+    return " or ".join(dict.fromkeys(ways))
+
+
+def _describe_kinds(kinds: list[str]) -> str:
+    return "no files" if not kinds else ", ".join(f"{k} file" if k != "unknown" else "a file of unknown type"
+                                                   for k in kinds)

@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=16, description="Threads per worker process (steps are I/O-bound).")
     max_output_bytes: int = Field(default=2 * 1024**3, description="Refuse provider outputs larger than this.")
 
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Seals users' own provider keys (BYOK) between API and workers. Unset: a random key kept in "
+        "<data_dir>/secret.key, shared by every process using that data dir. Set it when API and workers "
+        "run on different machines.",
+    )
+    byok_ttl_seconds: int = Field(default=24 * 3600, description="A sealed BYOK key outlives no job longer than this.")
+
     fal: ProviderSettings = ProviderSettings()
     replicate: ProviderSettings = ProviderSettings()
     elevenlabs: ProviderSettings = ProviderSettings()

@@ -33,6 +33,24 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys_save_provider(args: argparse.Namespace) -> int:
+    """Save an account's own provider key (sealed), used when a request brings none in its headers."""
+    from config.catalog import PROVIDERS
+    from jobs import keys
+    from jobs.sealing import seal
+
+    if args.provider not in PROVIDERS:
+        print(f"unknown provider {args.provider!r}; one of {', '.join(PROVIDERS)}", file=sys.stderr)
+        return 2
+    plain = args.key if args.key is not None else sys.stdin.readline().strip()
+    if not plain:
+        print("no key given (use --key or pass it on standard input)", file=sys.stderr)
+        return 2
+    _redis().hset(keys.account_provider_keys(args.account), args.provider, seal(plain))
+    print(f"saved the {args.provider} key for {args.account}")
+    return 0
+
+
 def cmd_api(args: argparse.Namespace) -> int:
     s = get_settings()
     os.execv(sys.executable, procs.api_command(args.host or s.api_host, args.port or s.api_port))
@@ -138,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--account")
     p.add_argument("--email")
     p.set_defaults(fn=cmd_keys_create)
+    p = keys.add_parser("save-provider", help="save an account's own provider key (BYOK), sealed")
+    p.add_argument("--account", required=True)
+    p.add_argument("--provider", required=True)
+    p.add_argument("--key", help="the provider key; read from standard input when omitted")
+    p.set_defaults(fn=cmd_keys_save_provider)
     args = parser.parse_args(argv)
     return args.fn(args) or 0
 

@@ -35,8 +35,9 @@ class Job:
     capability: str  # image | video | speech | music | transcription
     model: str  # public, "provider:model"
     provider: str
-    endpoint: str  # the provider's own model / endpoint id
+    endpoint: str  # the provider's own model / endpoint id for this job's mode
     input: dict[str, Any]
+    mode: str = ""  # text-to-image, edit, image-to-video, lipsync, ... (chosen from the input files)
     status: str = states.QUEUED
     created_at: str = field(default_factory=utcnow_iso)
     updated_at: str | None = None
@@ -52,6 +53,7 @@ class Job:
     poll_interval: float | None = None
     poll_errors: int = 0
     redrives: int = 0
+    byok: bool = False  # the user's own provider key: sealed in a separate Redis key, never in this record
 
     @property
     def terminal(self) -> bool:

@@ -21,7 +21,7 @@ from jobs.record import PUBLIC_FIELDS, Job, encode_fields, utcnow_iso
 
 EVENTS_MAXLEN = 200
 
-# KEYS: job hash, events stream. ARGV: allowed-from (space separated), new status, emit event (0/1),
+# KEYS: job hash, events stream, sealed BYOK key (deleted when the job ends). ARGV: allowed-from (space separated), new status, emit event (0/1),
 # ttl seconds (0 keeps the current one), then field/value pairs (values already JSON).
 # Returns {1, previous} on success, {0, current or ""} when the job is missing or in another state.
 _TRANSITION_LUA = """
@@ -49,6 +49,7 @@ local ttl = tonumber(ARGV[4])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
   redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('DEL', KEYS[3])
 end
 return {1, cur}
 """.replace("__PUBLIC__", ", ".join(f"'{f}'" for f in PUBLIC_FIELDS)).replace("__MAXLEN__", str(EVENTS_MAXLEN))
@@ -69,7 +70,7 @@ def _transition_call(
     argv: list[Any] = [" ".join(sorted(allowed)), to, "1" if emit else "0", ttl]
     for k, v in fields.items():
         argv += [k, v]
-    return [keys.job(job_id), keys.job_events(job_id)], argv
+    return [keys.job(job_id), keys.job_events(job_id), keys.job_key(job_id)], argv
 
 
 def _transition_fields(to: str, patch: dict[str, Any]) -> dict[str, bytes]:
@@ -112,6 +113,9 @@ class JobStore:
         won, _ = self.transition(job_id, status, allowed_from=(status,), emit=emit, **patch)
         return won
 
+    def sealed_key(self, job_id: str) -> bytes | None:
+        return self.redis.get(keys.job_key(job_id))
+
     def set_fields(self, job_id: str, **patch: Any) -> None:
         """Unconditional write of non-status fields (used for the provider handle, which must never be lost)."""
         self.redis.hset(keys.job(job_id), mapping=encode_fields(**patch))
@@ -131,9 +135,10 @@ class JobStore:
 class AsyncJobStore:
     """The API's store: the same scripts over `redis.asyncio`."""
 
-    def __init__(self, redis: AsyncRedis, *, ttl_seconds: int) -> None:
+    def __init__(self, redis: AsyncRedis, *, ttl_seconds: int, byok_ttl_seconds: int = 24 * 3600) -> None:
         self.redis = redis
         self.ttl = ttl_seconds
+        self.byok_ttl = byok_ttl_seconds
         self._transition = redis.register_script(_TRANSITION_LUA)
 
     async def get(self, job_id: str) -> Job | None:
@@ -147,7 +152,9 @@ class AsyncJobStore:
         k, a = _transition_call(job_id, to, allowed_from, _transition_fields(to, patch), ttl, True)
         return _result(await self._transition(keys=k, args=a))
 
-    async def create(self, job: Job, *, queue_key: str, message: bytes, recheck_at: float) -> None:
+    async def create(
+        self, job: Job, *, queue_key: str, message: bytes, recheck_at: float, sealed_key: str | None = None
+    ) -> None:
         """Write the job, its first event, its account index, its sweeper backstop and its Celery
         submit message in one MULTI/EXEC round trip: the job exists iff its message was queued."""
         pipe = self.redis.pipeline(transaction=True)
@@ -157,6 +164,8 @@ class AsyncJobStore:
         ek = keys.job_events(job.job_id)
         pipe.xadd(ek, {"status": job.status, "job": _public_json(job)}, maxlen=EVENTS_MAXLEN, approximate=True)
         pipe.expire(ek, self.ttl)
+        if sealed_key is not None:
+            pipe.set(keys.job_key(job.job_id), sealed_key, ex=self.byok_ttl)
         pipe.zadd(keys.account_jobs(job.account), {job.job_id: int(time.time() * 1000)})
         pipe.zadd(keys.SCHEDULE, {job.job_id: recheck_at})
         pipe.lpush(queue_key, message)

@@ -19,16 +19,15 @@ import httpx
 
 from adapters import get_adapter
 from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
-from config.catalog import MODELS, provider_arguments
 from jobs import states
 from jobs.record import Job
+from jobs.sealing import SealError, unseal
 from storage.local import TooLarge
 from tasks import enqueue as q
 from tasks.runtime import Runtime
 
 log = logging.getLogger("gengate.pipeline")
 
-_SPECS = {m.name: m for m in MODELS}
 SUBMIT_ATTEMPTS = 3
 MAX_POLL_ERRORS = 8
 MAX_FINALIZE_ERRORS = 5
@@ -72,13 +71,21 @@ def resume(rt: Runtime, job: Job) -> None:
         poll(rt, job)
 
 
+def provider_request(job: Job) -> ProviderRequest:
+    params = {k: v for k, v in job.input.items() if k != "provider_options"}
+    if "files" in params:
+        params["files"] = [f["url"] for f in params["files"]]
+    return ProviderRequest(
+        job_id=job.job_id, model=job.model.split(":", 1)[1], capability=job.capability, mode=job.mode,
+        endpoint=job.endpoint, params=params, options=job.input.get("provider_options") or {},
+    )
+
+
 def _send(rt: Runtime, job: Job) -> None:
-    spec = _SPECS[job.model.split(":", 1)[1]]
-    endpoint, arguments = provider_arguments(spec, job.input)
-    req = ProviderRequest(job.job_id, job.capability, endpoint, arguments)
+    req = provider_request(job)
     adapter = get_adapter(job.provider)
     try:
-        key = provider_key(rt, job.provider)
+        key = provider_key(rt, job)
         outcome = _submit_with_retries(adapter, req, key)
     except ProviderFailure as failure:
         fail(rt, job, failure.message, code="provider_error", status=failure.status)
@@ -118,7 +125,7 @@ def _submit_with_retries(adapter: Any, req: ProviderRequest, key: str) -> Submit
 def poll(rt: Runtime, job: Job) -> None:
     adapter = get_adapter(job.provider)
     try:
-        outcome = adapter.poll(job.handle or {}, provider_key(rt, job.provider))
+        outcome = adapter.poll(job.handle or {}, provider_key(rt, job))
     except ProviderFailure as failure:
         if failure.retryable and job.poll_errors < MAX_POLL_ERRORS:
             delay = max(failure.retry_after or 0.0, _next_interval(rt, job))
@@ -205,7 +212,7 @@ def cancel(rt: Runtime, job_id: str) -> None:
 
 def _provider_cancel(rt: Runtime, job: Job) -> None:
     try:
-        get_adapter(job.provider).cancel(job.handle or {}, provider_key(rt, job.provider))
+        get_adapter(job.provider).cancel(job.handle or {}, provider_key(rt, job))
     except ProviderFailure as failure:
         log.warning("job %s: provider cancel failed: %s", job.job_id, failure.message)
 
@@ -216,10 +223,20 @@ def fail(rt: Runtime, job: Job, message: str, *, code: str, status: int | None =
     rt.store.unschedule(job.job_id)
 
 
-def provider_key(rt: Runtime, provider: str) -> str:
-    secret = getattr(rt.settings, provider).api_key
+def provider_key(rt: Runtime, job: Job) -> str:
+    """The job's own sealed key (BYOK), else the server's pooled key for its provider."""
+    if job.byok:
+        sealed = rt.store.sealed_key(job.job_id)
+        if sealed is None:
+            raise ProviderFailure(job.provider, "The job's own provider key has expired", retryable=False)
+        try:
+            return unseal(sealed)
+        except SealError as exc:
+            raise ProviderFailure(job.provider, str(exc), retryable=False) from exc
+    secret = getattr(rt.settings, job.provider).api_key
     if secret is None:
-        raise ProviderFailure(provider, f"No API key is configured for provider '{provider}'", retryable=False)
+        raise ProviderFailure(job.provider, f"No API key is configured for provider '{job.provider}'",
+                              retryable=False)
     return secret.get_secret_value()
 
 

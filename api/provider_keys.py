@@ -1,0 +1,47 @@
+"""Which provider key a job uses (BYOK): the request's `X-Provider-Key-*` header, else the key the
+account saved, else the server's pooled key; no key anywhere is the client's problem (400).
+
+The user's key leaves here only sealed; the job record says no more than `byok: true`.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+from starlette.datastructures import Headers
+
+from config.settings import Settings
+from jobs import keys
+from jobs.errors import ValidationError
+from jobs.sealing import seal
+
+HEADERS = {
+    "fal": "X-Provider-Key-Fal",
+    "elevenlabs": "X-Provider-Key-ElevenLabs",
+    "higgsfield": "X-Provider-Key-Higgsfield",
+    "replicate": "X-Provider-Key-Replicate",
+    "piapi": "X-Provider-Key-PiAPI",
+}
+MAX_KEY_LENGTH = 1024
+
+
+async def sealed_key_for(
+    provider: str, headers: Headers, redis: Redis, settings: Settings, account_id: str
+) -> str | None:
+    """The sealed user key to send with the job, or None for the pooled key."""
+    header = HEADERS[provider]
+    plain = headers.get(header)
+    if plain is not None:
+        plain = plain.strip()
+        if not plain or len(plain) > MAX_KEY_LENGTH:
+            raise ValidationError(f"{header} is empty or too long", field=header, provider=provider)
+        return seal(plain)
+    saved = await redis.hget(keys.account_provider_keys(account_id), provider)
+    if saved:
+        return saved.decode()
+    if getattr(settings, provider).api_key is not None:
+        return None
+    raise ValidationError(
+        f"No API key for provider '{provider}': send {header}, save one with `gengate keys save-provider`, "
+        f"or configure GENGATE_{provider.upper()}__API_KEY on the server",
+        field=header, provider=provider,
+    )
