@@ -61,7 +61,9 @@ class Settings(BaseSettings):
 
     fal: ProviderSettings = ProviderSettings()
     replicate: ProviderSettings = ProviderSettings()
-    elevenlabs: ProviderSettings = ProviderSettings()
+    # ElevenLabs answers synchronously with the audio itself (long for music), inside one Celery task:
+    # the read timeout must stay under the task's soft time limit (100 s).
+    elevenlabs: ProviderSettings = ProviderSettings(timeout=90.0)
     higgsfield: ProviderSettings = ProviderSettings()
     piapi: ProviderSettings = ProviderSettings()
 

@@ -62,7 +62,7 @@ KIND_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("text", ("whisper", "wizper", "speech-to-text", "transcri")),
     ("audio", ("tts", "text-to-speech", "/speech", "speech-", "music", "elevenlabs", "stable-audio")),
     ("video", ("kling", "video", "wan", "minimax", "hailuo", "ltx", "lipsync", "sync",
-               "omnihuman", "veo", "sora", "seedance", "upscale-video", "pixverse", "luma")),
+               "omnihuman", "veo", "sora", "seedance", "upscale-video", "pixverse", "luma", "fabric")),
     ("audio", ("audio",)),
 )
 NAMED_SIZES: dict[str, tuple[int, int]] = {
@@ -400,6 +400,9 @@ class FalSimulator:
 
         record = self.create(request, app_id, payload, knobs, key_suffix, webhook_url)
         self.count("submissions")
+        hang = _number(knobs.get("hang"), 0.0)
+        if hang:  # accepted, but the answer comes late: the client sees a read timeout
+            await asyncio.sleep(hang)
         urls = self.urls(record)
         body = {"request_id": record.request_id, "gateway_request_id": record.request_id, **urls,
                 "status": "IN_QUEUE", "queue_position": record.initial_position}
@@ -420,7 +423,10 @@ class FalSimulator:
             self.submit_failures[fingerprint] = served + 1
         knob = {"status": status, "times": 1, "ingress": knobs.get("submit_ingress"),
                 "detail": knobs.get("submit_detail")}
-        return self.injected(knob, 0)
+        response = self.injected(knob, 0)
+        if response is not None and knobs.get("retry_after") is not None:
+            response.headers["Retry-After"] = str(int(_number(knobs["retry_after"], 1)))
+        return response
 
     def create(self, request: Request, app_id: str, payload: JSON, knobs: JSON,
                key_suffix: str, webhook_url: str | None) -> FalRequest:

@@ -22,12 +22,20 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from sim import fal
+from sim import replicate
+from sim import elevenlabs
+from sim import higgsfield
+from sim import piapi
 
 #: Mounted providers, by URL prefix.  Add the others here as they are written:
 #: "replicate", "elevenlabs", "higgsfield", "piapi" (each module exposing
 #: ``create_app() -> Starlette`` like ``sim.fal``).
 PROVIDERS: dict[str, Callable[[], ASGIApp]] = {
     "fal": fal.create_app,
+    "replicate": replicate.create_app,
+    "elevenlabs": elevenlabs.create_app,
+    "higgsfield": higgsfield.create_app,
+    "piapi": piapi.create_app,
 }
 
 

@@ -1,0 +1,190 @@
+"""Higgsfield, over plain httpx: its platform API is a small queue (submit, status, cancel).
+
+Why no SDK: the official `higgsfield-client` retries every call, POSTs included, on 408/429/5xx, so a
+submit whose answer was lost could be sent (and billed) twice; it also binds one key per client. Here
+one pooled `httpx.Client` (thread-safe) serves every key, the key travels per request, and httpx
+never retries anything.
+
+Wire format (docs.higgsfield.ai, `higgsfield-client`): `POST {base}/{model_id}[?hf_webhook=]` with
+`Authorization: Key <api_key>:<api_secret>` → `{status: "queued", request_id, status_url, cancel_url}`;
+`GET /requests/{id}/status` → `status` in queued | in_progress | completed | failed | nsfw | canceled,
+`images: [{url}]` or `video: {url}` when completed, `error` when failed; `POST /requests/{id}/cancel`
+→ 202 while queued, 400 once started. `failed` and `nsfw` are final run failures (and not billed).
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status
+from config.settings import ProviderSettings
+
+NAME = "higgsfield"
+BASE_URL = "https://platform.higgsfield.ai"
+MODES = ("text-to-image",)
+
+
+def build_payload(req: ProviderRequest) -> dict[str, Any]:
+    """Gateway params → Soul's input: prompt, aspect_ratio (default 1:1), resolution 720p; options last."""
+    payload: dict[str, Any] = {
+        "prompt": req.params.get("prompt") or "",
+        "aspect_ratio": req.params.get("aspect_ratio") or "1:1",
+        "resolution": "720p",
+    }
+    payload.update(req.options)
+    return payload
+
+
+class HiggsfieldAdapter:
+    name = NAME
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        self._base = (settings.base_url or BASE_URL).rstrip("/")
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
+            headers={"Accept": "application/json", "User-Agent": "gengate"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def submit(self, req: ProviderRequest, key: str) -> Submitted:
+        if req.mode not in MODES:
+            raise ProviderFailure(NAME, f"Higgsfield adapter does not support mode '{req.mode}'", retryable=False)
+        params = {"hf_webhook": req.webhook_url} if req.webhook_url else None
+        url = f"{self._base}/{req.endpoint.strip('/')}"
+        body = _json(self._call("POST", url, key, json=build_payload(req), params=params))
+        request_id = body.get("request_id")
+        if not isinstance(request_id, str) or not request_id:
+            # Possibly accepted: retryable, but without a status, so the pipeline will not resubmit.
+            raise ProviderFailure(NAME, "Higgsfield's submit answer has no request_id", retryable=True)
+        return Submitted(handle={
+            "request_id": request_id,
+            "status_url": self._own_url(body.get("status_url"), request_id, "status"),
+            "cancel_url": self._own_url(body.get("cancel_url"), request_id, "cancel"),
+        })
+
+    def poll(self, handle: dict[str, Any], key: str) -> Running | Finished | Failed:
+        body = _json(self._call("GET", self._handle_url(handle, "status"), key))
+        status = str(body.get("status") or "").strip().lower()
+        if status == "queued":
+            return Running(message="queued")
+        if status == "in_progress":
+            return Running(message="in progress")
+        if status == "completed":
+            outputs = outputs_from_status(body)
+            if not outputs:
+                return Failed("Higgsfield reported the request completed without any output", "no_output")
+            request_id = body.get("request_id") or handle.get("request_id")
+            return Finished(outputs=outputs, metadata={"request_id": request_id})
+        if status == "failed":
+            return Failed(str(body.get("error") or "Higgsfield reported the generation failed"), "generation_failed")
+        if status == "nsfw":
+            return Failed("Higgsfield's content moderation flagged the input or output as NSFW",
+                          "content_policy_violation")
+        if status in ("canceled", "cancelled"):
+            return Failed("The request was canceled at Higgsfield", "cancelled")
+        raise ProviderFailure(NAME, f"unexpected Higgsfield request status {status!r}", retryable=True)
+
+    def cancel(self, handle: dict[str, Any], key: str) -> None:
+        try:
+            self._call("POST", self._handle_url(handle, "cancel"), key)
+        except ProviderFailure as failure:
+            if failure.status in (400, 404):  # already processing / finished / unknown: nothing to stop
+                return
+            raise
+
+    # -- plumbing ----------------------------------------------------------------
+    def _own_url(self, url: Any, request_id: str, action: str) -> str:
+        """The provider's URL when it is under our base; else the documented one. The key is only ever
+        sent to the configured base, whatever a response says."""
+        if isinstance(url, str) and url.startswith(self._base + "/"):
+            return url
+        return f"{self._base}/requests/{request_id}/{action}"
+
+    def _handle_url(self, handle: dict[str, Any], action: str) -> str:
+        return self._own_url(handle.get(f"{action}_url"), str(handle["request_id"]), action)
+
+    def _call(self, method: str, url: str, key: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, url, headers={"Authorization": f"Key {key}"}, **kwargs)
+        except httpx.TransportError as exc:
+            # No status on purpose: a timeout after sending may have been accepted (see tasks.pipeline).
+            raise ProviderFailure(NAME, f"{type(exc).__name__} talking to Higgsfield: {exc}", retryable=True) from exc
+        try:
+            response.raise_for_status()
+        except httpx.HTTPStatusError as exc:
+            raise failure_for_status(
+                NAME, response.status_code, _detail(response), retry_after=retry_after_seconds(response.headers)
+            ) from exc
+        return response
+
+
+def outputs_from_status(body: dict[str, Any]) -> list[Output]:
+    """`images: [{url}]` and/or `video: {url}`; Higgsfield sends no content type, so the URL's
+    extension decides (None lets the download's Content-Type decide)."""
+    files = [f for f in body.get("images") or [] if isinstance(f, dict)]
+    video = body.get("video")
+    if isinstance(video, dict):
+        files.append(video)
+    urls = [f["url"] for f in files if isinstance(f.get("url"), str) and f["url"]]
+    return [Output(media_type=media_type_of(url), url=url) for url in urls]
+
+
+def media_type_of(url: str) -> str | None:
+    return mimetypes.guess_type(urlsplit(url).path)[0]
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        message = f"unreadable Higgsfield answer (HTTP {response.status_code})"
+        raise ProviderFailure(NAME, message, retryable=True) from exc
+    if not isinstance(body, dict):
+        raise ProviderFailure(NAME, f"unexpected Higgsfield answer (HTTP {response.status_code})", retryable=True)
+    return body
+
+
+def _detail(response: httpx.Response) -> str:
+    """The error message, looked up where the official SDK looks: detail, details, message, error."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        for name in ("detail", "details", "message", "error"):
+            value = body.get(name)
+            if isinstance(value, list):  # a validation error list: keep the messages
+                value = "; ".join(str(v.get("msg", v)) if isinstance(v, dict) else str(v) for v in value)
+            if value:
+                return str(value)[:500]
+    return str(body)[:500]
+
+
+def retry_after_seconds(headers: httpx.Headers) -> float | None:
+    """`Retry-After` in seconds, from either of its forms (delta-seconds or an HTTP date)."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT by definition
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def create(settings: ProviderSettings) -> HiggsfieldAdapter:
+    return HiggsfieldAdapter(settings)

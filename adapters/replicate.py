@@ -1,0 +1,322 @@
+"""Replicate, through the official `replicate` SDK: create a prediction, poll it, cancel it.
+
+Wire facts this adapter relies on (checked in replicate 1.0.7's source):
+
+* `Client(api_token, base_url=..., timeout=httpx.Timeout)`; other keyword arguments go to the
+  `httpx.Client`. The SDK sends `Authorization: Bearer <token>`, and with an empty token it would
+  fall back to `REPLICATE_API_TOKEN` from the environment. So the header is always set explicitly
+  here: a BYOK call can never run on the pooled key by accident.
+* The SDK wraps every client in a `RetryTransport`. It retries only HEAD/GET/PUT/DELETE/OPTIONS/TRACE
+  on 429/503/504 (up to 10 tries, honouring Retry-After). Create and cancel are POSTs, so they are
+  sent exactly once, and nothing here re-sends them. A poll may take a few seconds longer while the
+  SDK absorbs a 503.
+* `ReplicateError` keeps status/title/detail but drops the response headers. An httpx response
+  hook therefore records Retry-After for the error being mapped.
+* The SDK sends create with `timeout=None` unless `wait` is given, and in httpx that switches off
+  every timeout: a create that hangs would never return. `_TimeoutFloor` fills in the
+  configured timeouts on any request that arrives without them.
+* `predictions.get()` returns the raw JSON `output`, and only `run()` wraps `https:`/`data:` strings
+  into `FileOutput`. Both forms, and lists and dicts of them, are handled.
+
+We never send `Prefer: wait`. A held request would tie up a worker thread, and the SDK replaces the
+read timeout with wait+0.5 s. Submit always returns `Submitted`; the pipeline polls at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import email.utils
+import mimetypes
+import re
+import threading
+from collections import OrderedDict
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+import orjson
+import replicate
+from replicate.exceptions import ReplicateError
+from replicate.helpers import FileOutput
+from replicate.prediction import Prediction
+
+from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status
+from config.settings import ProviderSettings
+
+NAME = "replicate"
+DEFAULT_BASE_URL = "https://api.replicate.com"
+MAX_CLIENTS = 256  # per-key SDK clients kept; BYOK keys are unbounded, connection pools are not free
+
+MEDIA_TYPES = {
+    "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif",
+    "mp4": "video/mp4", "webm": "video/webm", "mov": "video/quicktime",
+    "mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "m4a": "audio/mp4",
+    "json": "application/json", "txt": "text/plain",
+}
+# Replicate's `error` is free text chosen by each model; these words mark safety-filter refusals.
+CONTENT_POLICY_WORDS = ("nsfw", "sensitive", "content policy", "safety", "e005", "flagged")
+
+_TOKEN = re.compile(r"[\x21-\x7e]+")  # visible ASCII: anything else cannot travel in a header
+_error_response = threading.local()  # greenlet-local under gevent's monkey-patching
+
+
+def _remember_error(response: httpx.Response) -> None:
+    """httpx response hook: keep the Retry-After of an error answer, which `ReplicateError` drops."""
+    if response.status_code >= 400:
+        _error_response.retry_after = _retry_after(response.headers.get("retry-after"))
+
+
+class _TimeoutFloor(httpx.HTTPTransport):
+    """The HTTP transport under the SDK's `RetryTransport`: puts our timeouts back on requests the
+    SDK sent with `timeout=None` (the create call), so a read timeout can fire after a submit."""
+
+    def __init__(self, timeout: httpx.Timeout) -> None:
+        super().__init__()
+        self._timeout = timeout.as_dict()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        given = request.extensions.get("timeout") or {}
+        request.extensions["timeout"] = {
+            name: given.get(name) if given.get(name) is not None else default for name, default in self._timeout.items()
+        }
+        return super().handle_request(request)
+
+
+class ReplicateAdapter:
+    name = NAME
+
+    def __init__(self, settings: ProviderSettings) -> None:
+        self._base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._timeout = httpx.Timeout(settings.timeout, connect=settings.connect_timeout)
+        self._clients: OrderedDict[str, replicate.Client] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _client(self, key: str) -> replicate.Client:
+        if not _TOKEN.fullmatch(key):
+            # Checked before sending: httpx would reject it with an error that quotes the header,
+            # i.e. the key, and an empty token would make the SDK use REPLICATE_API_TOKEN instead.
+            raise failure_for_status(NAME, 401, "the Replicate API token is empty or malformed")
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = replicate.Client(
+                    api_token=key, base_url=self._base_url, timeout=self._timeout,
+                    headers={"Authorization": f"Bearer {key}"},
+                    event_hooks={"response": [_remember_error]}, transport=_TimeoutFloor(self._timeout),
+                )
+                _ = client._client  # build the httpx client now: the SDK's lazy property is not thread-safe
+                self._clients[key] = client
+                if len(self._clients) > MAX_CLIENTS:
+                    self._clients.popitem(last=False)  # dropped, not closed: another thread may be using it
+            else:
+                self._clients.move_to_end(key)
+            return client
+
+    def submit(self, req: ProviderRequest, key: str) -> Submitted:
+        model, version = _target(req.endpoint)
+        payload = build_input(req)
+        params: dict[str, Any] = {}
+        if req.webhook_url:
+            params.update(webhook=req.webhook_url, webhook_events_filter=["completed"])
+        client = self._client(key)
+        with _mapped_errors():
+            if version:
+                prediction = client.predictions.create(version=version, input=payload, **params)
+            else:
+                prediction = client.models.predictions.create(model=model, input=payload, **params)
+        return Submitted(handle={"id": prediction.id, "model": prediction.model,
+                                 "get_url": (prediction.urls or {}).get("get")})
+
+    def poll(self, handle: dict[str, Any], key: str) -> Running | Finished | Failed:
+        with _mapped_errors():
+            prediction = self._client(key).predictions.get(handle["id"])
+        status = prediction.status
+        if status == "starting":
+            return Running(message="starting")
+        if status == "processing":
+            return Running(message=_progress(prediction))
+        if status == "succeeded":
+            outputs = outputs_from_output(prediction.output)
+            if not outputs:
+                return Failed("prediction succeeded without any output", "empty_output")
+            return Finished(outputs=outputs, metadata=_metadata(prediction))
+        if status == "canceled":
+            return Failed("prediction was canceled", "canceled")
+        error = str(prediction.error or "prediction failed")
+        return Failed(error[:1000], _error_type(error))
+
+    def cancel(self, handle: dict[str, Any], key: str) -> None:
+        # A finished prediction is answered unchanged (200), so only an unknown id needs ignoring.
+        with _mapped_errors(ignore={404}):
+            self._client(key).predictions.cancel(handle["id"])
+
+
+def create(settings: ProviderSettings) -> ReplicateAdapter:
+    return ReplicateAdapter(settings)
+
+
+# -- payload ---------------------------------------------------------------------
+
+def _target(endpoint: str) -> tuple[str | None, str | None]:
+    """(model, version) of a catalog endpoint: "owner/name" runs the model's current version through
+    the models endpoint; "owner/name:version" (or a bare version id) goes to /v1/predictions."""
+    model, _, version = endpoint.strip().partition(":")
+    if version:
+        if model.count("/") != 1:
+            raise ProviderFailure(NAME, f"bad Replicate endpoint {endpoint!r}", retryable=False)
+        return model, version
+    if model.count("/") == 1 and all(model.split("/")):
+        return model, None
+    if model and "/" not in model:
+        return None, model
+    raise ProviderFailure(NAME, f"bad Replicate endpoint {endpoint!r}", retryable=False)
+
+
+def build_input(req: ProviderRequest) -> dict[str, Any]:
+    """The prediction's `input` from the gateway params; `options` merged last, untouched."""
+    params = req.params
+    files = list(params.get("files") or [])
+    if req.mode == "background-removal":
+        if not files:
+            raise ProviderFailure(NAME, "background removal needs one input image", retryable=False)
+        payload: dict[str, Any] = {"image": files[0]}
+        if params.get("prompt"):
+            # Removers take no prompt, and Replicate drops unknown inputs (replicate/cog#2943).
+            # Sending it keeps the job's own text in the provider's record of the run.
+            payload["prompt"] = params["prompt"]
+    else:
+        # Only background removal is placed on Replicate today. For other modes this is the
+        # convention most official models follow; `provider_options` can rename anything.
+        payload = {}
+        if params.get("prompt"):
+            payload["prompt"] = params["prompt"]
+        for name in ("aspect_ratio", "duration", "text", "voice", "language"):
+            if params.get(name) is not None:
+                payload[name] = params[name]
+        if params.get("audio_url"):
+            payload["audio"] = params["audio_url"]
+        if len(files) == 1:
+            payload["image"] = files[0]
+        elif files:
+            payload["images"] = files
+    payload.update(req.options)
+    return payload
+
+
+# -- results ---------------------------------------------------------------------
+
+def outputs_from_output(output: Any) -> list[Output]:
+    """Replicate's `output` is whatever the model returns: a URL, a list of URLs, a dict, or text.
+
+    Files come back as URL strings (`FileOutput` when the SDK wrapped them); anything without a
+    URL in it is handed over as JSON.
+    """
+    urls: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, FileOutput):
+            urls.append(value.url)
+        elif isinstance(value, str):
+            if value.startswith(("https://", "http://", "data:")):
+                urls.append(value)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    walk(output)
+    outputs = [_data_output(url) if url.startswith("data:") else Output(media_type_of(url), url=url) for url in urls]
+    if not outputs and output not in (None, "", [], {}):
+        outputs.append(Output(media_type="application/json", data=orjson.dumps(output)))
+    return outputs
+
+
+def media_type_of(url: str) -> str | None:
+    """Replicate sends no content type with its outputs: take it from the file extension."""
+    path = urlsplit(url).path
+    ext = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+    return MEDIA_TYPES.get(ext) or (mimetypes.guess_type(path)[0] if ext else None)
+
+
+def _data_output(url: str) -> Output:
+    header, _, body = url[len("data:"):].partition(",")
+    media_type, _, encoding = header.partition(";")
+    data = base64.b64decode(body) if encoding.endswith("base64") else unquote(body).encode()
+    return Output(media_type=media_type or None, data=data)
+
+
+def _progress(prediction: Prediction) -> str | None:
+    progress = prediction.progress  # parsed by the SDK from the tqdm line in the logs
+    if progress is not None:
+        return f"{round(progress.percentage * 100)}%"
+    lines = [line for line in (prediction.logs or "").splitlines() if line.strip()]
+    return lines[-1][:200] if lines else None
+
+
+def _metadata(prediction: Prediction) -> dict[str, Any]:
+    return {"prediction_id": prediction.id, "model": prediction.model, "version": prediction.version,
+            "metrics": prediction.metrics or {}}
+
+
+def _error_type(message: str) -> str:
+    lowered = message.lower()
+    return "content_policy_violation" if any(word in lowered for word in CONTENT_POLICY_WORDS) else "model_error"
+
+
+# -- errors ----------------------------------------------------------------------
+
+class _mapped_errors:
+    """Turn the SDK's and httpx's exceptions into `ProviderFailure`, cause kept."""
+
+    def __init__(self, ignore: set[int] | frozenset[int] = frozenset()) -> None:
+        self.ignore = ignore
+
+    def __enter__(self) -> None:
+        _error_response.retry_after = None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None or isinstance(exc, ProviderFailure):
+            return False
+        if isinstance(exc, ReplicateError):
+            if exc.status in self.ignore:
+                return True
+            message = _message(exc)
+            if exc.status is None:
+                raise ProviderFailure(NAME, message, retryable=True) from exc
+            retry_after = getattr(_error_response, "retry_after", None)
+            raise failure_for_status(NAME, exc.status, message, retry_after=retry_after) from exc
+        if isinstance(exc, httpx.LocalProtocolError):  # our request was malformed; its text may quote headers
+            raise ProviderFailure(NAME, "the request could not be sent (malformed header or URL)",
+                                  retryable=False) from exc
+        if isinstance(exc, httpx.HTTPError):
+            # No status: a timeout after sending proves nothing about acceptance, so the pipeline
+            # will not resubmit it (only a ConnectError cause, or a 429/5xx, allows that).
+            raise ProviderFailure(NAME, f"{type(exc).__name__}: {exc}"[:500], retryable=True) from exc
+        if isinstance(exc, (ValueError, KeyError, TypeError)):  # a body the SDK could not parse or validate
+            raise ProviderFailure(NAME, f"unexpected response: {exc}"[:500], retryable=True) from exc
+        return False
+
+
+def _message(exc: ReplicateError) -> str:
+    parts = [str(part).strip() for part in (exc.title, exc.detail) if part]
+    return (": ".join(parts) or f"HTTP {exc.status}")[:500]
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header: a number or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())

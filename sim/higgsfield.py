@@ -1,0 +1,383 @@
+"""A Higgsfield platform-API simulator, speaking the protocol of ``platform.higgsfield.ai``.
+
+The protocol, as documented at docs.higgsfield.ai and used by the official ``higgsfield-client``:
+
+* ``POST /{model_id}[?hf_webhook=<url>]`` with ``Authorization: Key <api_key>:<api_secret>`` and the
+  model's JSON input answers ``{"status": "queued", "request_id", "status_url", "cancel_url"}``.
+* ``GET /requests/{id}/status`` answers ``status`` in ``queued | in_progress | completed | failed |
+  nsfw | canceled``; ``completed`` carries ``images: [{url}]`` (video models ``video: {url}``),
+  ``failed`` carries ``error`` (a string), ``nsfw`` nothing more.
+* ``POST /requests/{id}/cancel`` answers 202 while queued and 400 once processing started.
+
+Error bodies are ``{"detail": <message>}``: the SDK reads ``detail`` first (then ``details``,
+``message``, ``error``); Higgsfield's exact error body is not published, so this shape is an assumption.
+Any non-empty key is accepted unless ``POST /_sim/config {"keys": [...]}`` lists the valid ones, so
+``gengate up`` can run against the simulator with a placeholder key.
+
+As in ``sim.fal``, a request's phase is derived from the time since submission (``queue_time`` s
+queued, ``latency`` s in progress), so no task runs per request; media are generated when a file URL is
+fetched (every parameter is in the file name) and memoised by ``sim.media``. ``hf_webhook`` is recorded
+but not delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sim import media
+
+JSON = dict[str, Any]
+
+#: What ``POST /_sim/reset`` restores. Any per-request knob may be set here as a global default.
+DEFAULT_CONFIG: JSON = {"queue_time": 0.0, "latency": 0.0, "keys": None, "long_side": 256}
+
+ERROR_DETAILS: dict[int, str] = {
+    400: "Bad request",
+    401: "Invalid API key or secret",
+    402: "Not enough credits",
+    403: "Forbidden",
+    404: "Model not found",
+    422: "Validation error",
+    429: "Too many requests",
+    500: "Internal server error",
+    502: "Bad gateway",
+    503: "Service temporarily unavailable",
+    504: "Gateway timeout",
+}
+VIDEO_WORDS = ("video", "dop", "kling", "seedance", "wan", "veo", "minimax")
+FILE_PATTERNS = {
+    "png": re.compile(r"^[\w-]+_(?P<w>\d{1,4})x(?P<h>\d{1,4})_s(?P<seed>\d{1,12})\.png$"),
+    "mp4": re.compile(r"^[\w-]+_(?P<w>\d{1,4})x(?P<h>\d{1,4})_(?P<ms>\d{1,6})ms\.mp4$"),
+}
+CONTENT_TYPES = {"png": "image/png", "mp4": "video/mp4"}
+VIDEO_FPS = 8
+MAX_VIDEO_SECONDS = 10.0  # longer requests get a shorter clip: the sim keeps media small
+
+
+def _number(value: Any, default: float) -> float:
+    """A non-negative float from a knob value, or `default` when it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return default
+
+
+def media_size(aspect_ratio: Any, long_side: int) -> tuple[int, int]:
+    """A small picture size with the shape of `aspect_ratio` ("16:9"); square when it is unreadable."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*", str(aspect_ratio or ""))
+    ratio = (float(match.group(1)), float(match.group(2))) if match else (1.0, 1.0)
+    if min(ratio) <= 0:
+        ratio = (1.0, 1.0)
+    scale = long_side / max(ratio)
+    return max(2, round(ratio[0] * scale)), max(2, round(ratio[1] * scale))
+
+
+def error(status: int, detail: Any = None, retry_after: Any = None) -> JSONResponse:
+    """Higgsfield's (assumed) error answer; 429 and 503 carry ``Retry-After`` when one is given."""
+    headers = None
+    if retry_after is not None and status in (429, 503):
+        headers = {"Retry-After": str(int(_number(retry_after, 1.0)))}
+    return JSONResponse({"detail": detail or ERROR_DETAILS.get(status, "Simulated error")}, status, headers=headers)
+
+
+@dataclass
+class HiggsfieldRequest:
+    """One accepted request; its phase is computed from `started` on demand."""
+
+    request_id: str
+    model_id: str
+    input: JSON
+    knobs: JSON
+    base_url: str  # absolute URL of the mount, e.g. http://127.0.0.1:8000/higgsfield
+    submitted_at: float  # wall clock, for records
+    started: float  # monotonic clock, for phase arithmetic
+    queue_time: float
+    latency: float
+    key_suffix: str
+    webhook_url: str | None
+    cancelled_at: float | None = None  # seconds after submission
+    cancel_calls: int = 0
+    status_calls: int = 0
+    status_errors_served: int = 0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def phase(self) -> str:
+        """The Higgsfield status right now."""
+        if self.cancelled_at is not None:
+            return "canceled"
+        elapsed = self.elapsed()
+        if elapsed < self.queue_time:
+            return "queued"
+        if elapsed < self.queue_time + self.latency:
+            return "in_progress"
+        if self.knobs.get("fail"):
+            return "nsfw" if str(self.knobs.get("fail_type", "")).lower() == "nsfw" else "failed"
+        return "completed"
+
+    def urls(self) -> JSON:
+        base = f"{self.base_url}/requests/{self.request_id}"
+        return {"status_url": f"{base}/status", "cancel_url": f"{base}/cancel"}
+
+    def output_kind(self) -> str:
+        kind = self.knobs.get("output")
+        if kind in ("image", "video"):
+            return str(kind)
+        return "video" if any(word in self.model_id.lower() for word in VIDEO_WORDS) else "image"
+
+    def outputs(self) -> JSON:
+        """The ``images`` / ``video`` fields of a completed request: URLs of files this sim serves."""
+        long_side = int(_number(self.knobs.get("long_side"), 256)) or 256
+        width, height = media_size(self.input.get("aspect_ratio"), long_side)
+        files = f"{self.base_url}/files"
+        if self.output_kind() == "video":
+            width, height = width - width % 2, height - height % 2
+            seconds = min(_number(self.input.get("duration"), 5.0) or 5.0, MAX_VIDEO_SECONDS)
+            return {"video": {"url": f"{files}/{self.request_id}_{width}x{height}_{int(seconds * 1000)}ms.mp4"}}
+        seed = int(self.request_id.replace("-", "")[:8], 16)
+        return {"images": [{"url": f"{files}/{self.request_id}_{width}x{height}_s{seed}.png"}]}
+
+    def status_body(self) -> JSON:
+        phase = self.phase()
+        body: JSON = {"status": phase, "request_id": self.request_id, **self.urls()}
+        if phase == "completed":
+            body.update(self.outputs())
+        elif phase == "failed":
+            body["error"] = str(self.knobs.get("fail"))
+        return body
+
+    def as_json(self) -> JSON:
+        return {
+            "request_id": self.request_id, "model_id": self.model_id, "input": self.input,
+            "status": self.phase(), "submitted_at": self.submitted_at,
+            "queue_time": self.queue_time, "latency": self.latency,
+            "cancelled": self.cancelled_at is not None, "cancel_calls": self.cancel_calls,
+            "status_calls": self.status_calls, "key_suffix": self.key_suffix, "webhook_url": self.webhook_url,
+        }
+
+
+class HiggsfieldSimulator:
+    """In-memory state and HTTP handlers of the simulated Higgsfield platform API."""
+
+    def __init__(self) -> None:
+        self.config: JSON = dict(DEFAULT_CONFIG)
+        self.requests: dict[str, HiggsfieldRequest] = {}
+        self.submit_failures: dict[str, int] = {}  # body fingerprint -> injected failures served
+        self.stats: dict[str, int] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.config = dict(DEFAULT_CONFIG)
+        self.requests.clear()
+        self.submit_failures.clear()
+        self.stats = dict.fromkeys(
+            ("submit_attempts", "submissions", "submit_rejected", "status_calls", "cancel_calls", "cancels",
+             "file_downloads"), 0)
+
+    def count(self, name: str) -> None:
+        self.stats[name] = self.stats.get(name, 0) + 1
+
+    def authorize(self, request: Request) -> tuple[JSONResponse | None, str]:
+        """The 401 answer for a missing or unknown key, else None and the key's last four characters."""
+        scheme, _, key = request.headers.get("authorization", "").strip().partition(" ")
+        key = key.strip()
+        if scheme != "Key" or not key:
+            return error(401, "Missing or malformed Authorization header, expected 'Key <api_key>:<api_secret>'"), ""
+        keys = self.config.get("keys")
+        if isinstance(keys, list) and key not in keys:
+            return error(401), ""
+        return None, key[-4:]
+
+    # -- platform API ------------------------------------------------------------
+    async def submit(self, request: Request) -> Response:
+        self.count("submit_attempts")
+        model_id = request.path_params["model_id"].strip("/")
+        if model_id.startswith(("_sim", "requests", "files")) or "/" not in model_id:
+            self.count("submit_rejected")
+            return error(404, f"Model '{model_id}' not found")
+        denied, key_suffix = self.authorize(request)
+        if denied is not None:
+            self.count("submit_rejected")
+            return denied
+        raw = await request.body()
+        try:
+            payload = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            self.count("submit_rejected")
+            return error(422, [{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}])
+        knobs = {k: v for k, v in self.config.items() if k != "keys"}
+        if isinstance(payload.get("sim"), dict):
+            knobs.update(payload["sim"])
+        rejection = self.submit_rejection(model_id, raw, knobs)
+        if rejection is None:
+            rejection = self.invalid(payload)
+        if rejection is not None:
+            self.count("submit_rejected")
+            return rejection
+
+        record = HiggsfieldRequest(
+            request_id=str(uuid.uuid4()), model_id=model_id, input=payload, knobs=knobs,
+            base_url=f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}",
+            submitted_at=time.time(), started=time.monotonic(),
+            queue_time=_number(knobs.get("queue_time"), 0.0), latency=_number(knobs.get("latency"), 0.0),
+            key_suffix=key_suffix, webhook_url=request.query_params.get("hf_webhook"),
+        )
+        self.requests[record.request_id] = record
+        self.count("submissions")
+        hang = _number(knobs.get("hang"), 0.0)
+        if hang > 0:
+            # Accepted, but the answer comes late: the client's read timeout fires after the provider
+            # has taken (and would bill) the request.
+            await asyncio.sleep(hang)
+        return JSONResponse({"status": "queued", "request_id": record.request_id, **record.urls()})
+
+    def submit_rejection(self, model_id: str, raw: bytes, knobs: JSON) -> Response | None:
+        """The ``submit_status`` knob; with ``submit_status_times`` only the first N tries of an
+        identical body fail, so a retry can be seen to succeed."""
+        status = int(_number(knobs.get("submit_status"), 0))
+        if not 400 <= status <= 599:
+            return None
+        times = knobs.get("submit_status_times")
+        if times is not None:
+            fingerprint = hashlib.sha256(model_id.encode() + b"\0" + raw).hexdigest()
+            served = self.submit_failures.get(fingerprint, 0)
+            if served >= int(_number(times, 0)):
+                return None
+            self.submit_failures[fingerprint] = served + 1
+        return error(status, knobs.get("submit_detail"), knobs.get("retry_after"))
+
+    @staticmethod
+    def invalid(payload: JSON) -> Response | None:
+        """The validation a Soul-like model does: a string prompt and a known resolution."""
+        problems = []
+        if not isinstance(payload.get("prompt"), str):
+            problems.append({"loc": ["body", "prompt"], "msg": "Field required", "type": "missing"})
+        if payload.get("resolution", "720p") not in ("720p", "1080p"):
+            problems.append({"loc": ["body", "resolution"], "msg": "Input should be '720p' or '1080p'",
+                             "type": "enum"})
+        return error(422, problems) if problems else None
+
+    def open_request(self, request: Request, counter: str) -> HiggsfieldRequest | Response:
+        """What status and cancel share: count the call, check auth, find the record."""
+        self.count(counter)
+        denied, _ = self.authorize(request)
+        if denied is not None:
+            return denied
+        record = self.requests.get(request.path_params["request_id"])
+        if record is None:
+            return error(404, "Request not found")
+        setattr(record, counter, getattr(record, counter) + 1)
+        return record
+
+    async def status(self, request: Request) -> Response:
+        record = self.open_request(request, "status_calls")
+        if isinstance(record, Response):
+            return record
+        knob = record.knobs.get("status_error")
+        if isinstance(knob, dict) and record.status_errors_served < int(_number(knob.get("times"), 1)):
+            record.status_errors_served += 1
+            return error(int(_number(knob.get("status"), 500)), knob.get("detail"), knob.get("retry_after"))
+        return JSONResponse(record.status_body())
+
+    async def cancel(self, request: Request) -> Response:
+        record = self.open_request(request, "cancel_calls")
+        if isinstance(record, Response):
+            return record
+        phase = record.phase()
+        if phase == "canceled":
+            return JSONResponse({"status": "canceled", "request_id": record.request_id}, 202)
+        if phase != "queued":
+            return error(400, f"Request cannot be canceled: it is {phase}")
+        record.cancelled_at = record.elapsed()
+        self.count("cancels")
+        return JSONResponse({"status": "canceled", "request_id": record.request_id}, 202)
+
+    async def file(self, request: Request) -> Response:
+        """Serve generated media; every parameter is in the name, so no state is needed."""
+        name = request.path_params["name"]
+        ext = name.rsplit(".", 1)[-1]
+        pattern = FILE_PATTERNS.get(ext)
+        match = pattern.match(name) if pattern is not None else None
+        if match is None:
+            return error(404, "File not found")
+        self.count("file_downloads")
+        fields = {k: int(v) for k, v in match.groupdict().items()}
+        if ext == "png":
+            data = await run_in_threadpool(media.png_bytes, fields["w"], fields["h"], fields["seed"])
+        else:
+            seconds = min(fields["ms"] / 1000, MAX_VIDEO_SECONDS)
+            data = await run_in_threadpool(media.mp4_bytes, fields["w"], fields["h"], seconds, VIDEO_FPS)
+        return Response(data, media_type=CONTENT_TYPES[ext], headers={"cache-control": "public, max-age=3600"})
+
+    # -- control API -------------------------------------------------------------
+    async def sim_requests(self, request: Request) -> Response:
+        return JSONResponse({"requests": [r.as_json() for r in self.requests.values()]})
+
+    async def sim_request(self, request: Request) -> Response:
+        record = self.requests.get(request.path_params["request_id"])
+        return JSONResponse(record.as_json()) if record else error(404, "Request not found")
+
+    async def sim_config(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                update = json.loads(await request.body() or b"{}")
+            except ValueError:
+                update = None
+            if not isinstance(update, dict):
+                return error(422, "config must be a JSON object")
+            for key, value in update.items():
+                if value is None:  # null restores the default (or drops a knob that has none)
+                    if key in DEFAULT_CONFIG:
+                        self.config[key] = DEFAULT_CONFIG[key]
+                    else:
+                        self.config.pop(key, None)
+                else:
+                    self.config[key] = value
+        return JSONResponse(self.config)
+
+    async def sim_reset(self, request: Request) -> Response:
+        self.reset()
+        return JSONResponse({"ok": True, "config": self.config})
+
+    async def sim_stats(self, request: Request) -> Response:
+        phases: dict[str, int] = {}
+        for record in self.requests.values():
+            phase = record.phase()
+            phases[phase] = phases.get(phase, 0) + 1
+        return JSONResponse({**self.stats, "requests": len(self.requests), "phases": phases})
+
+
+def create_app() -> Starlette:
+    """The Higgsfield simulator as an ASGI app; mount it at ``/higgsfield`` (see ``sim.server``)."""
+    sim = HiggsfieldSimulator()
+    app = Starlette(routes=[
+        Route("/_sim/requests", sim.sim_requests, methods=["GET"]),
+        Route("/_sim/requests/{request_id}", sim.sim_request, methods=["GET"]),
+        Route("/_sim/config", sim.sim_config, methods=["GET", "POST"]),
+        Route("/_sim/reset", sim.sim_reset, methods=["POST"]),
+        Route("/_sim/stats", sim.sim_stats, methods=["GET"]),
+        Route("/files/{name}", sim.file, methods=["GET"]),
+        Route("/requests/{request_id}/status", sim.status, methods=["GET"]),
+        Route("/requests/{request_id}/cancel", sim.cancel, methods=["POST"]),
+        Route("/{model_id:path}", sim.submit, methods=["POST"]),
+    ])
+    app.state.sim = sim
+    return app

@@ -1,0 +1,408 @@
+"""A PiAPI task-API simulator for Seedance 2, speaking the protocol of ``api.piapi.ai``.
+
+The protocol, from PiAPI's docs (piapi.ai/docs, Seedance section) and client code built on them:
+
+* ``POST /api/v1/task`` with header ``X-API-Key`` and ``{"model": "seedance", "task_type":
+  "seedance-2-preview" | "seedance-2-fast-preview" | ..., "input": {"prompt", "duration",
+  "aspect_ratio", "image_urls", "video_urls", ...}, "config": {"webhook_config": {"endpoint",
+  "secret"}}}`` answers the envelope ``{"code": 200, "data": <task>, "message": "success"}``.
+* ``GET /api/v1/task/{task_id}`` answers the same envelope. ``data.status`` is one of ``pending |
+  staged | processing | completed | failed``; a completed Seedance task has ``data.output.video`` (the
+  MP4 URL), a failed one ``data.error.message``.
+* Errors are the HTTP status plus the envelope with ``code`` = status, ``message`` and ``data: null``.
+
+Choices where the docs are silent, made explicit:
+
+* Status capitalisation: clients are told to compare statuses without case, so about half the tasks
+  (by task id) answer ``"Pending"``, ``"Processing"``, ``"Completed"``; the knob ``status_case``
+  (``lower`` | ``title`` | ``upper``) forces one spelling.
+* Cancel: PiAPI documents ``DELETE /api/v1/task/{task_id}`` (pending tasks only) for some models
+  (Kling, Luma), not for Seedance. So the DELETE is counted in ``cancel_calls`` and refused with 400;
+  no Seedance task is ever cancelled here.
+* Zero timestamps in ``meta`` are Go's zero time, ``0001-01-01T00:00:00Z``.
+* Any non-empty key is accepted unless ``POST /_sim/config {"keys": [...]}`` lists the valid ones.
+  Webhooks (``config.webhook_config``) are recorded, not delivered.
+
+A task's phase is derived from the time since submission (``queue_time`` s pending, ``latency`` s
+processing), and media are generated when a file URL is fetched, as in ``sim.fal``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sim import media
+
+JSON = dict[str, Any]
+
+#: What ``POST /_sim/reset`` restores. Any per-request knob may be set here as a global default.
+DEFAULT_CONFIG: JSON = {"queue_time": 0.0, "latency": 0.0, "keys": None, "long_side": 256}
+
+TASK_TYPES = frozenset({
+    "seedance-2-preview", "seedance-2-fast-preview", "seedance-2-preview-vip", "seedance-2-fast-preview-vip",
+    "seedance-2", "seedance-2-fast",
+})
+PREVIEW_DURATIONS = (5, 10, 15)  # the -preview task types take only these
+ERROR_MESSAGES: dict[int, str] = {
+    400: "invalid request",
+    401: "Invalid API key",
+    402: "insufficient credits",
+    403: "forbidden",
+    404: "task not found",
+    429: "too many requests, please retry later",
+    500: "internal server error",
+    502: "bad gateway",
+    503: "service temporarily unavailable",
+    504: "gateway timeout",
+}
+FAILED_CODE = 10000  # PiAPI's generic task-failure code; the exact values are not published
+ZERO_TIME = "0001-01-01T00:00:00Z"
+FILE_PATTERNS = {
+    "mp4": re.compile(r"^[\w-]+_(?P<w>\d{1,4})x(?P<h>\d{1,4})_(?P<ms>\d{1,6})ms\.mp4$"),
+    "png": re.compile(r"^[\w-]+_(?P<w>\d{1,4})x(?P<h>\d{1,4})_s(?P<seed>\d{1,12})\.png$"),
+}
+CONTENT_TYPES = {"png": "image/png", "mp4": "video/mp4"}
+VIDEO_FPS = 8
+MAX_VIDEO_SECONDS = 10.0  # longer requests get a shorter clip: the sim keeps media small
+
+
+def _number(value: Any, default: float) -> float:
+    """A non-negative float from a knob value, or `default` when it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return default
+
+
+def _iso(epoch: float | None) -> str:
+    if epoch is None:
+        return ZERO_TIME
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def media_size(aspect_ratio: Any, long_side: int) -> tuple[int, int]:
+    """An even, small frame size with the shape of `aspect_ratio` ("16:9" when unreadable)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*", str(aspect_ratio or ""))
+    ratio = (float(match.group(1)), float(match.group(2))) if match else (16.0, 9.0)
+    if min(ratio) <= 0:
+        ratio = (16.0, 9.0)
+    scale = long_side / max(ratio)
+    width, height = max(2, round(ratio[0] * scale)), max(2, round(ratio[1] * scale))
+    return width - width % 2, height - height % 2
+
+
+def envelope_error(status: int, message: Any = None, retry_after: Any = None) -> JSONResponse:
+    """PiAPI's error answer: the HTTP status repeated as ``code``; 429/503 may carry ``Retry-After``."""
+    headers = None
+    if retry_after is not None and status in (429, 503):
+        headers = {"Retry-After": str(int(_number(retry_after, 1.0)))}
+    body = {"code": status, "data": None, "message": str(message or ERROR_MESSAGES.get(status, "simulated error"))}
+    return JSONResponse(body, status, headers=headers)
+
+
+@dataclass
+class PiapiTask:
+    """One accepted task; its phase is computed from `started` on demand."""
+
+    task_id: str
+    task_type: str
+    body: JSON  # the full submitted JSON
+    knobs: JSON
+    base_url: str  # absolute URL of the mount, e.g. http://127.0.0.1:8000/piapi
+    submitted_at: float  # wall clock
+    started: float  # monotonic clock, for phase arithmetic
+    queue_time: float
+    latency: float
+    key_suffix: str
+    cancel_calls: int = 0
+    status_calls: int = 0
+    status_errors_served: int = 0
+
+    @property
+    def input(self) -> JSON:
+        value = self.body.get("input")
+        return value if isinstance(value, dict) else {}
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def phase(self) -> str:
+        """The lower-case status right now."""
+        elapsed = self.elapsed()
+        if elapsed < self.queue_time:
+            return "pending"
+        if elapsed < self.queue_time + self.latency:
+            return "processing"
+        return "failed" if self.knobs.get("fail") else "completed"
+
+    def spelled(self, status: str) -> str:
+        """`status` in this task's capitalisation (see the module docstring)."""
+        case = self.knobs.get("status_case")
+        if case not in ("lower", "title", "upper"):
+            case = "title" if int(self.task_id[0], 16) % 2 else "lower"
+        return status.title() if case == "title" else status.upper() if case == "upper" else status
+
+    def output(self) -> JSON:
+        """``data.output`` of a completed task: the URL of a file this sim serves."""
+        long_side = int(_number(self.knobs.get("long_side"), 256)) or 256
+        width, height = media_size(self.input.get("aspect_ratio"), long_side)
+        files = f"{self.base_url}/files"
+        if self.knobs.get("output") == "image":
+            seed = int(self.task_id.replace("-", "")[:8], 16)
+            return {"image_url": f"{files}/{self.task_id}_{width}x{height}_s{seed}.png"}
+        seconds = min(_number(self.input.get("duration"), 5.0) or 5.0, MAX_VIDEO_SECONDS)
+        return {"video": f"{files}/{self.task_id}_{width}x{height}_{int(seconds * 1000)}ms.mp4"}
+
+    def data(self) -> JSON:
+        """The task object PiAPI returns in ``data``."""
+        phase = self.phase()
+        began = self.submitted_at + self.queue_time if phase != "pending" else None
+        ended = self.submitted_at + self.queue_time + self.latency if phase in ("completed", "failed") else None
+        failure = str(self.knobs.get("fail")) if phase == "failed" else ""
+        duration = _number(self.input.get("duration"), 5.0)
+        config = self.body.get("config") if isinstance(self.body.get("config"), dict) else {}
+        return {
+            "task_id": self.task_id, "model": "seedance", "task_type": self.task_type,
+            "status": self.spelled(phase), "config": config, "input": self.input,
+            "output": self.output() if phase == "completed" else None,
+            "meta": {
+                "created_at": _iso(self.submitted_at), "started_at": _iso(began), "ended_at": _iso(ended),
+                "usage": {"type": "point", "frozen": int(duration * 100000),
+                          "consume": int(duration * 100000) if phase == "completed" else 0},
+                "is_using_private_pool": False,
+            },
+            "detail": None, "logs": [],
+            "error": {"code": FAILED_CODE if failure else 0, "raw_message": failure, "message": failure,
+                      "detail": None},
+        }
+
+    def as_json(self) -> JSON:
+        return {
+            "request_id": self.task_id, "task_type": self.task_type, "input": self.body,
+            "status": self.phase(), "submitted_at": self.submitted_at,
+            "queue_time": self.queue_time, "latency": self.latency,
+            "cancelled": False,  # Seedance tasks cannot be cancelled (see the module docstring)
+            "cancel_calls": self.cancel_calls, "status_calls": self.status_calls, "key_suffix": self.key_suffix,
+        }
+
+
+class PiapiSimulator:
+    """In-memory state and HTTP handlers of the simulated PiAPI task API."""
+
+    def __init__(self) -> None:
+        self.config: JSON = dict(DEFAULT_CONFIG)
+        self.tasks: dict[str, PiapiTask] = {}
+        self.submit_failures: dict[str, int] = {}  # body fingerprint -> injected failures served
+        self.stats: dict[str, int] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.config = dict(DEFAULT_CONFIG)
+        self.tasks.clear()
+        self.submit_failures.clear()
+        self.stats = dict.fromkeys(
+            ("submit_attempts", "submissions", "submit_rejected", "status_calls", "cancel_calls", "cancels",
+             "file_downloads"), 0)
+
+    def count(self, name: str) -> None:
+        self.stats[name] = self.stats.get(name, 0) + 1
+
+    def authorize(self, request: Request) -> tuple[JSONResponse | None, str]:
+        """The 401 answer for a missing or unknown ``X-API-Key``, else None and its last four characters."""
+        key = request.headers.get("x-api-key", "").strip()
+        keys = self.config.get("keys")
+        if not key or (isinstance(keys, list) and key not in keys):
+            return envelope_error(401), ""
+        return None, key[-4:]
+
+    # -- task API ----------------------------------------------------------------
+    async def create_task(self, request: Request) -> Response:
+        self.count("submit_attempts")
+        denied, key_suffix = self.authorize(request)
+        if denied is not None:
+            self.count("submit_rejected")
+            return denied
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self.count("submit_rejected")
+            return envelope_error(400, "request body must be a JSON object")
+        knobs = {k: v for k, v in self.config.items() if k != "keys"}
+        task_input = body.get("input")
+        if isinstance(task_input, dict) and isinstance(task_input.get("sim"), dict):
+            knobs.update(task_input["sim"])
+        rejection = self.submit_rejection(raw, knobs) or self.invalid(body)
+        if rejection is not None:
+            self.count("submit_rejected")
+            return rejection
+
+        task = PiapiTask(
+            task_id=str(uuid.uuid4()), task_type=str(body["task_type"]), body=body, knobs=knobs,
+            base_url=f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}",
+            submitted_at=time.time(), started=time.monotonic(),
+            queue_time=_number(knobs.get("queue_time"), 0.0), latency=_number(knobs.get("latency"), 0.0),
+            key_suffix=key_suffix,
+        )
+        self.tasks[task.task_id] = task
+        self.count("submissions")
+        hang = _number(knobs.get("hang"), 0.0)
+        if hang > 0:
+            # Accepted, but the answer comes late: the client's read timeout fires after PiAPI has
+            # taken (and would bill) the task.
+            await asyncio.sleep(hang)
+        return JSONResponse({"code": 200, "data": task.data(), "message": "success"})
+
+    def submit_rejection(self, raw: bytes, knobs: JSON) -> Response | None:
+        """The ``submit_status`` knob; with ``submit_status_times`` only the first N tries of an
+        identical body fail, so a retry can be seen to succeed."""
+        status = int(_number(knobs.get("submit_status"), 0))
+        if not 400 <= status <= 599:
+            return None
+        times = knobs.get("submit_status_times")
+        if times is not None:
+            fingerprint = hashlib.sha256(raw).hexdigest()
+            served = self.submit_failures.get(fingerprint, 0)
+            if served >= int(_number(times, 0)):
+                return None
+            self.submit_failures[fingerprint] = served + 1
+        return envelope_error(status, knobs.get("submit_detail"), knobs.get("retry_after"))
+
+    @staticmethod
+    def invalid(body: JSON) -> Response | None:
+        """The checks PiAPI documents for Seedance: model, task type, a prompt, preview durations."""
+        task_type, task_input = body.get("task_type"), body.get("input")
+        if body.get("model") != "seedance":
+            return envelope_error(400, f"model '{body.get('model')}' is not supported")
+        if task_type not in TASK_TYPES:
+            return envelope_error(400, f"task_type '{task_type}' is not supported for model seedance")
+        if not isinstance(task_input, dict) or not isinstance(task_input.get("prompt"), str):
+            return envelope_error(400, "input.prompt is required")
+        duration = task_input.get("duration")
+        if str(task_type).endswith(("-preview", "-preview-vip")) and duration is not None \
+                and duration not in PREVIEW_DURATIONS:
+            return envelope_error(400, "input.duration must be one of 5, 10, 15")
+        for name in ("image_urls", "video_urls", "audio_urls"):
+            urls = task_input.get(name)
+            if urls is not None and not (isinstance(urls, list) and all(isinstance(u, str) for u in urls)):
+                return envelope_error(400, f"input.{name} must be a list of URLs")
+        return None
+
+    def open_task(self, request: Request, counter: str) -> PiapiTask | Response:
+        """What get and delete share: count the call, check auth, find the task."""
+        self.count(counter)
+        denied, _ = self.authorize(request)
+        if denied is not None:
+            return denied
+        task = self.tasks.get(request.path_params["task_id"])
+        if task is None:
+            return envelope_error(404)
+        setattr(task, counter, getattr(task, counter) + 1)
+        return task
+
+    async def get_task(self, request: Request) -> Response:
+        task = self.open_task(request, "status_calls")
+        if isinstance(task, Response):
+            return task
+        knob = task.knobs.get("status_error")
+        if isinstance(knob, dict) and task.status_errors_served < int(_number(knob.get("times"), 1)):
+            task.status_errors_served += 1
+            return envelope_error(int(_number(knob.get("status"), 500)), knob.get("detail"), knob.get("retry_after"))
+        return JSONResponse({"code": 200, "data": task.data(), "message": "success"})
+
+    async def cancel_task(self, request: Request) -> Response:
+        """Recorded, then refused: PiAPI documents no cancel for Seedance tasks."""
+        task = self.open_task(request, "cancel_calls")
+        if isinstance(task, Response):
+            return task
+        return envelope_error(400, f"task_type {task.task_type} does not support cancellation")
+
+    async def file(self, request: Request) -> Response:
+        """Serve generated media; every parameter is in the name, so no state is needed."""
+        name = request.path_params["name"]
+        ext = name.rsplit(".", 1)[-1]
+        pattern = FILE_PATTERNS.get(ext)
+        match = pattern.match(name) if pattern is not None else None
+        if match is None:
+            return envelope_error(404, "file not found")
+        self.count("file_downloads")
+        fields = {k: int(v) for k, v in match.groupdict().items()}
+        if ext == "png":
+            data = await run_in_threadpool(media.png_bytes, fields["w"], fields["h"], fields["seed"])
+        else:
+            seconds = min(fields["ms"] / 1000, MAX_VIDEO_SECONDS)
+            data = await run_in_threadpool(media.mp4_bytes, fields["w"], fields["h"], seconds, VIDEO_FPS)
+        return Response(data, media_type=CONTENT_TYPES[ext], headers={"cache-control": "public, max-age=3600"})
+
+    # -- control API -------------------------------------------------------------
+    async def sim_requests(self, request: Request) -> Response:
+        return JSONResponse({"requests": [t.as_json() for t in self.tasks.values()]})
+
+    async def sim_request(self, request: Request) -> Response:
+        task = self.tasks.get(request.path_params["task_id"])
+        return JSONResponse(task.as_json()) if task else envelope_error(404)
+
+    async def sim_config(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                update = json.loads(await request.body() or b"{}")
+            except ValueError:
+                update = None
+            if not isinstance(update, dict):
+                return envelope_error(400, "config must be a JSON object")
+            for key, value in update.items():
+                if value is None:  # null restores the default (or drops a knob that has none)
+                    if key in DEFAULT_CONFIG:
+                        self.config[key] = DEFAULT_CONFIG[key]
+                    else:
+                        self.config.pop(key, None)
+                else:
+                    self.config[key] = value
+        return JSONResponse(self.config)
+
+    async def sim_reset(self, request: Request) -> Response:
+        self.reset()
+        return JSONResponse({"ok": True, "config": self.config})
+
+    async def sim_stats(self, request: Request) -> Response:
+        phases: dict[str, int] = {}
+        for task in self.tasks.values():
+            phase = task.phase()
+            phases[phase] = phases.get(phase, 0) + 1
+        return JSONResponse({**self.stats, "requests": len(self.tasks), "phases": phases})
+
+
+def create_app() -> Starlette:
+    """The PiAPI simulator as an ASGI app; mount it at ``/piapi`` (see ``sim.server``)."""
+    sim = PiapiSimulator()
+    app = Starlette(routes=[
+        Route("/_sim/requests", sim.sim_requests, methods=["GET"]),
+        Route("/_sim/requests/{task_id}", sim.sim_request, methods=["GET"]),
+        Route("/_sim/config", sim.sim_config, methods=["GET", "POST"]),
+        Route("/_sim/reset", sim.sim_reset, methods=["POST"]),
+        Route("/_sim/stats", sim.sim_stats, methods=["GET"]),
+        Route("/files/{name}", sim.file, methods=["GET"]),
+        Route("/api/v1/task", sim.create_task, methods=["POST"]),
+        Route("/api/v1/task/{task_id}", sim.get_task, methods=["GET"]),
+        Route("/api/v1/task/{task_id}", sim.cancel_task, methods=["DELETE"]),
+    ])
+    app.state.sim = sim
+    return app
