@@ -14,8 +14,6 @@ import redis
 from config.settings import get_settings
 from gengate import procs
 
-PROVIDER_NAMES = ("fal", "replicate", "elevenlabs", "higgsfield", "piapi")
-SIMULATED = ("fal",)  # providers whose simulator `sim` serves today
 
 
 def _redis() -> redis.Redis:
@@ -93,7 +91,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"redis      {url} (private, data in {data / 'redis'})")
         env["GENGATE_REDIS_URL"] = url
 
-        simulated = [name for name in SIMULATED if getattr(s, name).api_key is None]
+        from config.catalog import PROVIDERS
+
+        simulated = [name for name in PROVIDERS if getattr(s, name).api_key is None]
         if simulated:
             sim_proc, sim_url = procs.start_sim(env)
             children.append(sim_proc)

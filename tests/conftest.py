@@ -15,6 +15,7 @@ import httpx
 import pytest
 import redis
 
+from config.catalog import PROVIDERS
 from gengate import procs
 from jobs.apikeys import create_account, create_key
 
@@ -53,9 +54,10 @@ def env(redis_url: str, sim_url: str, data_dir: Path) -> dict[str, str]:
         GENGATE_REDIS_URL=redis_url,
         GENGATE_DATA_DIR=str(data_dir),
         GENGATE_API_PORT=str(port),
-        GENGATE_FAL__BASE_URL=f"{sim_url}/fal",
-        GENGATE_FAL__API_KEY="test-fal-key",
-        GENGATE_FAL__TIMEOUT="5",
+        **{f"GENGATE_{p.upper()}__BASE_URL": f"{sim_url}/{p}" for p in PROVIDERS},
+        **{f"GENGATE_{p.upper()}__API_KEY": f"pooled-{p}-key" for p in PROVIDERS},
+        # Short provider timeouts so the contract suite's hanging provider times out quickly.
+        **{f"GENGATE_{p.upper()}__TIMEOUT": "3" for p in PROVIDERS},
         GENGATE_POLL_INITIAL_SECONDS="0.1",
         GENGATE_POLL_MAX_SECONDS="0.5",
         # Short leases so a killed worker's job is re-driven within the test's patience.
@@ -135,14 +137,15 @@ def client(api_url: str, rds: redis.Redis, worker: Worker) -> Iterator[httpx.Cli
 
 @pytest.fixture
 def sim(sim_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{sim_url}/fal/_sim", timeout=5) as c:
+    """The simulators' control API (`/<provider>/_sim/...`)."""
+    with httpx.Client(base_url=sim_url, timeout=5) as c:
         yield c
 
 
-def sim_requests(sim: httpx.Client, marker: str) -> list[dict]:
-    """The simulator's record of submissions whose prompt carries `marker`."""
-    reqs = sim.get("/requests").json()["requests"]
-    return [r for r in reqs if marker in str(r.get("input", {}).get("prompt", ""))]
+def sim_requests(sim: httpx.Client, marker: str, provider: str = "fal") -> list[dict]:
+    """A simulator's record of accepted submissions whose input carries `marker`."""
+    reqs = sim.get(f"/{provider}/_sim/requests").json()["requests"]
+    return [r for r in reqs if marker in str(r.get("input"))]
 
 
 def wait_for(client: httpx.Client, job_id: str, statuses=TERMINAL, timeout: float = 30.0) -> dict:
