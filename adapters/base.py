@@ -13,7 +13,10 @@ the original exception as `__cause__`. `retryable` tells the pipeline whether to
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 
@@ -92,6 +95,29 @@ def failure_for_status(
 ) -> ProviderFailure:
     retryable = status >= 500 or status in _RETRYABLE_4XX
     return ProviderFailure(provider, message, status=status, retryable=retryable, retry_after=retry_after)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a `Retry-After` value in either of its forms (delta-seconds or an HTTP date),
+    never negative; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT by definition
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def header_value(headers: Mapping[str, str] | None, name: str) -> str | None:
+    """`name` looked up without case in a plain dict of headers, as the SDKs' exceptions carry them."""
+    return {k.lower(): v for k, v in (headers or {}).items()}.get(name.lower())
 
 
 class Adapter(Protocol):

@@ -25,7 +25,10 @@ from elevenlabs.client import ElevenLabs
 from elevenlabs.core.api_error import ApiError
 from elevenlabs.core.request_options import RequestOptions
 
-from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, failure_for_status
+from adapters.base import (
+    Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, failure_for_status, header_value,
+    retry_after_seconds,
+)
 from config.settings import ProviderSettings
 
 NAME = "elevenlabs"
@@ -183,14 +186,6 @@ def error_message(body: Any) -> str:
     return str(detail)[:500] or "ElevenLabs error"
 
 
-def _retry_after(headers: dict[str, str] | None) -> float | None:
-    value = {k.lower(): v for k, v in (headers or {}).items()}.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
 class _mapped_errors:
     """Turn the SDK's and httpx's exceptions into `ProviderFailure`, cause kept."""
 
@@ -204,7 +199,7 @@ class _mapped_errors:
             if exc.status_code is None:  # no HTTP answer to classify: treat like a transport fault
                 raise ProviderFailure(NAME, error_message(exc.body), retryable=True) from exc
             message = error_message(exc.body)
-            raise failure_for_status(NAME, exc.status_code, message, retry_after=_retry_after(exc.headers)) from exc
+            raise failure_for_status(NAME, exc.status_code, message, retry_after=retry_after_seconds(header_value(exc.headers, "retry-after"))) from exc
         if isinstance(exc, httpx.TransportError):
             # No status on purpose: after a read timeout the generation may have been accepted.
             raise ProviderFailure(NAME, f"{type(exc).__name__}: {exc}", retryable=True) from exc

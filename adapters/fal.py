@@ -16,7 +16,11 @@ import fal_client.client as fal_sdk
 import httpx
 import orjson
 
-from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status
+from adapters.base import (
+    Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, header_value,
+    retry_after_seconds,
+)
+from adapters.http import error_message
 from config import catalog
 from config.settings import ProviderSettings
 
@@ -51,7 +55,7 @@ class FalAdapter:
             response = self._client(key)._client.post(url, json=payload(req), timeout=self._timeout)
         if response.status_code >= 400:
             raise failure_for_status(NAME, response.status_code, _detail(response),
-                                     retry_after=_retry_after(dict(response.headers)))
+                                     retry_after=retry_after_seconds(response.headers.get("retry-after")))
         data = response.json()
         return Submitted(handle={k: data[k] for k in ("request_id", "response_url", "status_url", "cancel_url")})
 
@@ -161,12 +165,7 @@ def _metadata(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or f"HTTP {response.status_code}"
-    detail = body.get("detail", body) if isinstance(body, dict) else body
-    return str(detail)[:500]
+    return error_message(response, lambda body, status: str(body.get("detail", body) if isinstance(body, dict) else body))
 
 
 class _mapped_errors:
@@ -184,18 +183,10 @@ class _mapped_errors:
         if isinstance(exc, fal_sdk.FalClientHTTPError):
             if exc.status_code in self.ignore:
                 return True
-            retry_after = _retry_after(exc.response_headers)
+            retry_after = retry_after_seconds(header_value(exc.response_headers, "retry-after"))
             raise failure_for_status(NAME, exc.status_code, str(exc.message)[:500], retry_after=retry_after) from exc
         if isinstance(exc, (httpx.TransportError, fal_sdk.FalClientTimeoutError)):
             raise ProviderFailure(NAME, f"{type(exc).__name__}: {exc}", retryable=True) from exc
         if isinstance(exc, (ValueError, KeyError)):  # a status or body the SDK could not parse
             raise ProviderFailure(NAME, f"unexpected response: {exc}", retryable=True) from exc
         return False
-
-
-def _retry_after(headers: dict[str, str]) -> float | None:
-    value = {k.lower(): v for k, v in headers.items()}.get("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

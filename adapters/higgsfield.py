@@ -15,14 +15,13 @@ Wire format (docs.higgsfield.ai, `higgsfield-client`): `POST {base}/{model_id}[?
 from __future__ import annotations
 
 import mimetypes
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status
+from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
+from adapters.http import error_message, json_object, send
 from config.settings import ProviderSettings
 
 NAME = "higgsfield"
@@ -112,18 +111,8 @@ class HiggsfieldAdapter:
         return self._own_url(handle.get(f"{action}_url"), str(handle["request_id"]), action)
 
     def _call(self, method: str, url: str, key: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._http.request(method, url, headers={"Authorization": f"Key {key}"}, **kwargs)
-        except httpx.TransportError as exc:
-            # No status on purpose: a timeout after sending may have been accepted (see tasks.pipeline).
-            raise ProviderFailure(NAME, f"{type(exc).__name__} talking to Higgsfield: {exc}", retryable=True) from exc
-        try:
-            response.raise_for_status()
-        except httpx.HTTPStatusError as exc:
-            raise failure_for_status(
-                NAME, response.status_code, _detail(response), retry_after=retry_after_seconds(response.headers)
-            ) from exc
-        return response
+        return send(self._http, NAME, "Higgsfield", method, url, headers={"Authorization": f"Key {key}"},
+                    message_of=_detail, **kwargs)
 
 
 def outputs_from_status(body: dict[str, Any]) -> list[Output]:
@@ -142,48 +131,23 @@ def media_type_of(url: str) -> str | None:
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError as exc:
-        message = f"unreadable Higgsfield answer (HTTP {response.status_code})"
-        raise ProviderFailure(NAME, message, retryable=True) from exc
-    if not isinstance(body, dict):
-        raise ProviderFailure(NAME, f"unexpected Higgsfield answer (HTTP {response.status_code})", retryable=True)
-    return body
+    return json_object(response, NAME, "Higgsfield")
 
 
 def _detail(response: httpx.Response) -> str:
+    return error_message(response, _detail_from_body)
+
+
+def _detail_from_body(body: Any, status: int) -> str:
     """The error message, looked up where the official SDK looks: detail, details, message, error."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or f"HTTP {response.status_code}"
     if isinstance(body, dict):
         for name in ("detail", "details", "message", "error"):
             value = body.get(name)
             if isinstance(value, list):  # a validation error list: keep the messages
                 value = "; ".join(str(v.get("msg", v)) if isinstance(v, dict) else str(v) for v in value)
             if value:
-                return str(value)[:500]
-    return str(body)[:500]
-
-
-def retry_after_seconds(headers: httpx.Headers) -> float | None:
-    """`Retry-After` in seconds, from either of its forms (delta-seconds or an HTTP date)."""
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # an HTTP date is GMT by definition
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+                return str(value)
+    return str(body)
 
 
 def create(settings: ProviderSettings) -> HiggsfieldAdapter:

@@ -17,14 +17,13 @@ task then runs to its end and its output is discarded by the pipeline.
 from __future__ import annotations
 
 import mimetypes
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 
 from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status
+from adapters.http import error_message, json_object, send
 from config.settings import ProviderSettings
 
 NAME = "piapi"
@@ -113,18 +112,8 @@ class PiapiAdapter:
         return f"{self._base}/api/v1/task/{quote(str(handle['task_id']), safe='')}"
 
     def _call(self, method: str, url: str, key: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._http.request(method, url, headers={"X-API-Key": key}, **kwargs)
-        except httpx.TransportError as exc:
-            # No status on purpose: a timeout after sending may have been accepted (see tasks.pipeline).
-            raise ProviderFailure(NAME, f"{type(exc).__name__} talking to PiAPI: {exc}", retryable=True) from exc
-        try:
-            response.raise_for_status()
-        except httpx.HTTPStatusError as exc:
-            raise failure_for_status(
-                NAME, response.status_code, _message(response), retry_after=retry_after_seconds(response.headers)
-            ) from exc
-        return response
+        return send(self._http, NAME, "PiAPI", method, url, headers={"X-API-Key": key}, message_of=_message,
+                    **kwargs)
 
 
 def outputs_from_task(output: Any) -> list[Output]:
@@ -144,12 +133,7 @@ def _metadata(data: dict[str, Any]) -> dict[str, Any]:
 
 def _data(response: httpx.Response) -> dict[str, Any]:
     """`data` of a 2xx envelope; an envelope whose own `code` says error counts as that HTTP error."""
-    try:
-        body = response.json()
-    except ValueError as exc:
-        raise ProviderFailure(NAME, f"unreadable PiAPI answer (HTTP {response.status_code})", retryable=True) from exc
-    if not isinstance(body, dict):
-        raise ProviderFailure(NAME, f"unexpected PiAPI answer (HTTP {response.status_code})", retryable=True)
+    body = json_object(response, NAME, "PiAPI")
     code = body.get("code")
     if isinstance(code, int) and 400 <= code <= 599:
         raise failure_for_status(NAME, code, str(body.get("message") or f"code {code}")[:500])
@@ -160,37 +144,19 @@ def _data(response: httpx.Response) -> dict[str, Any]:
 
 
 def _message(response: httpx.Response) -> str:
+    return error_message(response, _message_from_body)
+
+
+def _message_from_body(body: Any, status: int) -> str:
     """The envelope's `message`, plus `data.error.message` when PiAPI gives one."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or f"HTTP {response.status_code}"
     if not isinstance(body, dict):
-        return str(body)[:500]
-    message = str(body.get("message") or body.get("detail") or f"HTTP {response.status_code}")
+        return str(body)
+    message = str(body.get("message") or body.get("detail") or f"HTTP {status}")
     data = body.get("data")
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict) and error.get("message") and error["message"] != message:
         message = f"{message}: {error['message']}"
-    return message[:500]
-
-
-def retry_after_seconds(headers: httpx.Headers) -> float | None:
-    """`Retry-After` in seconds, from either of its forms (delta-seconds or an HTTP date)."""
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:  # an HTTP date is GMT by definition
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    return message
 
 
 def create(settings: ProviderSettings) -> PiapiAdapter:

@@ -25,8 +25,6 @@ read timeout with wait+0.5 s. Submit always returns `Submitted`; the pipeline po
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import email.utils
 import mimetypes
 import re
 import threading
@@ -41,7 +39,9 @@ from replicate.exceptions import ReplicateError
 from replicate.helpers import FileOutput
 from replicate.prediction import Prediction
 
-from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status
+from adapters.base import (
+    Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, retry_after_seconds,
+)
 from config.settings import ProviderSettings
 
 NAME = "replicate"
@@ -64,7 +64,7 @@ _error_response = threading.local()  # greenlet-local under gevent's monkey-patc
 def _remember_error(response: httpx.Response) -> None:
     """httpx response hook: keep the Retry-After of an error answer, which `ReplicateError` drops."""
     if response.status_code >= 400:
-        _error_response.retry_after = _retry_after(response.headers.get("retry-after"))
+        _error_response.retry_after = retry_after_seconds(response.headers.get("retry-after"))
 
 
 class _TimeoutFloor(httpx.HTTPTransport):
@@ -303,20 +303,3 @@ class _mapped_errors:
 def _message(exc: ReplicateError) -> str:
     parts = [str(part).strip() for part in (exc.title, exc.detail) if part]
     return (": ".join(parts) or f"HTTP {exc.status}")[:500]
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: a number or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())

@@ -32,7 +32,6 @@ or failed); ``status_error`` has nothing to act on here because nothing is ever 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 import time
@@ -48,8 +47,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sim import media
-
-JSON = dict[str, Any]
+from sim.control import JSON, ControlledSimulator, control_routes, number, retry_after_header
 
 DEFAULT_CONFIG: JSON = {"queue_time": 0.0, "latency": 0.0, "keys": None, "max_concurrent": None}
 GLOBAL_ONLY = ("keys", "max_concurrent", "voices")  # account settings, not per-call knobs
@@ -103,16 +101,6 @@ SUBMIT_ERRORS: dict[int, tuple[str, str]] = {
 }
 QUOTA_MESSAGE = ("This request exceeds your quota of 10000. You have 0 credits remaining, "
                  "while {need} credits are required for this request.")
-
-
-def _number(value: Any, default: float) -> float:
-    """A non-negative float from a knob value, or `default` when it is not a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return default
 
 
 def detail_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -181,48 +169,31 @@ class Call:
         }
 
 
-class ElevenLabsSimulator:
+class ElevenLabsSimulator(ControlledSimulator[Call]):
     """In-memory state and HTTP handlers of the simulated ElevenLabs API."""
 
+    DEFAULT_CONFIG = DEFAULT_CONFIG
+    CONFIG_ONLY = GLOBAL_ONLY
+    COUNTERS = ("submit_attempts", "submissions", "submit_rejected", "completed", "failed", "status_calls",
+                "cancel_calls", "cancels", "voices_calls", "file_downloads", "max_in_flight")
+
     def __init__(self) -> None:
-        self.config: JSON = dict(DEFAULT_CONFIG)
         self.calls: dict[str, Call] = {}
-        self.submit_failures: dict[str, int] = {}  # body fingerprint -> injected failures served
-        self.stats: dict[str, int] = {}
         self.in_flight = 0
-        self.reset()
+        super().__init__()
 
     def reset(self) -> None:
-        self.config = dict(DEFAULT_CONFIG)
+        super().reset()
         self.calls.clear()
-        self.submit_failures.clear()
-        self.stats = dict.fromkeys(
-            ("submit_attempts", "submissions", "submit_rejected", "completed", "failed", "status_calls",
-             "cancel_calls", "cancels", "voices_calls", "file_downloads", "max_in_flight"), 0)
-
-    def count(self, name: str, by: int = 1) -> None:
-        self.stats[name] = self.stats.get(name, 0) + by
 
     # -- helpers -------------------------------------------------------------
-    @staticmethod
-    def mount_url(request: Request) -> str:
-        """Absolute URL of this app as the client reached it (mount prefix included)."""
-        return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}"
-
     def auth_error(self, request: Request) -> tuple[JSONResponse | None, str]:
         key = request.headers.get("xi-api-key", "").strip()
         if not key:
             return detail_error(401, "invalid_api_key", "Missing xi-api-key header"), ""
-        keys = self.config.get("keys")
-        if isinstance(keys, list) and key not in keys:
+        if self.key_refused(key):
             return detail_error(401, "invalid_api_key", "Invalid API key"), ""
         return None, key[-4:] if len(key) > 4 else ""  # a suffix only, never a whole (short) key
-
-    def knobs_for(self, payload: JSON) -> JSON:
-        knobs = {k: v for k, v in self.config.items() if k not in GLOBAL_ONLY}
-        if isinstance(payload.get("sim"), dict):
-            knobs.update(payload["sim"])
-        return knobs
 
     def rejection(self, request: Request, raw: bytes, knobs: JSON, cost: int) -> Response | None:
         """The ``quota`` and ``submit_status`` knobs, the latter optionally only for the first
@@ -230,23 +201,16 @@ class ElevenLabsSimulator:
         status = knobs.get("submit_status")
         if status is None and not knobs.get("quota"):
             return None
-        times = knobs.get("submit_status_times")
-        if times is not None:
-            fingerprint = hashlib.sha256(request.url.path.encode() + b"\0" + raw).hexdigest()
-            served = self.submit_failures.get(fingerprint, 0)
-            if served >= int(_number(times, 0)):
-                return None
-            self.submit_failures[fingerprint] = served + 1
-        code = 401 if status is None else int(_number(status, 500))
+        if not self.submit_failure_due(knobs, request.url.path.encode(), raw):
+            return None
+        code = 401 if status is None else int(number(status, 500))
         if code == 401 and knobs.get("quota"):
             return detail_error(401, "quota_exceeded", QUOTA_MESSAGE.format(need=max(cost, 1)))
         if code == 422:
             return validation_error([_problem("value_error", ["body"], str(knobs.get("submit_detail")
                                                                            or "Simulated validation error"))])
         name, message = SUBMIT_ERRORS.get(code, ("simulated_error", "Simulated error"))
-        headers = None
-        if code == 429 and knobs.get("retry_after") is not None:
-            headers = {"Retry-After": str(int(_number(knobs["retry_after"], 1)))}
+        headers = retry_after_header(knobs.get("retry_after")) if code == 429 else None
         return detail_error(code, name, str(knobs.get("submit_detail") or message), headers)
 
     async def read_json(self, request: Request) -> tuple[bytes, JSON | Response]:
@@ -355,8 +319,8 @@ class ElevenLabsSimulator:
         call = Call(
             request_id=uuid.uuid4().hex, endpoint=endpoint, path=request.url.path, voice_id=voice_id,
             query=dict(request.query_params), input=payload, knobs=knobs, submitted_at=time.time(),
-            started=now, queue_time=_number(knobs.get("queue_time"), 0.0),
-            latency=_number(knobs.get("latency"), 0.0), hang=_number(knobs.get("hang"), 0.0),
+            started=now, queue_time=number(knobs.get("queue_time"), 0.0),
+            latency=number(knobs.get("latency"), 0.0), hang=number(knobs.get("hang"), 0.0),
             key_suffix=key_suffix,
         )
         self.calls[call.request_id] = call
@@ -377,7 +341,7 @@ class ElevenLabsSimulator:
         headers = {"request-id": call.request_id}
         fail = call.knobs.get("fail")
         if fail:
-            if int(_number(call.knobs.get("fail_status"), 400)) == 422:
+            if int(number(call.knobs.get("fail_status"), 400)) == 422:
                 return validation_error([_problem(str(call.knobs.get("fail_type") or "value_error"),
                                                   ["body"], str(fail), None)])
             default_type = "bad_prompt" if call.endpoint == "music" else "invalid_request"
@@ -409,39 +373,12 @@ class ElevenLabsSimulator:
         data, media_type = await run_in_threadpool(render_audio, "mp3", "mp3_44100_128", 1.0)
         return Response(data, media_type=media_type, headers={"cache-control": "public, max-age=3600"})
 
-    # -- control API -------------------------------------------------------------
-    async def sim_requests(self, request: Request) -> Response:
-        return JSONResponse({"requests": [call.as_json() for call in self.calls.values()]})
+    # -- control API hooks -------------------------------------------------------
+    def records(self) -> dict[str, Call]:
+        return self.calls
 
-    async def sim_request(self, request: Request) -> Response:
-        call = self.calls.get(request.path_params["request_id"])
-        if call is None:
-            return JSONResponse({"detail": "Request not found"}, 404)
-        return JSONResponse(call.as_json())
-
-    async def sim_config(self, request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                update = json.loads(await request.body() or b"{}")
-            except ValueError:
-                update = None
-            if not isinstance(update, dict):
-                return JSONResponse({"detail": "config must be a JSON object"}, 422)
-            for key, value in update.items():
-                if value is None and key in DEFAULT_CONFIG:
-                    self.config[key] = DEFAULT_CONFIG[key]
-                elif value is None:
-                    self.config.pop(key, None)
-                else:
-                    self.config[key] = value
-        return JSONResponse(self.config)
-
-    async def sim_reset(self, request: Request) -> Response:
-        self.reset()
-        return JSONResponse({"ok": True, "config": self.config})
-
-    async def sim_stats(self, request: Request) -> Response:
-        return JSONResponse({**self.stats, "requests": len(self.calls), "in_flight": self.in_flight})
+    def control_stats(self) -> JSON:
+        return {"in_flight": self.in_flight}
 
 
 def render_audio(kind: str, output_format: str, seconds: float) -> tuple[bytes, str]:
@@ -467,11 +404,7 @@ def create_app() -> Starlette:
     sim = ElevenLabsSimulator()
     app = Starlette(
         routes=[
-            Route("/_sim/requests", sim.sim_requests, methods=["GET"]),
-            Route("/_sim/requests/{request_id}", sim.sim_request, methods=["GET"]),
-            Route("/_sim/config", sim.sim_config, methods=["GET", "POST"]),
-            Route("/_sim/reset", sim.sim_reset, methods=["POST"]),
-            Route("/_sim/stats", sim.sim_stats, methods=["GET"]),
+            *control_routes(sim),
             Route("/files/{name}", sim.file, methods=["GET"]),
             Route("/v1/voices", sim.voices, methods=["GET"]),
             Route("/v1/text-to-speech/{voice_id}", sim.text_to_speech, methods=["POST"]),

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import heapq
 import json
 import math
@@ -41,8 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sim import media
-
-JSON = dict[str, Any]
+from sim.control import JSON, ControlledSimulator, control_routes, hang, number, retry_after_header
 
 #: Defaults that ``POST /_sim/reset`` restores.  Any per-request knob may also
 #: be given here and then applies to every request that does not override it.
@@ -95,16 +93,6 @@ CONTENT_TYPES = {"png": "image/png", "mp4": "video/mp4", "mp3": "audio/mpeg", "w
 
 def _now_iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def _number(value: Any, default: float) -> float:
-    """A non-negative float from a knob value, or `default` when it is not a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return default
 
 
 def _root_of(app_id: str) -> str:
@@ -193,7 +181,7 @@ class FalRequest:
     @property
     def start_timeout(self) -> float | None:
         value = self.headers.get("x-fal-request-timeout")
-        timeout = _number(value, -1.0) if value is not None else -1.0
+        timeout = number(value, -1.0) if value is not None else -1.0
         return timeout if 0.0 <= timeout < self.queue_time else None
 
     @property
@@ -241,7 +229,7 @@ class FalRequest:
         if outcome == "timeout":
             return 504, {"detail": TIMEOUT_ERROR, "error_type": TIMEOUT_TYPE}, TIMEOUT_TYPE
         message = str(self.knobs.get("fail"))
-        status = 500 if int(_number(self.knobs.get("fail_status"), 422)) == 500 else 422
+        status = 500 if int(number(self.knobs.get("fail_status"), 422)) == 500 else 422
         if status == 500:
             return 500, {"detail": message, "error_type": "runner_server_error"}, "runner_server_error"
         error_type = str(self.knobs.get("fail_type") or "content_policy_violation")
@@ -293,40 +281,29 @@ class FalRequest:
         }
 
 
-class FalSimulator:
+class FalSimulator(ControlledSimulator[FalRequest]):
     """In-memory state and HTTP handlers of the simulated Fal queue."""
 
+    DEFAULT_CONFIG = DEFAULT_CONFIG
+    COUNTERS = ("submit_attempts", "submissions", "submit_rejected", "status_calls", "result_calls",
+                "cancel_calls", "cancels", "file_downloads", "webhook_attempts", "webhooks_delivered",
+                "webhooks_failed")
+
     def __init__(self) -> None:
-        self.config: JSON = dict(DEFAULT_CONFIG)
         self.requests: dict[str, FalRequest] = {}
         self.queues: dict[str, list[float]] = {}  # per app root: heap of queue-exit times
-        self.submit_failures: dict[str, int] = {}  # body fingerprint -> injected failures served
-        self.stats: dict[str, int] = {}
         self.tasks: set[asyncio.Task[None]] = set()
-        self.reset()
+        super().__init__()
 
     def reset(self) -> None:
         for task in self.tasks:
             task.cancel()
         self.tasks.clear()
-        self.config = dict(DEFAULT_CONFIG)
+        super().reset()
         self.requests.clear()
         self.queues.clear()
-        self.submit_failures.clear()
-        self.stats = dict.fromkeys(
-            ("submit_attempts", "submissions", "submit_rejected", "status_calls", "result_calls",
-             "cancel_calls", "cancels", "file_downloads", "webhook_attempts", "webhooks_delivered",
-             "webhooks_failed"), 0)
-
-    def count(self, name: str) -> None:
-        self.stats[name] = self.stats.get(name, 0) + 1
 
     # -- helpers -------------------------------------------------------------
-    @staticmethod
-    def mount_url(request: Request) -> str:
-        """Absolute URL of this app as the client reached it (mount prefix included)."""
-        return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}"
-
     def auth_error(self, request: Request) -> tuple[JSONResponse | None, str]:
         header = request.headers.get("authorization", "").strip()
         scheme, _, key = header.partition(" ")
@@ -335,8 +312,7 @@ class FalSimulator:
             return JSONResponse({"detail": "Missing authorization header"}, 401), ""
         if scheme != "Key" or not key:
             return JSONResponse({"detail": "Invalid authorization header, expected 'Key <key>'"}, 401), ""
-        keys = self.config.get("keys")
-        if isinstance(keys, list) and key not in keys:
+        if self.key_refused(key):
             return JSONResponse({"detail": "Invalid API key"}, 401), ""
         return None, key[-4:]
 
@@ -357,8 +333,8 @@ class FalSimulator:
         """
         if not isinstance(knob, dict):
             return None
-        status = int(_number(knob.get("status"), 500))
-        if served >= int(_number(knob.get("times"), 1)) or not 400 <= status <= 599:
+        status = int(number(knob.get("status"), 500))
+        if served >= int(number(knob.get("times"), 1)) or not 400 <= status <= 599:
             return None
         if knob.get("ingress"):
             return Response(NGINX_PAGE.format(code=status), status, media_type="text/html")
@@ -385,9 +361,7 @@ class FalSimulator:
             self.count("submit_rejected")
             return JSONResponse({"detail": [{"loc": ["body"], "msg": "Input should be a valid dictionary",
                                              "type": "dict_type"}]}, 422)
-        knobs = {k: v for k, v in self.config.items() if k != "keys"}
-        if isinstance(payload.get("sim"), dict):
-            knobs.update(payload["sim"])
+        knobs = self.knobs_for(payload)
 
         rejection = self.submit_rejection(app_id, raw, knobs)
         if rejection is not None:
@@ -400,9 +374,7 @@ class FalSimulator:
 
         record = self.create(request, app_id, payload, knobs, key_suffix, webhook_url)
         self.count("submissions")
-        hang = _number(knobs.get("hang"), 0.0)
-        if hang:  # accepted, but the answer comes late: the client sees a read timeout
-            await asyncio.sleep(hang)
+        await hang(knobs)
         urls = self.urls(record)
         body = {"request_id": record.request_id, "gateway_request_id": record.request_id, **urls,
                 "status": "IN_QUEUE", "queue_position": record.initial_position}
@@ -412,27 +384,21 @@ class FalSimulator:
         """Apply the ``submit_status`` knob (optionally only to the first ``submit_status_times`` tries
         of an identical body, so SDK or gateway retries can be seen to succeed)."""
         status = knobs.get("submit_status")
-        if status is None:
+        if status is None or not self.submit_failure_due(knobs, app_id.encode(), raw):
             return None
-        times = knobs.get("submit_status_times")
-        if times is not None:
-            fingerprint = hashlib.sha256(app_id.encode() + b"\0" + raw).hexdigest()
-            served = self.submit_failures.get(fingerprint, 0)
-            if served >= int(_number(times, 0)):
-                return None
-            self.submit_failures[fingerprint] = served + 1
         knob = {"status": status, "times": 1, "ingress": knobs.get("submit_ingress"),
                 "detail": knobs.get("submit_detail")}
         response = self.injected(knob, 0)
-        if response is not None and knobs.get("retry_after") is not None:
-            response.headers["Retry-After"] = str(int(_number(knobs["retry_after"], 1)))
+        retry_after = retry_after_header(knobs.get("retry_after"))
+        if response is not None and retry_after is not None:
+            response.headers.update(retry_after)
         return response
 
     def create(self, request: Request, app_id: str, payload: JSON, knobs: JSON,
                key_suffix: str, webhook_url: str | None) -> FalRequest:
         now = time.monotonic()
         root = _root_of(app_id)
-        queue_time = _number(knobs.get("queue_time"), 0.0)
+        queue_time = number(knobs.get("queue_time"), 0.0)
         heap = self.queues.setdefault(root, [])
         while heap and heap[0] <= now:
             heapq.heappop(heap)
@@ -443,7 +409,7 @@ class FalSimulator:
         record = FalRequest(
             request_id=str(uuid.uuid4()), app_id=app_id, root=root, input=payload, knobs=knobs,
             base_url=self.mount_url(request), submitted_at=time.time(), started=now,
-            queue_time=queue_time, latency=_number(knobs.get("latency"), 0.0),
+            queue_time=queue_time, latency=number(knobs.get("latency"), 0.0),
             initial_position=initial, key_suffix=key_suffix,
             headers={k: v for k, v in request.headers.items() if k.startswith("x-fal-")},
         )
@@ -549,8 +515,8 @@ class FalSimulator:
         inp, knobs, rid = record.input, record.knobs, record.request_id
         kind = str(knobs.get("output") or output_kind(record.app_id))
         files = f"{record.base_url}/files"  # file names carry every parameter: see FILE_PATTERNS
-        long_side = int(_number(knobs.get("long_side"), 256)) or 256
-        seconds = _number(knobs.get("seconds"), 0.0) or _number(str(inp.get("duration", "")).rstrip("s"), 1.0)
+        long_side = int(number(knobs.get("long_side"), 256)) or 256
+        seconds = number(knobs.get("seconds"), 0.0) or number(str(inp.get("duration", "")).rstrip("s"), 1.0)
         millis = int(min(seconds, 10.0) * 1000) or 1000
         if kind == "video":
             width, height = media_size(inp, long_side, (16, 9))
@@ -624,7 +590,7 @@ class FalSimulator:
             error = record.status_error()[0] if record.outcome in ("cancelled", "timeout") \
                 else f"Invalid status code: {status}"
             body.update(status="ERROR", payload=error_body, error=error)
-        attempts = max(1, int(_number(record.knobs.get("webhook_attempts"), 3)))
+        attempts = max(1, int(number(record.knobs.get("webhook_attempts"), 3)))
         async with httpx.AsyncClient(timeout=10.0) as client:
             for attempt in range(attempts):
                 if attempt:
@@ -644,46 +610,20 @@ class FalSimulator:
                 hook.last_error = f"receiver answered {answer.status_code}"
         self.count("webhooks_failed")
 
-    # -- control API -------------------------------------------------------------
-    async def sim_requests(self, request: Request) -> Response:
+    # -- control API hooks -------------------------------------------------------
+    def records(self) -> dict[str, FalRequest]:
+        return self.requests
+
+    def control_listed(self, request: Request, record: FalRequest) -> bool:
         app_id = request.query_params.get("app_id")
-        items = [r.as_json() for r in self.requests.values() if app_id is None or r.app_id == app_id]
-        return JSONResponse({"requests": items})
+        return app_id is None or record.app_id == app_id
 
-    async def sim_request(self, request: Request) -> Response:
-        record = self.requests.get(request.path_params["request_id"])
-        if record is None:
-            return JSONResponse({"detail": "Request not found"}, 404)
-        return JSONResponse(record.as_json())
-
-    async def sim_config(self, request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                update = json.loads(await request.body() or b"{}")
-            except ValueError:
-                update = None
-            if not isinstance(update, dict):
-                return JSONResponse({"detail": "config must be a JSON object"}, 422)
-            for key, value in update.items():
-                if value is None and key in DEFAULT_CONFIG:
-                    self.config[key] = DEFAULT_CONFIG[key]
-                elif value is None:
-                    self.config.pop(key, None)
-                else:
-                    self.config[key] = value
-        return JSONResponse(self.config)
-
-    async def sim_reset(self, request: Request) -> Response:
-        self.reset()
-        return JSONResponse({"ok": True, "config": self.config})
-
-    async def sim_stats(self, request: Request) -> Response:
+    def control_stats(self) -> JSON:
         phases = {"IN_QUEUE": 0, "IN_PROGRESS": 0, "COMPLETED": 0}
         for record in self.requests.values():
             phases[record.phase(record.elapsed())] += 1
-        return JSONResponse({**self.stats, "requests": len(self.requests),
-                             "in_queue": phases["IN_QUEUE"], "in_progress": phases["IN_PROGRESS"],
-                             "completed": phases["COMPLETED"]})
+        return {"in_queue": phases["IN_QUEUE"], "in_progress": phases["IN_PROGRESS"],
+                "completed": phases["COMPLETED"]}
 
 
 def create_app() -> Starlette:
@@ -691,11 +631,7 @@ def create_app() -> Starlette:
     sim = FalSimulator()
     request_path = "/{prefix:path}/requests/{request_id}"
     app = Starlette(routes=[
-        Route("/_sim/requests", sim.sim_requests, methods=["GET"]),
-        Route("/_sim/requests/{request_id}", sim.sim_request, methods=["GET"]),
-        Route("/_sim/config", sim.sim_config, methods=["GET", "POST"]),
-        Route("/_sim/reset", sim.sim_reset, methods=["POST"]),
-        Route("/_sim/stats", sim.sim_stats, methods=["GET"]),
+        *control_routes(sim),
         Route("/files/{name}", sim.file, methods=["GET"]),
         Route(request_path + "/status", sim.status, methods=["GET"]),
         Route(request_path + "/cancel", sim.cancel, methods=["PUT"]),

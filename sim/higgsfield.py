@@ -22,12 +22,11 @@ but not delivered.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
 import re
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sim import media
-
-JSON = dict[str, Any]
+from sim.control import JSON, ControlledSimulator, control_routes, hang, number, retry_after_header, status_error_due
 
 #: What ``POST /_sim/reset`` restores. Any per-request knob may be set here as a global default.
 DEFAULT_CONFIG: JSON = {"queue_time": 0.0, "latency": 0.0, "keys": None, "long_side": 256}
@@ -67,16 +65,6 @@ VIDEO_FPS = 8
 MAX_VIDEO_SECONDS = 10.0  # longer requests get a shorter clip: the sim keeps media small
 
 
-def _number(value: Any, default: float) -> float:
-    """A non-negative float from a knob value, or `default` when it is not a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return default
-
-
 def media_size(aspect_ratio: Any, long_side: int) -> tuple[int, int]:
     """A small picture size with the shape of `aspect_ratio` ("16:9"); square when it is unreadable."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*", str(aspect_ratio or ""))
@@ -89,9 +77,7 @@ def media_size(aspect_ratio: Any, long_side: int) -> tuple[int, int]:
 
 def error(status: int, detail: Any = None, retry_after: Any = None) -> JSONResponse:
     """Higgsfield's (assumed) error answer; 429 and 503 carry ``Retry-After`` when one is given."""
-    headers = None
-    if retry_after is not None and status in (429, 503):
-        headers = {"Retry-After": str(int(_number(retry_after, 1.0)))}
+    headers = retry_after_header(retry_after) if status in (429, 503) else None
     return JSONResponse({"detail": detail or ERROR_DETAILS.get(status, "Simulated error")}, status, headers=headers)
 
 
@@ -143,12 +129,12 @@ class HiggsfieldRequest:
 
     def outputs(self) -> JSON:
         """The ``images`` / ``video`` fields of a completed request: URLs of files this sim serves."""
-        long_side = int(_number(self.knobs.get("long_side"), 256)) or 256
+        long_side = int(number(self.knobs.get("long_side"), 256)) or 256
         width, height = media_size(self.input.get("aspect_ratio"), long_side)
         files = f"{self.base_url}/files"
         if self.output_kind() == "video":
             width, height = width - width % 2, height - height % 2
-            seconds = min(_number(self.input.get("duration"), 5.0) or 5.0, MAX_VIDEO_SECONDS)
+            seconds = min(number(self.input.get("duration"), 5.0) or 5.0, MAX_VIDEO_SECONDS)
             return {"video": {"url": f"{files}/{self.request_id}_{width}x{height}_{int(seconds * 1000)}ms.mp4"}}
         seed = int(self.request_id.replace("-", "")[:8], 16)
         return {"images": [{"url": f"{files}/{self.request_id}_{width}x{height}_s{seed}.png"}]}
@@ -172,26 +158,20 @@ class HiggsfieldRequest:
         }
 
 
-class HiggsfieldSimulator:
+class HiggsfieldSimulator(ControlledSimulator[HiggsfieldRequest]):
     """In-memory state and HTTP handlers of the simulated Higgsfield platform API."""
 
+    DEFAULT_CONFIG = DEFAULT_CONFIG
+    COUNTERS = ("submit_attempts", "submissions", "submit_rejected", "status_calls", "cancel_calls", "cancels",
+                "file_downloads")
+
     def __init__(self) -> None:
-        self.config: JSON = dict(DEFAULT_CONFIG)
         self.requests: dict[str, HiggsfieldRequest] = {}
-        self.submit_failures: dict[str, int] = {}  # body fingerprint -> injected failures served
-        self.stats: dict[str, int] = {}
-        self.reset()
+        super().__init__()
 
     def reset(self) -> None:
-        self.config = dict(DEFAULT_CONFIG)
+        super().reset()
         self.requests.clear()
-        self.submit_failures.clear()
-        self.stats = dict.fromkeys(
-            ("submit_attempts", "submissions", "submit_rejected", "status_calls", "cancel_calls", "cancels",
-             "file_downloads"), 0)
-
-    def count(self, name: str) -> None:
-        self.stats[name] = self.stats.get(name, 0) + 1
 
     def authorize(self, request: Request) -> tuple[JSONResponse | None, str]:
         """The 401 answer for a missing or unknown key, else None and the key's last four characters."""
@@ -199,8 +179,7 @@ class HiggsfieldSimulator:
         key = key.strip()
         if scheme != "Key" or not key:
             return error(401, "Missing or malformed Authorization header, expected 'Key <api_key>:<api_secret>'"), ""
-        keys = self.config.get("keys")
-        if isinstance(keys, list) and key not in keys:
+        if self.key_refused(key):
             return error(401), ""
         return None, key[-4:]
 
@@ -223,9 +202,7 @@ class HiggsfieldSimulator:
         if not isinstance(payload, dict):
             self.count("submit_rejected")
             return error(422, [{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}])
-        knobs = {k: v for k, v in self.config.items() if k != "keys"}
-        if isinstance(payload.get("sim"), dict):
-            knobs.update(payload["sim"])
+        knobs = self.knobs_for(payload)
         rejection = self.submit_rejection(model_id, raw, knobs)
         if rejection is None:
             rejection = self.invalid(payload)
@@ -235,33 +212,22 @@ class HiggsfieldSimulator:
 
         record = HiggsfieldRequest(
             request_id=str(uuid.uuid4()), model_id=model_id, input=payload, knobs=knobs,
-            base_url=f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}",
+            base_url=self.mount_url(request),
             submitted_at=time.time(), started=time.monotonic(),
-            queue_time=_number(knobs.get("queue_time"), 0.0), latency=_number(knobs.get("latency"), 0.0),
+            queue_time=number(knobs.get("queue_time"), 0.0), latency=number(knobs.get("latency"), 0.0),
             key_suffix=key_suffix, webhook_url=request.query_params.get("hf_webhook"),
         )
         self.requests[record.request_id] = record
         self.count("submissions")
-        hang = _number(knobs.get("hang"), 0.0)
-        if hang > 0:
-            # Accepted, but the answer comes late: the client's read timeout fires after the provider
-            # has taken (and would bill) the request.
-            await asyncio.sleep(hang)
+        await hang(knobs)
         return JSONResponse({"status": "queued", "request_id": record.request_id, **record.urls()})
 
     def submit_rejection(self, model_id: str, raw: bytes, knobs: JSON) -> Response | None:
         """The ``submit_status`` knob; with ``submit_status_times`` only the first N tries of an
         identical body fail, so a retry can be seen to succeed."""
-        status = int(_number(knobs.get("submit_status"), 0))
-        if not 400 <= status <= 599:
+        status = int(number(knobs.get("submit_status"), 0))
+        if not 400 <= status <= 599 or not self.submit_failure_due(knobs, model_id.encode(), raw):
             return None
-        times = knobs.get("submit_status_times")
-        if times is not None:
-            fingerprint = hashlib.sha256(model_id.encode() + b"\0" + raw).hexdigest()
-            served = self.submit_failures.get(fingerprint, 0)
-            if served >= int(_number(times, 0)):
-                return None
-            self.submit_failures[fingerprint] = served + 1
         return error(status, knobs.get("submit_detail"), knobs.get("retry_after"))
 
     @staticmethod
@@ -291,10 +257,10 @@ class HiggsfieldSimulator:
         record = self.open_request(request, "status_calls")
         if isinstance(record, Response):
             return record
-        knob = record.knobs.get("status_error")
-        if isinstance(knob, dict) and record.status_errors_served < int(_number(knob.get("times"), 1)):
+        knob = status_error_due(record.knobs, record.status_errors_served)
+        if knob is not None:
             record.status_errors_served += 1
-            return error(int(_number(knob.get("status"), 500)), knob.get("detail"), knob.get("retry_after"))
+            return error(int(number(knob.get("status"), 500)), knob.get("detail"), knob.get("retry_after"))
         return JSONResponse(record.status_body())
 
     async def cancel(self, request: Request) -> Response:
@@ -327,53 +293,19 @@ class HiggsfieldSimulator:
             data = await run_in_threadpool(media.mp4_bytes, fields["w"], fields["h"], seconds, VIDEO_FPS)
         return Response(data, media_type=CONTENT_TYPES[ext], headers={"cache-control": "public, max-age=3600"})
 
-    # -- control API -------------------------------------------------------------
-    async def sim_requests(self, request: Request) -> Response:
-        return JSONResponse({"requests": [r.as_json() for r in self.requests.values()]})
+    # -- control API hooks -------------------------------------------------------
+    def records(self) -> dict[str, HiggsfieldRequest]:
+        return self.requests
 
-    async def sim_request(self, request: Request) -> Response:
-        record = self.requests.get(request.path_params["request_id"])
-        return JSONResponse(record.as_json()) if record else error(404, "Request not found")
-
-    async def sim_config(self, request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                update = json.loads(await request.body() or b"{}")
-            except ValueError:
-                update = None
-            if not isinstance(update, dict):
-                return error(422, "config must be a JSON object")
-            for key, value in update.items():
-                if value is None:  # null restores the default (or drops a knob that has none)
-                    if key in DEFAULT_CONFIG:
-                        self.config[key] = DEFAULT_CONFIG[key]
-                    else:
-                        self.config.pop(key, None)
-                else:
-                    self.config[key] = value
-        return JSONResponse(self.config)
-
-    async def sim_reset(self, request: Request) -> Response:
-        self.reset()
-        return JSONResponse({"ok": True, "config": self.config})
-
-    async def sim_stats(self, request: Request) -> Response:
-        phases: dict[str, int] = {}
-        for record in self.requests.values():
-            phase = record.phase()
-            phases[phase] = phases.get(phase, 0) + 1
-        return JSONResponse({**self.stats, "requests": len(self.requests), "phases": phases})
+    def control_stats(self) -> JSON:
+        return {"phases": dict(Counter(record.phase() for record in self.requests.values()))}
 
 
 def create_app() -> Starlette:
     """The Higgsfield simulator as an ASGI app; mount it at ``/higgsfield`` (see ``sim.server``)."""
     sim = HiggsfieldSimulator()
     app = Starlette(routes=[
-        Route("/_sim/requests", sim.sim_requests, methods=["GET"]),
-        Route("/_sim/requests/{request_id}", sim.sim_request, methods=["GET"]),
-        Route("/_sim/config", sim.sim_config, methods=["GET", "POST"]),
-        Route("/_sim/reset", sim.sim_reset, methods=["POST"]),
-        Route("/_sim/stats", sim.sim_stats, methods=["GET"]),
+        *control_routes(sim),
         Route("/files/{name}", sim.file, methods=["GET"]),
         Route("/requests/{request_id}/status", sim.status, methods=["GET"]),
         Route("/requests/{request_id}/cancel", sim.cancel, methods=["POST"]),

@@ -29,13 +29,12 @@ processing), and media are generated when a file URL is fetched, as in ``sim.fal
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import hashlib
 import json
 import re
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +45,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sim import media
-
-JSON = dict[str, Any]
+from sim.control import JSON, ControlledSimulator, control_routes, hang, number, retry_after_header, status_error_due
 
 #: What ``POST /_sim/reset`` restores. Any per-request knob may be set here as a global default.
 DEFAULT_CONFIG: JSON = {"queue_time": 0.0, "latency": 0.0, "keys": None, "long_side": 256}
@@ -80,16 +78,6 @@ VIDEO_FPS = 8
 MAX_VIDEO_SECONDS = 10.0  # longer requests get a shorter clip: the sim keeps media small
 
 
-def _number(value: Any, default: float) -> float:
-    """A non-negative float from a knob value, or `default` when it is not a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return default
-
-
 def _iso(epoch: float | None) -> str:
     if epoch is None:
         return ZERO_TIME
@@ -109,9 +97,7 @@ def media_size(aspect_ratio: Any, long_side: int) -> tuple[int, int]:
 
 def envelope_error(status: int, message: Any = None, retry_after: Any = None) -> JSONResponse:
     """PiAPI's error answer: the HTTP status repeated as ``code``; 429/503 may carry ``Retry-After``."""
-    headers = None
-    if retry_after is not None and status in (429, 503):
-        headers = {"Retry-After": str(int(_number(retry_after, 1.0)))}
+    headers = retry_after_header(retry_after) if status in (429, 503) else None
     body = {"code": status, "data": None, "message": str(message or ERROR_MESSAGES.get(status, "simulated error"))}
     return JSONResponse(body, status, headers=headers)
 
@@ -160,13 +146,13 @@ class PiapiTask:
 
     def output(self) -> JSON:
         """``data.output`` of a completed task: the URL of a file this sim serves."""
-        long_side = int(_number(self.knobs.get("long_side"), 256)) or 256
+        long_side = int(number(self.knobs.get("long_side"), 256)) or 256
         width, height = media_size(self.input.get("aspect_ratio"), long_side)
         files = f"{self.base_url}/files"
         if self.knobs.get("output") == "image":
             seed = int(self.task_id.replace("-", "")[:8], 16)
             return {"image_url": f"{files}/{self.task_id}_{width}x{height}_s{seed}.png"}
-        seconds = min(_number(self.input.get("duration"), 5.0) or 5.0, MAX_VIDEO_SECONDS)
+        seconds = min(number(self.input.get("duration"), 5.0) or 5.0, MAX_VIDEO_SECONDS)
         return {"video": f"{files}/{self.task_id}_{width}x{height}_{int(seconds * 1000)}ms.mp4"}
 
     def data(self) -> JSON:
@@ -175,7 +161,7 @@ class PiapiTask:
         began = self.submitted_at + self.queue_time if phase != "pending" else None
         ended = self.submitted_at + self.queue_time + self.latency if phase in ("completed", "failed") else None
         failure = str(self.knobs.get("fail")) if phase == "failed" else ""
-        duration = _number(self.input.get("duration"), 5.0)
+        duration = number(self.input.get("duration"), 5.0)
         config = self.body.get("config") if isinstance(self.body.get("config"), dict) else {}
         return {
             "task_id": self.task_id, "model": "seedance", "task_type": self.task_type,
@@ -202,32 +188,25 @@ class PiapiTask:
         }
 
 
-class PiapiSimulator:
+class PiapiSimulator(ControlledSimulator[PiapiTask]):
     """In-memory state and HTTP handlers of the simulated PiAPI task API."""
 
+    DEFAULT_CONFIG = DEFAULT_CONFIG
+    COUNTERS = ("submit_attempts", "submissions", "submit_rejected", "status_calls", "cancel_calls", "cancels",
+                "file_downloads")
+
     def __init__(self) -> None:
-        self.config: JSON = dict(DEFAULT_CONFIG)
         self.tasks: dict[str, PiapiTask] = {}
-        self.submit_failures: dict[str, int] = {}  # body fingerprint -> injected failures served
-        self.stats: dict[str, int] = {}
-        self.reset()
+        super().__init__()
 
     def reset(self) -> None:
-        self.config = dict(DEFAULT_CONFIG)
+        super().reset()
         self.tasks.clear()
-        self.submit_failures.clear()
-        self.stats = dict.fromkeys(
-            ("submit_attempts", "submissions", "submit_rejected", "status_calls", "cancel_calls", "cancels",
-             "file_downloads"), 0)
-
-    def count(self, name: str) -> None:
-        self.stats[name] = self.stats.get(name, 0) + 1
 
     def authorize(self, request: Request) -> tuple[JSONResponse | None, str]:
         """The 401 answer for a missing or unknown ``X-API-Key``, else None and its last four characters."""
         key = request.headers.get("x-api-key", "").strip()
-        keys = self.config.get("keys")
-        if not key or (isinstance(keys, list) and key not in keys):
+        if not key or self.key_refused(key):
             return envelope_error(401), ""
         return None, key[-4:]
 
@@ -246,10 +225,7 @@ class PiapiSimulator:
         if not isinstance(body, dict):
             self.count("submit_rejected")
             return envelope_error(400, "request body must be a JSON object")
-        knobs = {k: v for k, v in self.config.items() if k != "keys"}
-        task_input = body.get("input")
-        if isinstance(task_input, dict) and isinstance(task_input.get("sim"), dict):
-            knobs.update(task_input["sim"])
+        knobs = self.knobs_for(body.get("input"))
         rejection = self.submit_rejection(raw, knobs) or self.invalid(body)
         if rejection is not None:
             self.count("submit_rejected")
@@ -257,33 +233,22 @@ class PiapiSimulator:
 
         task = PiapiTask(
             task_id=str(uuid.uuid4()), task_type=str(body["task_type"]), body=body, knobs=knobs,
-            base_url=f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}",
+            base_url=self.mount_url(request),
             submitted_at=time.time(), started=time.monotonic(),
-            queue_time=_number(knobs.get("queue_time"), 0.0), latency=_number(knobs.get("latency"), 0.0),
+            queue_time=number(knobs.get("queue_time"), 0.0), latency=number(knobs.get("latency"), 0.0),
             key_suffix=key_suffix,
         )
         self.tasks[task.task_id] = task
         self.count("submissions")
-        hang = _number(knobs.get("hang"), 0.0)
-        if hang > 0:
-            # Accepted, but the answer comes late: the client's read timeout fires after PiAPI has
-            # taken (and would bill) the task.
-            await asyncio.sleep(hang)
+        await hang(knobs)
         return JSONResponse({"code": 200, "data": task.data(), "message": "success"})
 
     def submit_rejection(self, raw: bytes, knobs: JSON) -> Response | None:
         """The ``submit_status`` knob; with ``submit_status_times`` only the first N tries of an
         identical body fail, so a retry can be seen to succeed."""
-        status = int(_number(knobs.get("submit_status"), 0))
-        if not 400 <= status <= 599:
+        status = int(number(knobs.get("submit_status"), 0))
+        if not 400 <= status <= 599 or not self.submit_failure_due(knobs, raw):
             return None
-        times = knobs.get("submit_status_times")
-        if times is not None:
-            fingerprint = hashlib.sha256(raw).hexdigest()
-            served = self.submit_failures.get(fingerprint, 0)
-            if served >= int(_number(times, 0)):
-                return None
-            self.submit_failures[fingerprint] = served + 1
         return envelope_error(status, knobs.get("submit_detail"), knobs.get("retry_after"))
 
     @staticmethod
@@ -322,10 +287,10 @@ class PiapiSimulator:
         task = self.open_task(request, "status_calls")
         if isinstance(task, Response):
             return task
-        knob = task.knobs.get("status_error")
-        if isinstance(knob, dict) and task.status_errors_served < int(_number(knob.get("times"), 1)):
+        knob = status_error_due(task.knobs, task.status_errors_served)
+        if knob is not None:
             task.status_errors_served += 1
-            return envelope_error(int(_number(knob.get("status"), 500)), knob.get("detail"), knob.get("retry_after"))
+            return envelope_error(int(number(knob.get("status"), 500)), knob.get("detail"), knob.get("retry_after"))
         return JSONResponse({"code": 200, "data": task.data(), "message": "success"})
 
     async def cancel_task(self, request: Request) -> Response:
@@ -352,53 +317,25 @@ class PiapiSimulator:
             data = await run_in_threadpool(media.mp4_bytes, fields["w"], fields["h"], seconds, VIDEO_FPS)
         return Response(data, media_type=CONTENT_TYPES[ext], headers={"cache-control": "public, max-age=3600"})
 
-    # -- control API -------------------------------------------------------------
-    async def sim_requests(self, request: Request) -> Response:
-        return JSONResponse({"requests": [t.as_json() for t in self.tasks.values()]})
+    # -- control API hooks -------------------------------------------------------
+    def records(self) -> dict[str, PiapiTask]:
+        return self.tasks
 
-    async def sim_request(self, request: Request) -> Response:
-        task = self.tasks.get(request.path_params["task_id"])
-        return JSONResponse(task.as_json()) if task else envelope_error(404)
+    def control_stats(self) -> JSON:
+        return {"phases": dict(Counter(task.phase() for task in self.tasks.values()))}
 
-    async def sim_config(self, request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                update = json.loads(await request.body() or b"{}")
-            except ValueError:
-                update = None
-            if not isinstance(update, dict):
-                return envelope_error(400, "config must be a JSON object")
-            for key, value in update.items():
-                if value is None:  # null restores the default (or drops a knob that has none)
-                    if key in DEFAULT_CONFIG:
-                        self.config[key] = DEFAULT_CONFIG[key]
-                    else:
-                        self.config.pop(key, None)
-                else:
-                    self.config[key] = value
-        return JSONResponse(self.config)
+    def control_not_found(self) -> Response:
+        return envelope_error(404)
 
-    async def sim_reset(self, request: Request) -> Response:
-        self.reset()
-        return JSONResponse({"ok": True, "config": self.config})
-
-    async def sim_stats(self, request: Request) -> Response:
-        phases: dict[str, int] = {}
-        for task in self.tasks.values():
-            phase = task.phase()
-            phases[phase] = phases.get(phase, 0) + 1
-        return JSONResponse({**self.stats, "requests": len(self.tasks), "phases": phases})
+    def control_bad_config(self) -> Response:
+        return envelope_error(400, "config must be a JSON object")
 
 
 def create_app() -> Starlette:
     """The PiAPI simulator as an ASGI app; mount it at ``/piapi`` (see ``sim.server``)."""
     sim = PiapiSimulator()
     app = Starlette(routes=[
-        Route("/_sim/requests", sim.sim_requests, methods=["GET"]),
-        Route("/_sim/requests/{task_id}", sim.sim_request, methods=["GET"]),
-        Route("/_sim/config", sim.sim_config, methods=["GET", "POST"]),
-        Route("/_sim/reset", sim.sim_reset, methods=["POST"]),
-        Route("/_sim/stats", sim.sim_stats, methods=["GET"]),
+        *control_routes(sim),
         Route("/files/{name}", sim.file, methods=["GET"]),
         Route("/api/v1/task", sim.create_task, methods=["POST"]),
         Route("/api/v1/task/{task_id}", sim.get_task, methods=["GET"]),

@@ -55,8 +55,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sim import media
-
-JSON = dict[str, Any]
+from sim.control import JSON, ControlledSimulator, control_routes, hang, number, retry_after_header, status_error_due
 
 #: Defaults that ``POST /_sim/reset`` restores.  Any per-prediction knob may also be set here and
 #: then applies to every prediction that does not override it.  ``keys``: when a list, only those
@@ -110,16 +109,6 @@ def _now_iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _number(value: Any, default: float) -> float:
-    """A non-negative float from a knob value, or `default` when it is not a number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return default
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return default
-
-
 def _new_id() -> str:
     return "".join(secrets.choice(ID_ALPHABET) for _ in range(26))
 
@@ -148,7 +137,7 @@ def prefer_wait(header: str | None) -> int | None:
             continue
         if not value.strip():
             return MAX_WAIT
-        seconds = _number(value.strip(), float(MAX_WAIT))
+        seconds = number(value.strip(), float(MAX_WAIT))
         return int(min(max(seconds, 1), MAX_WAIT))
     return None
 
@@ -301,7 +290,7 @@ class SimPrediction:
         width, height = knobs.get("width", inp.get("width")), knobs.get("height", inp.get("height"))
         if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
             return min(width, media.MAX_SIDE), min(height, media.MAX_SIDE)
-        long_side = int(_number(knobs.get("long_side"), 256)) or 256
+        long_side = int(number(knobs.get("long_side"), 256)) or 256
         ratio = default_ratio
         aspect = inp.get("aspect_ratio")
         match = ASPECT.fullmatch(aspect) if isinstance(aspect, str) else None
@@ -315,7 +304,7 @@ class SimPrediction:
         seed = self.input.get("seed")
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             seed = int(hashlib.sha256(rid.encode()).hexdigest()[:8], 16)
-        seconds = _number(self.knobs.get("seconds"), 0.0) or _number(self.input.get("duration"), 1.0)
+        seconds = number(self.knobs.get("seconds"), 0.0) or number(self.input.get("duration"), 1.0)
         millis = int(min(seconds, 10.0) * 1000) or 1000
         as_list = self.knobs.get("output_list")
         if kind == "cutout":
@@ -342,31 +331,26 @@ class SimPrediction:
         return urls if as_list else urls[0]
 
 
-class ReplicateSimulator:
+class ReplicateSimulator(ControlledSimulator[SimPrediction]):
     """In-memory state and HTTP handlers of the simulated Replicate API."""
 
+    DEFAULT_CONFIG = DEFAULT_CONFIG
+    CONFIG_ONLY = CONFIG_ONLY
+    COUNTERS = ("submit_attempts", "submissions", "submit_rejected", "status_calls", "cancel_calls", "cancels",
+                "stream_calls", "file_downloads", "webhook_attempts", "webhooks_delivered", "webhooks_failed")
+
     def __init__(self) -> None:
-        self.config: JSON = {}
         self.predictions: dict[str, SimPrediction] = {}
-        self.submit_failures: dict[str, int] = {}  # body fingerprint -> injected failures served
-        self.stats: dict[str, int] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-        self.reset()
+        super().__init__()
 
     def reset(self) -> None:
         for task in self.tasks:
             task.cancel()
         self.tasks.clear()
-        self.config = json.loads(json.dumps(DEFAULT_CONFIG))
+        super().reset()
         self.predictions.clear()
-        self.submit_failures.clear()
-        self.stats = dict.fromkeys(
-            ("submit_attempts", "submissions", "submit_rejected", "status_calls", "cancel_calls", "cancels",
-             "stream_calls", "file_downloads", "webhook_attempts", "webhooks_delivered", "webhooks_failed"), 0)
-
-    def count(self, name: str) -> None:
-        self.stats[name] = self.stats.get(name, 0) + 1
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -374,19 +358,13 @@ class ReplicateSimulator:
         task.add_done_callback(self.tasks.discard)
 
     # -- helpers -------------------------------------------------------------
-    @staticmethod
-    def mount_url(request: Request) -> str:
-        """Absolute URL of this app as the client reached it (mount prefix included)."""
-        return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}"
-
     def auth(self, request: Request) -> tuple[Response | None, str]:
         """``Authorization: Bearer <token>`` (what the SDK sends) or the older ``Token <token>``."""
         scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
         token = token.strip()
         if scheme.lower() not in ("bearer", "token") or not token:
             return problem(401, "You did not pass an authentication token"), ""
-        keys = self.config.get("keys")
-        if isinstance(keys, list) and token not in keys:
+        if self.key_refused(token):
             return problem(401), ""
         return None, token[-4:]
 
@@ -448,10 +426,7 @@ class ReplicateSimulator:
             self.count("submit_rejected")
             return problem(400, "The request body must be a JSON object.")
         inp = body.get("input")
-        knobs = {k: v for k, v in self.config.items() if k not in CONFIG_ONLY}
-        for source in (body, inp if isinstance(inp, dict) else {}):
-            if isinstance(source.get("sim"), dict):
-                knobs.update(source["sim"])
+        knobs = self.knobs_for(body, inp)
 
         rejection = self.submit_rejection(request.url.path, raw, knobs)
         if rejection is not None:
@@ -463,9 +438,7 @@ class ReplicateSimulator:
             return invalid
         record = self.accept(request, body, knobs, key_suffix, *invalid, deployment)
 
-        hang = _number(knobs.get("hang"), 0.0)
-        if hang > 0:  # accepted, then slow to answer: the client's read timeout fires after the fact
-            await asyncio.sleep(hang)
+        await hang(knobs)
         headers = {"Location": record.urls()["get"]}
         wait = prefer_wait(request.headers.get("prefer"))
         if wait is None:
@@ -518,22 +491,16 @@ class ReplicateSimulator:
         status = knobs.get("submit_status")
         if not isinstance(status, int) or not 400 <= status <= 599:
             return None
-        times = knobs.get("submit_status_times")
-        if times is not None:
-            fingerprint = hashlib.sha256(path.encode() + b"\0" + raw).hexdigest()
-            served = self.submit_failures.get(fingerprint, 0)
-            if served >= int(_number(times, 0)):
-                return None
-            self.submit_failures[fingerprint] = served + 1
+        if not self.submit_failure_due(knobs, path.encode(), raw):
+            return None
         return self.injected(status, knobs.get("retry_after"), knobs.get("submit_detail"))
 
     @staticmethod
     def injected(status: int, retry_after: Any, detail: Any = None) -> Response:
-        headers = None
         text = str(detail) if detail else None
-        if retry_after is not None:
-            seconds = max(0, int(_number(retry_after, 1.0)))
-            headers = {"Retry-After": str(seconds)}
+        headers = retry_after_header(retry_after)
+        if headers is not None:
+            seconds = int(headers["Retry-After"])
             if status == 429 and not text:
                 text = f"Request was throttled. Expected available in {seconds} second{'s' * (seconds != 1)}."
         return problem(status, text, headers=headers)
@@ -543,7 +510,7 @@ class ReplicateSimulator:
         record = SimPrediction(
             id=_new_id(), model=model, version=version, deployment=deployment, body=body, knobs=knobs,
             base_url=self.mount_url(request), created_at=time.time(), started=time.monotonic(),
-            queue_time=_number(knobs.get("queue_time"), 0.0), latency=_number(knobs.get("latency"), 0.0),
+            queue_time=number(knobs.get("queue_time"), 0.0), latency=number(knobs.get("latency"), 0.0),
             key_suffix=key_suffix)
         if isinstance(body.get("webhook"), str):
             events = body.get("webhook_events_filter") or list(WEBHOOK_EVENTS)
@@ -562,10 +529,10 @@ class ReplicateSimulator:
         if record is None:
             return problem(404)
         record.status_calls += 1
-        knob = record.knobs.get("status_error")
-        if isinstance(knob, dict) and record.status_errors_served < int(_number(knob.get("times"), 1)):
+        knob = status_error_due(record.knobs, record.status_errors_served)
+        if knob is not None:
             record.status_errors_served += 1
-            status = int(_number(knob.get("status"), 500))
+            status = int(number(knob.get("status"), 500))
             return self.injected(status if 400 <= status <= 599 else 500,
                                  knob.get("retry_after", record.knobs.get("retry_after")), knob.get("detail"))
         return JSONResponse(record.as_json())
@@ -698,7 +665,7 @@ class ReplicateSimulator:
         hook = record.webhook
         assert hook is not None
         body = json.dumps(record.as_json()).encode()
-        attempts = max(1, int(_number(record.knobs.get("webhook_attempts"), 3)))
+        attempts = max(1, int(number(record.knobs.get("webhook_attempts"), 3)))
         for attempt in range(attempts):
             if attempt:
                 await asyncio.sleep(0.2 * 2 ** (attempt - 1))
@@ -718,9 +685,11 @@ class ReplicateSimulator:
             hook.last_error = f"receiver answered {answer.status_code}"
         self.count("webhooks_failed")
 
-    # -- control API -------------------------------------------------------------
-    @staticmethod
-    def control_record(record: SimPrediction) -> JSON:
+    # -- control API hooks -------------------------------------------------------
+    def records(self) -> dict[str, SimPrediction]:
+        return self.predictions
+
+    def control_json(self, record: SimPrediction) -> JSON:
         elapsed = record.elapsed()
         return {
             "request_id": record.id, "model": record.model, "version": record.version, "input": record.body,
@@ -731,43 +700,18 @@ class ReplicateSimulator:
             "webhook": record.webhook.as_json() if record.webhook else None,
         }
 
-    async def sim_requests(self, request: Request) -> Response:
+    def control_listed(self, request: Request, record: SimPrediction) -> bool:
         model = request.query_params.get("model")
-        items = [self.control_record(r) for r in self.predictions.values() if model is None or r.model == model]
-        return JSONResponse({"requests": items})
+        return model is None or record.model == model
 
-    async def sim_request(self, request: Request) -> Response:
-        record = self.predictions.get(request.path_params["prediction_id"])
-        if record is None:
-            return JSONResponse({"detail": "Prediction not found"}, 404)
-        return JSONResponse(self.control_record(record))
+    def control_not_found(self) -> Response:
+        return JSONResponse({"detail": "Prediction not found"}, 404)
 
-    async def sim_config(self, request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                update = json.loads(await request.body() or b"{}")
-            except ValueError:
-                update = None
-            if not isinstance(update, dict):
-                return JSONResponse({"detail": "config must be a JSON object"}, 422)
-            for key, value in update.items():
-                if value is None and key in DEFAULT_CONFIG:
-                    self.config[key] = json.loads(json.dumps(DEFAULT_CONFIG[key]))
-                elif value is None:
-                    self.config.pop(key, None)
-                else:
-                    self.config[key] = value
-        return JSONResponse(self.config)
-
-    async def sim_reset(self, request: Request) -> Response:
-        self.reset()
-        return JSONResponse({"ok": True, "config": self.config})
-
-    async def sim_stats(self, request: Request) -> Response:
+    def control_stats(self) -> JSON:
         statuses = dict.fromkeys(("starting", "processing", *TERMINAL), 0)
         for record in self.predictions.values():
             statuses[record.status(record.elapsed())] += 1
-        return JSONResponse({**self.stats, "requests": len(self.predictions), **statuses})
+        return statuses
 
 
 def hidden_version(model: str) -> str:
@@ -779,11 +723,7 @@ def create_app() -> Starlette:
     """The Replicate simulator as an ASGI app; mount it at ``/replicate`` (see ``sim.server``)."""
     sim = ReplicateSimulator()
     app = Starlette(routes=[
-        Route("/_sim/requests", sim.sim_requests, methods=["GET"]),
-        Route("/_sim/requests/{prediction_id}", sim.sim_request, methods=["GET"]),
-        Route("/_sim/config", sim.sim_config, methods=["GET", "POST"]),
-        Route("/_sim/reset", sim.sim_reset, methods=["POST"]),
-        Route("/_sim/stats", sim.sim_stats, methods=["GET"]),
+        *control_routes(sim),
         Route("/files/{name}", sim.file, methods=["GET"]),
         Route("/v1/predictions", sim.create_for_version, methods=["POST"]),
         Route("/v1/predictions/{prediction_id}", sim.get, methods=["GET"]),

@@ -46,6 +46,32 @@ def sim_url() -> Iterator[str]:
     procs.stop(proc)
 
 
+@pytest.fixture(scope="module")
+def private_sim_url() -> Iterator[str]:
+    """A simulator of the test module's own, for modules whose tests reset it (`/_sim/reset`) or set
+    its global `/_sim/config`: done on the session simulator (`sim_url`), that would disturb others."""
+    proc, url = procs.start_sim()
+    try:
+        yield url
+    finally:
+        procs.stop(proc)
+    assert proc.returncode == 0, "simulator should exit cleanly on SIGTERM"
+
+
+@pytest.fixture(scope="module")
+def provider_base(request: pytest.FixtureRequest, private_sim_url: str) -> str:
+    """The mount of the test module's `PROVIDER` in its private simulator."""
+    return f"{private_sim_url}/{request.module.PROVIDER}"
+
+
+@pytest.fixture()
+def control(provider_base: str) -> Iterator[httpx.Client]:
+    """A client on `provider_base` (control API included), with the simulator reset before each test."""
+    with httpx.Client(base_url=provider_base, timeout=10) as http:
+        http.post("/_sim/reset").raise_for_status()
+        yield http
+
+
 @pytest.fixture(scope="session")
 def env(redis_url: str, sim_url: str, data_dir: Path) -> dict[str, str]:
     port = procs.free_port()

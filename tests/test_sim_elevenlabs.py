@@ -7,7 +7,6 @@ import io
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import av
@@ -19,38 +18,22 @@ from elevenlabs.core.api_error import ApiError
 from adapters.base import Finished, ProviderFailure, ProviderRequest
 from adapters.elevenlabs import VOICE_NAMES, VOICES, ElevenLabsAdapter, create
 from config.settings import ProviderSettings
-from gengate import procs
 from sim import media
 
+# Its tests reset the simulator and set its global config: a private one (conftest `control`).
+PROVIDER = "elevenlabs"
 KEY = "sk-test-0123456789abcd"
 RACHEL = VOICES["rachel"]
 
 
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    proc, url = procs.start_sim()
-    try:
-        yield f"{url}/elevenlabs"
-    finally:
-        procs.stop(proc)
+@pytest.fixture()
+def sdk(provider_base: str, control: httpx.Client) -> ElevenLabs:
+    return ElevenLabs(api_key=KEY, base_url=provider_base, timeout=10)
 
 
 @pytest.fixture()
-def control(base_url: str) -> Iterator[httpx.Client]:
-    """A client on the simulator's mount, with the simulator reset before each test."""
-    with httpx.Client(base_url=base_url, timeout=10) as http:
-        http.post("/_sim/reset").raise_for_status()
-        yield http
-
-
-@pytest.fixture()
-def sdk(base_url: str, control: httpx.Client) -> ElevenLabs:
-    return ElevenLabs(api_key=KEY, base_url=base_url, timeout=10)
-
-
-@pytest.fixture()
-def adapter(base_url: str, control: httpx.Client) -> ElevenLabsAdapter:
-    return create(ProviderSettings(base_url=base_url, timeout=5, connect_timeout=2))
+def adapter(provider_base: str, control: httpx.Client) -> ElevenLabsAdapter:
+    return create(ProviderSettings(base_url=provider_base, timeout=5, connect_timeout=2))
 
 
 def tts(text: str = "Hello there, this is a test.", **params: Any) -> ProviderRequest:
@@ -116,20 +99,20 @@ def test_sdk_sends_nothing_until_iterated(sdk: ElevenLabs, control: httpx.Client
     assert stats(control)["submit_attempts"] == 1
 
 
-def test_sdk_sees_elevenlabs_error_bodies(base_url: str, sdk: ElevenLabs, control: httpx.Client) -> None:
+def test_sdk_sees_elevenlabs_error_bodies(provider_base: str, sdk: ElevenLabs, control: httpx.Client) -> None:
     with pytest.raises(ApiError) as missing_voice:
         b"".join(sdk.text_to_speech.convert("abcdefghij0123456789", text="hi"))
     assert missing_voice.value.status_code == 404
     assert missing_voice.value.body["detail"]["status"] == "voice_not_found"
 
-    no_text = httpx.post(f"{base_url}/v1/text-to-speech/{RACHEL}", json={"model_id": "eleven_v3"},
+    no_text = httpx.post(f"{provider_base}/v1/text-to-speech/{RACHEL}", json={"model_id": "eleven_v3"},
                          headers={"xi-api-key": KEY})
     assert no_text.status_code == 422
     assert no_text.json()["detail"][0]["loc"] == ["body", "text"]
-    too_short = httpx.post(f"{base_url}/v1/music", json={"prompt": "x", "music_length_ms": 1000},
+    too_short = httpx.post(f"{provider_base}/v1/music", json={"prompt": "x", "music_length_ms": 1000},
                           headers={"xi-api-key": KEY})
     assert too_short.status_code == 422 and too_short.json()["detail"][0]["loc"] == ["body", "music_length_ms"]
-    assert httpx.post(f"{base_url}/v1/music", json={"prompt": "x"}).status_code == 401  # no xi-api-key
+    assert httpx.post(f"{provider_base}/v1/music", json={"prompt": "x"}).status_code == 401  # no xi-api-key
 
     control.post("/_sim/config", json={"keys": ["good-key-1234"]}).raise_for_status()
     with pytest.raises(ApiError) as bad_key:
@@ -258,9 +241,9 @@ def test_submit_status_times_then_success(adapter: ElevenLabsAdapter, control: h
     assert (stats(control)["submit_attempts"], len(records(control))) == (2, 1)
 
 
-def test_too_many_concurrent_requests(base_url: str, control: httpx.Client) -> None:
+def test_too_many_concurrent_requests(provider_base: str, control: httpx.Client) -> None:
     control.post("/_sim/config", json={"max_concurrent": 1}).raise_for_status()
-    slow = create(ProviderSettings(base_url=base_url, timeout=5))
+    slow = create(ProviderSettings(base_url=provider_base, timeout=5))
     thread = threading.Thread(target=slow.submit, args=(tts(options={"sim": {"latency": 0.6}}), KEY))
     thread.start()
     try:
@@ -275,8 +258,8 @@ def test_too_many_concurrent_requests(base_url: str, control: httpx.Client) -> N
     assert (caught.value.status, caught.value.retryable) == (429, True)
 
 
-def test_hang_past_the_timeout_is_statusless_and_sent_once(base_url: str, control: httpx.Client) -> None:
-    impatient = create(ProviderSettings(base_url=base_url, timeout=0.5, connect_timeout=1))
+def test_hang_past_the_timeout_is_statusless_and_sent_once(provider_base: str, control: httpx.Client) -> None:
+    impatient = create(ProviderSettings(base_url=provider_base, timeout=0.5, connect_timeout=1))
     started = time.monotonic()
     with pytest.raises(ProviderFailure) as caught:
         impatient.submit(tts(options={"sim": {"hang": 1.5}}), KEY)

@@ -10,16 +10,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import select
-import signal
-import subprocess
-import sys
 import threading
 import time
 import wave
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import av
@@ -32,7 +27,6 @@ from PIL import Image
 
 from sim import media
 
-ROOT = Path(__file__).resolve().parents[1]
 IMAGE_APP = "fal-ai/flux/schnell"
 VIDEO_APP = "fal-ai/kling-video/v3/pro/text-to-video"
 
@@ -40,44 +34,17 @@ VIDEO_APP = "fal-ai/kling-video/v3/pro/text-to-video"
 # -- fixtures -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def sim_url() -> Iterator[str]:
-    """Start ``python -m sim --port 0``, wait for its SIM_READY line, stop it with SIGTERM."""
-    proc = subprocess.Popen([sys.executable, "-m", "sim", "--port", "0"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 20)
-        assert ready, "simulator did not report SIM_READY within 20 s"
-        assert proc.stdout is not None
-        line = proc.stdout.readline().strip()
-        assert line.startswith("SIM_READY http://127.0.0.1:"), line
-        yield line.split(" ", 1)[1]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-    assert code == 0, "simulator should exit cleanly on SIGTERM"
-
-
-@pytest.fixture(scope="module")
-def fal_base(sim_url: str) -> Iterator[str]:
-    """Aim fal-client's queue at the simulator for this module, then restore it."""
+def provider_base(private_sim_url: str) -> Iterator[str]:
+    """The Fal mount of this module's private simulator (conftest), with fal-client's queue aimed at it
+    for this module, then restored. It replaces conftest's `provider_base`, so conftest's `control`
+    (and `client`, which takes it) bring the aim along."""
+    assert private_sim_url.startswith("http://127.0.0.1:"), private_sim_url
     saved = fal_sdk.QUEUE_URL_FORMAT
-    fal_sdk.QUEUE_URL_FORMAT = f"{sim_url}/fal/"
+    fal_sdk.QUEUE_URL_FORMAT = f"{private_sim_url}/fal/"
     try:
-        yield f"{sim_url}/fal"
+        yield f"{private_sim_url}/fal"
     finally:
         fal_sdk.QUEUE_URL_FORMAT = saved
-
-
-@pytest.fixture()
-def control(fal_base: str) -> Iterator[httpx.Client]:
-    """An HTTP client on the simulator's mount, with the simulator reset before each test."""
-    with httpx.Client(base_url=fal_base, timeout=10) as http:
-        http.post("/_sim/reset").raise_for_status()
-        yield http
 
 
 @pytest.fixture()
@@ -236,9 +203,9 @@ def test_submit_429_is_retried_by_the_sdk(client: fal_client.SyncClient, control
     assert (stats["submit_attempts"], stats["submit_rejected"], stats["submissions"]) == (3, 2, 1)
 
 
-def test_auth_is_required_and_checked(fal_base: str, control: httpx.Client) -> None:
-    assert httpx.post(f"{fal_base}/{IMAGE_APP}", json={}).status_code == 401
-    bearer = httpx.post(f"{fal_base}/{IMAGE_APP}", json={}, headers={"Authorization": "Bearer abc"})
+def test_auth_is_required_and_checked(provider_base: str, control: httpx.Client) -> None:
+    assert httpx.post(f"{provider_base}/{IMAGE_APP}", json={}).status_code == 401
+    bearer = httpx.post(f"{provider_base}/{IMAGE_APP}", json={}, headers={"Authorization": "Bearer abc"})
     assert bearer.status_code == 401
     control.post("/_sim/config", json={"keys": ["good-key"]}).raise_for_status()
     with pytest.raises(FalClientHTTPError) as caught:
@@ -343,6 +310,8 @@ def test_webhooks(client: fal_client.SyncClient, control: httpx.Client,
     assert bodies["/bad"]["payload"]["detail"][0]["msg"] == "boom"
     assert bodies["/gone"]["status"] == "ERROR" and bodies["/gone"]["request_id"] == gone.request_id
 
+    # The receiver records a body before it answers; the simulator marks delivery once it has the answer.
+    wait_until(lambda: sim_record(control, ok.request_id)["webhook"]["delivered"])
     hook = sim_record(control, ok.request_id)["webhook"]
     assert hook["delivered"] is True and hook["attempts"] == 2
     assert sim_record(control, bad.request_id)["webhook"]["attempts"] == 1

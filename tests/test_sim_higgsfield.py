@@ -19,33 +19,17 @@ from PIL import Image
 from adapters.base import Failed, Finished, ProviderFailure, ProviderRequest, Running, Submitted
 from adapters.higgsfield import HiggsfieldAdapter, create
 from config.settings import ProviderSettings
-from gengate import procs
 
+# Its tests reset the simulator and set its global config: a private one (conftest `control`).
+PROVIDER = "higgsfield"
 SOUL = "higgsfield-ai/soul/standard"
 KEY = "hf-id:hf-secret"
 AUTH = {"Authorization": f"Key {KEY}"}
 
 
-@pytest.fixture(scope="module")
-def hf_base() -> Iterator[str]:
-    proc, base = procs.start_sim()
-    try:
-        yield f"{base}/higgsfield"
-    finally:
-        procs.stop(proc)
-
-
 @pytest.fixture()
-def control(hf_base: str) -> Iterator[httpx.Client]:
-    """A client on the simulator's mount, with the simulator reset before each test."""
-    with httpx.Client(base_url=hf_base, timeout=10) as http:
-        http.post("/_sim/reset").raise_for_status()
-        yield http
-
-
-@pytest.fixture()
-def adapter(hf_base: str, control: httpx.Client) -> Iterator[HiggsfieldAdapter]:
-    made = create(ProviderSettings(base_url=hf_base, timeout=1.0, connect_timeout=1.0))
+def adapter(provider_base: str, control: httpx.Client) -> Iterator[HiggsfieldAdapter]:
+    made = create(ProviderSettings(base_url=provider_base, timeout=1.0, connect_timeout=1.0))
     yield made
     made.close()
 
@@ -76,15 +60,15 @@ def poll_until_done(adapter: HiggsfieldAdapter, handle: dict[str, Any], timeout:
 
 # -- the protocol, as documented -------------------------------------------------------
 
-def test_protocol_lifecycle_and_real_png(control: httpx.Client, hf_base: str) -> None:
+def test_protocol_lifecycle_and_real_png(control: httpx.Client, provider_base: str) -> None:
     body = {"prompt": "a fox", "aspect_ratio": "16:9", "resolution": "720p", "sim": {"queue_time": 0.2, "latency": 0.2}}
-    submitted = httpx.post(f"{hf_base}/{SOUL}", json=body, headers=AUTH,
+    submitted = httpx.post(f"{provider_base}/{SOUL}", json=body, headers=AUTH,
                            params={"hf_webhook": "https://hook.example/x"})
     assert submitted.status_code == 200
     answer = submitted.json()
     assert answer["status"] == "queued" and answer["request_id"]
-    assert answer["status_url"] == f"{hf_base}/requests/{answer['request_id']}/status"
-    assert answer["cancel_url"] == f"{hf_base}/requests/{answer['request_id']}/cancel"
+    assert answer["status_url"] == f"{provider_base}/requests/{answer['request_id']}/status"
+    assert answer["cancel_url"] == f"{provider_base}/requests/{answer['request_id']}/cancel"
 
     seen: list[str] = []
     calls = 0
@@ -103,13 +87,13 @@ def test_protocol_lifecycle_and_real_png(control: httpx.Client, hf_base: str) ->
     assert sim_record["key_suffix"] == KEY[-4:] and sim_record["status_calls"] == calls
 
 
-def test_protocol_errors(control: httpx.Client, hf_base: str) -> None:
-    assert httpx.post(f"{hf_base}/{SOUL}", json={"prompt": "x"}).status_code == 401
-    bearer = httpx.post(f"{hf_base}/{SOUL}", json={"prompt": "x"}, headers={"Authorization": "Bearer abc"})
+def test_protocol_errors(control: httpx.Client, provider_base: str) -> None:
+    assert httpx.post(f"{provider_base}/{SOUL}", json={"prompt": "x"}).status_code == 401
+    bearer = httpx.post(f"{provider_base}/{SOUL}", json={"prompt": "x"}, headers={"Authorization": "Bearer abc"})
     assert bearer.status_code == 401 and "detail" in bearer.json()
-    invalid = httpx.post(f"{hf_base}/{SOUL}", json={"resolution": "4k"}, headers=AUTH)
+    invalid = httpx.post(f"{provider_base}/{SOUL}", json={"resolution": "4k"}, headers=AUTH)
     assert invalid.status_code == 422 and len(invalid.json()["detail"]) == 2
-    assert httpx.get(f"{hf_base}/requests/nope/status", headers=AUTH).status_code == 404
+    assert httpx.get(f"{provider_base}/requests/nope/status", headers=AUTH).status_code == 404
     stats = control.get("/_sim/stats").json()
     assert (stats["submit_attempts"], stats["submit_rejected"], stats["submissions"]) == (3, 3, 0)
 
@@ -224,9 +208,9 @@ def test_cancel_while_queued_and_after_start(adapter: HiggsfieldAdapter, control
     assert control.get("/_sim/stats").json()["cancels"] == 1
 
 
-def test_handle_urls_never_leave_the_configured_base(hf_base: str, control: httpx.Client) -> None:
+def test_handle_urls_never_leave_the_configured_base(provider_base: str, control: httpx.Client) -> None:
     """A status URL pointing elsewhere is replaced by the documented one: the key stays home."""
-    made = create(ProviderSettings(base_url=hf_base, timeout=1.0))
+    made = create(ProviderSettings(base_url=provider_base, timeout=1.0))
     try:
         handle = made.submit(request("foreign"), KEY).handle
         handle["status_url"] = "https://evil.example/requests/x/status"

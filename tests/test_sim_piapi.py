@@ -18,32 +18,16 @@ import pytest
 from adapters.base import Failed, Finished, ProviderFailure, ProviderRequest, Running, Submitted
 from adapters.piapi import PiapiAdapter, create
 from config.settings import ProviderSettings
-from gengate import procs
 
+# Its tests reset the simulator and set its global config: a private one (conftest `control`).
+PROVIDER = "piapi"
 KEY = "piapi-test-key-9876"
 HEADERS = {"X-API-Key": KEY}
 
 
-@pytest.fixture(scope="module")
-def piapi_base() -> Iterator[str]:
-    proc, base = procs.start_sim()
-    try:
-        yield f"{base}/piapi"
-    finally:
-        procs.stop(proc)
-
-
 @pytest.fixture()
-def control(piapi_base: str) -> Iterator[httpx.Client]:
-    """A client on the simulator's mount, with the simulator reset before each test."""
-    with httpx.Client(base_url=piapi_base, timeout=10) as http:
-        http.post("/_sim/reset").raise_for_status()
-        yield http
-
-
-@pytest.fixture()
-def adapter(piapi_base: str, control: httpx.Client) -> Iterator[PiapiAdapter]:
-    made = create(ProviderSettings(base_url=piapi_base, timeout=1.0, connect_timeout=1.0))
+def adapter(provider_base: str, control: httpx.Client) -> Iterator[PiapiAdapter]:
+    made = create(ProviderSettings(base_url=provider_base, timeout=1.0, connect_timeout=1.0))
     yield made
     made.close()
 
@@ -85,12 +69,12 @@ def decode_mp4(url: str) -> tuple[int, int, int]:
 
 # -- the protocol, as documented -------------------------------------------------------
 
-def test_protocol_lifecycle_envelope_and_real_mp4(control: httpx.Client, piapi_base: str) -> None:
+def test_protocol_lifecycle_envelope_and_real_mp4(control: httpx.Client, provider_base: str) -> None:
     body = {"model": "seedance", "task_type": "seedance-2-fast-preview",
             "input": {"prompt": "a fox", "duration": 5, "aspect_ratio": "9:16",
                       "sim": {"queue_time": 0.2, "latency": 0.2, "status_case": "title"}},
             "config": {"webhook_config": {"endpoint": "https://hook.example/x", "secret": "s"}}}
-    created = httpx.post(f"{piapi_base}/api/v1/task", json=body, headers=HEADERS)
+    created = httpx.post(f"{provider_base}/api/v1/task", json=body, headers=HEADERS)
     assert created.status_code == 200
     envelope = created.json()
     assert envelope["code"] == 200 and envelope["message"] == "success"
@@ -101,7 +85,7 @@ def test_protocol_lifecycle_envelope_and_real_mp4(control: httpx.Client, piapi_b
 
     seen: list[str] = []
     while not seen or seen[-1] not in ("Completed", "Failed"):
-        task = httpx.get(f"{piapi_base}/api/v1/task/{task['task_id']}", headers=HEADERS).json()["data"]
+        task = httpx.get(f"{provider_base}/api/v1/task/{task['task_id']}", headers=HEADERS).json()["data"]
         if not seen or seen[-1] != task["status"]:
             seen.append(task["status"])
         time.sleep(0.05)
@@ -111,15 +95,15 @@ def test_protocol_lifecycle_envelope_and_real_mp4(control: httpx.Client, piapi_b
     assert len(listed) == 1 and listed[0]["input"] == body and listed[0]["key_suffix"] == KEY[-4:]
 
 
-def test_protocol_errors(control: httpx.Client, piapi_base: str) -> None:
+def test_protocol_errors(control: httpx.Client, provider_base: str) -> None:
     good = {"model": "seedance", "task_type": "seedance-2-preview", "input": {"prompt": "x"}}
-    unauthorised = httpx.post(f"{piapi_base}/api/v1/task", json=good)
+    unauthorised = httpx.post(f"{provider_base}/api/v1/task", json=good)
     assert unauthorised.status_code == 401 and unauthorised.json()["code"] == 401
     for bad in ({**good, "model": "kling"}, {**good, "task_type": "seedance-9"},
                 {**good, "input": {"prompt": "x", "duration": 7}}, {**good, "input": {}}):
-        answer = httpx.post(f"{piapi_base}/api/v1/task", json=bad, headers=HEADERS)
+        answer = httpx.post(f"{provider_base}/api/v1/task", json=bad, headers=HEADERS)
         assert answer.status_code == 400 and answer.json()["code"] == 400 and answer.json()["message"]
-    missing = httpx.get(f"{piapi_base}/api/v1/task/nope", headers=HEADERS)
+    missing = httpx.get(f"{provider_base}/api/v1/task/nope", headers=HEADERS)
     assert missing.status_code == 404 and missing.json()["data"] is None
     stats = control.get("/_sim/stats").json()
     assert (stats["submit_attempts"], stats["submit_rejected"], stats["submissions"]) == (5, 5, 0)

@@ -11,7 +11,6 @@ import io
 import json
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -27,40 +26,24 @@ from replicate.webhook import Webhooks
 from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
 from adapters.replicate import _target, build_input, create, media_type_of, outputs_from_output
 from config.settings import ProviderSettings
-from gengate import procs
 from sim.replicate import cutout_png
 
+# Its tests reset the simulator and set its global config: a private one (conftest `control`).
+PROVIDER = "replicate"
 REMOVER = "851-labs/background-remover"
 KEY = "r8_sim_test_key_0001"
 
 
 # -- fixtures -------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def base() -> Iterator[str]:
-    proc, url = procs.start_sim()
-    try:
-        yield f"{url}/replicate"
-    finally:
-        procs.stop(proc)
+@pytest.fixture()
+def client(provider_base: str, control: httpx.Client) -> replicate.Client:
+    return replicate.Client(api_token=KEY, base_url=provider_base)
 
 
 @pytest.fixture()
-def control(base: str) -> Iterator[httpx.Client]:
-    """An HTTP client on the simulator's mount, with the simulator reset before each test."""
-    with httpx.Client(base_url=base, timeout=10) as http:
-        http.post("/_sim/reset").raise_for_status()
-        yield http
-
-
-@pytest.fixture()
-def client(base: str, control: httpx.Client) -> replicate.Client:
-    return replicate.Client(api_token=KEY, base_url=base)
-
-
-@pytest.fixture()
-def adapter(base: str, control: httpx.Client) -> Any:
-    return create(ProviderSettings(base_url=base, timeout=5.0, connect_timeout=2.0))
+def adapter(provider_base: str, control: httpx.Client) -> Any:
+    return create(ProviderSettings(base_url=provider_base, timeout=5.0, connect_timeout=2.0))
 
 
 def remover_request(marker: str, options: dict[str, Any] | None = None, *, endpoint: str = REMOVER,
@@ -131,9 +114,9 @@ def test_sdk_lifecycle_status_progress_and_metrics(client: replicate.Client, con
     assert isinstance(prediction.output, str) and prediction.output.endswith("_rgba.png")
 
 
-def test_prefer_wait_holds_until_done_or_timeout(base: str, control: httpx.Client) -> None:
+def test_prefer_wait_holds_until_done_or_timeout(provider_base: str, control: httpx.Client) -> None:
     headers = {"Authorization": f"Bearer {KEY}", "Prefer": "wait=1"}
-    url = f"{base}/v1/models/black-forest-labs/flux-schnell/predictions"
+    url = f"{provider_base}/v1/models/black-forest-labs/flux-schnell/predictions"
     quick = httpx.post(url, headers=headers, json={"input": {"prompt": "x", "sim": {"latency": 0.2}}})
     assert quick.status_code == 201 and quick.headers["preference-applied"] == "wait=1"
     assert quick.json()["status"] == "succeeded" and isinstance(quick.json()["output"], list)
@@ -145,7 +128,7 @@ def test_prefer_wait_holds_until_done_or_timeout(base: str, control: httpx.Clien
     assert slow.headers["location"] == slow.json()["urls"]["get"]
 
 
-def test_version_route_and_validation(client: replicate.Client, base: str, control: httpx.Client) -> None:
+def test_version_route_and_validation(client: replicate.Client, provider_base: str, control: httpx.Client) -> None:
     control.post("/_sim/config", json={"versions": {"abcdef0123456789": "stability-ai/sdxl"}})
     prediction = client.predictions.create(version="abcdef0123456789", input={"prompt": "a fox"})
     assert prediction.model == "stability-ai/sdxl" and prediction.version == "abcdef0123456789"
@@ -153,10 +136,10 @@ def test_version_route_and_validation(client: replicate.Client, base: str, contr
     assert isinstance(output, list) and len(output) == 2
 
     headers = {"Authorization": f"Bearer {KEY}"}
-    missing = httpx.post(f"{base}/v1/predictions", headers=headers, json={"input": {}})
+    missing = httpx.post(f"{provider_base}/v1/predictions", headers=headers, json={"input": {}})
     assert missing.status_code == 422 and missing.headers["content-type"] == "application/problem+json"
     assert missing.json()["title"] == "Input validation failed"
-    no_image = httpx.post(f"{base}/v1/models/{REMOVER}/predictions", headers=headers, json={"input": {}})
+    no_image = httpx.post(f"{provider_base}/v1/models/{REMOVER}/predictions", headers=headers, json={"input": {}})
     assert no_image.status_code == 422 and no_image.json()["invalid_fields"][0]["description"] == "image is required"
     assert records(control) and all(r["model"] == "stability-ai/sdxl" for r in records(control))
 
@@ -170,8 +153,8 @@ def test_video_and_audio_outputs_decode(client: replicate.Client, model: str, ki
         assert len(streams) == 1 and sum(1 for _ in container.decode(streams[0])) >= 1
 
 
-def test_auth_errors_are_problem_json(client: replicate.Client, base: str, control: httpx.Client) -> None:
-    bare = httpx.post(f"{base}/v1/models/{REMOVER}/predictions", json={"input": {"image": "https://e/x.png"}})
+def test_auth_errors_are_problem_json(client: replicate.Client, provider_base: str, control: httpx.Client) -> None:
+    bare = httpx.post(f"{provider_base}/v1/models/{REMOVER}/predictions", json={"input": {"image": "https://e/x.png"}})
     assert bare.status_code == 401 and bare.headers["content-type"] == "application/problem+json"
     assert bare.json() == {"title": "Unauthenticated", "detail": "You did not pass an authentication token",
                            "status": 401}
@@ -306,8 +289,8 @@ def test_adapter_submit_status_times_then_success(adapter: Any, control: httpx.C
     assert len(records(control, "m-503")) == 1
 
 
-def test_adapter_read_timeout_after_acceptance(base: str, control: httpx.Client) -> None:
-    impatient = create(ProviderSettings(base_url=base, timeout=0.5, connect_timeout=2.0))
+def test_adapter_read_timeout_after_acceptance(provider_base: str, control: httpx.Client) -> None:
+    impatient = create(ProviderSettings(base_url=provider_base, timeout=0.5, connect_timeout=2.0))
     started = time.monotonic()
     with pytest.raises(ProviderFailure) as caught:
         impatient.submit(remover_request("m-hang", {"sim": {"hang": 1.5}}), KEY)

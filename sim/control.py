@@ -1,0 +1,196 @@
+"""What every simulator shares: the control API under its mount and the fault knobs all of them read.
+
+The control API (``GET /_sim/requests``, ``GET /_sim/requests/{id}``, ``GET|POST /_sim/config``,
+``POST /_sim/reset``, ``GET /_sim/stats``) answers the same JSON shapes for every provider, because
+tests and ``tests/conftest.py::sim_requests`` read them without knowing which simulator they talk to.
+What does differ (a record's fields, a list filter, extra stats, the provider's error body) each
+simulator fills in through the hooks of `ControlledSimulator`; its wire protocol stays in its module.
+
+Knobs shared by all simulators: ``submit_status`` + ``submit_status_times`` (the first N tries of an
+identical body are rejected, counted by fingerprint, so a retry can be seen to succeed),
+``retry_after``, ``hang`` and ``status_error``; knob values are read leniently by `number`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+JSON = dict[str, Any]
+
+
+class Record(Protocol):
+    def as_json(self) -> JSON: ...
+
+
+R = TypeVar("R", bound=Record)
+
+
+def number(value: Any, default: float) -> float:
+    """A non-negative float from a knob value, or `default` when it is not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return default
+
+
+def mount_url(request: Request) -> str:
+    """Absolute URL of the simulator's app as the client reached it (mount prefix included)."""
+    return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}"
+
+
+def retry_after_header(value: Any) -> dict[str, str] | None:
+    """The ``Retry-After`` header (whole seconds) for a ``retry_after`` knob value; None when unset."""
+    if value is None:
+        return None
+    return {"Retry-After": str(int(number(value, 1.0)))}
+
+
+async def hang(knobs: JSON) -> None:
+    """The ``hang`` knob, after a request was accepted: its answer comes that many seconds late, so
+    the client's read timeout fires after the provider has taken (and would bill) the request."""
+    seconds = number(knobs.get("hang"), 0.0)
+    if seconds > 0:
+        await asyncio.sleep(seconds)
+
+
+def status_error_due(knobs: JSON, served: int) -> JSON | None:
+    """The ``status_error: {"status", "times", "detail", "retry_after"}`` knob while it is still due
+    (``times`` defaults to 1), given how many of its errors were `served` already."""
+    knob = knobs.get("status_error")
+    if isinstance(knob, dict) and served < int(number(knob.get("times"), 1)):
+        return knob
+    return None
+
+
+class ControlledSimulator(Generic[R]):
+    """State every simulator keeps (config, counters, injected-failure fingerprints) and the
+    handlers of its control API. Subclasses set `DEFAULT_CONFIG` and `COUNTERS`, return their
+    records from `records`, and override the ``control_*`` hooks where they differ."""
+
+    #: What ``POST /_sim/reset`` restores. Any per-request knob may be set here as a global default.
+    DEFAULT_CONFIG: ClassVar[JSON] = {}
+    #: Account settings: in the config, never per-request knobs.
+    CONFIG_ONLY: ClassVar[tuple[str, ...]] = ("keys",)
+    #: The counters of ``/_sim/stats``, all present from the start (at 0).
+    COUNTERS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self.config: JSON = {}
+        self.stats: dict[str, int] = {}
+        self.submit_failures: dict[str, int] = {}  # body fingerprint -> injected failures served
+        self.reset()
+
+    def reset(self) -> None:
+        self.config = copy.deepcopy(self.DEFAULT_CONFIG)
+        self.submit_failures.clear()
+        self.stats = dict.fromkeys(self.COUNTERS, 0)
+
+    def count(self, name: str, by: int = 1) -> None:
+        self.stats[name] = self.stats.get(name, 0) + by
+
+    mount_url = staticmethod(mount_url)
+
+    def key_refused(self, key: str) -> bool:
+        """Whether ``keys`` in the config lists the valid keys and `key` is not one of them (any
+        non-empty key passes while it is unset, so ``gengate up`` runs with a placeholder key)."""
+        keys = self.config.get("keys")
+        return isinstance(keys, list) and key not in keys
+
+    def knobs_for(self, *sources: Any) -> JSON:
+        """The config's knobs, overridden by the ``sim`` object of each source (in order) that has one."""
+        knobs = {k: v for k, v in self.config.items() if k not in self.CONFIG_ONLY}
+        for source in sources:
+            if isinstance(source, dict) and isinstance(source.get("sim"), dict):
+                knobs.update(source["sim"])
+        return knobs
+
+    def submit_failure_due(self, knobs: JSON, *fingerprint: bytes) -> bool:
+        """Whether an injected ``submit_status`` failure is served to this try. With
+        ``submit_status_times`` only the first N tries of the same `fingerprint` (the parts that make
+        a body identical) fail, so a retry can be seen to succeed; without it every try fails."""
+        times = knobs.get("submit_status_times")
+        if times is None:
+            return True
+        key = hashlib.sha256(b"\0".join(fingerprint)).hexdigest()
+        served = self.submit_failures.get(key, 0)
+        if served >= int(number(times, 0)):
+            return False
+        self.submit_failures[key] = served + 1
+        return True
+
+    # -- hooks -------------------------------------------------------------------
+    def records(self) -> Mapping[str, R]:
+        """The accepted requests, by id."""
+        raise NotImplementedError
+
+    def control_json(self, record: R) -> JSON:
+        return record.as_json()
+
+    def control_listed(self, request: Request, record: R) -> bool:
+        """Whether `record` is in ``GET /_sim/requests`` (a simulator may filter by query parameter)."""
+        return True
+
+    def control_stats(self) -> JSON:
+        """Fields of ``/_sim/stats`` after the counters and ``requests``."""
+        return {}
+
+    def control_not_found(self) -> Response:
+        return JSONResponse({"detail": "Request not found"}, 404)
+
+    def control_bad_config(self) -> Response:
+        return JSONResponse({"detail": "config must be a JSON object"}, 422)
+
+    # -- handlers ----------------------------------------------------------------
+    async def sim_requests(self, request: Request) -> Response:
+        items = [self.control_json(r) for r in self.records().values() if self.control_listed(request, r)]
+        return JSONResponse({"requests": items})
+
+    async def sim_request(self, request: Request) -> Response:
+        record = self.records().get(request.path_params["request_id"])
+        return self.control_not_found() if record is None else JSONResponse(self.control_json(record))
+
+    async def sim_config(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                update = json.loads(await request.body() or b"{}")
+            except ValueError:
+                update = None
+            if not isinstance(update, dict):
+                return self.control_bad_config()
+            for key, value in update.items():
+                if value is None and key in self.DEFAULT_CONFIG:  # null restores the default
+                    self.config[key] = copy.deepcopy(self.DEFAULT_CONFIG[key])
+                elif value is None:  # ... or drops a knob that has none
+                    self.config.pop(key, None)
+                else:
+                    self.config[key] = value
+        return JSONResponse(self.config)
+
+    async def sim_reset(self, request: Request) -> Response:
+        self.reset()
+        return JSONResponse({"ok": True, "config": self.config})
+
+    async def sim_stats(self, request: Request) -> Response:
+        return JSONResponse({**self.stats, "requests": len(self.records()), **self.control_stats()})
+
+
+def control_routes(sim: ControlledSimulator[Any]) -> list[Route]:
+    """The ``/_sim/...`` routes of `sim`, to be listed before the provider's own catch-all routes."""
+    return [
+        Route("/_sim/requests", sim.sim_requests, methods=["GET"]),
+        Route("/_sim/requests/{request_id}", sim.sim_request, methods=["GET"]),
+        Route("/_sim/config", sim.sim_config, methods=["GET", "POST"]),
+        Route("/_sim/reset", sim.sim_reset, methods=["POST"]),
+        Route("/_sim/stats", sim.sim_stats, methods=["GET"]),
+    ]
