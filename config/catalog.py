@@ -65,10 +65,12 @@ class ModelSpec:
         }
 
 
-# Sources. Fal ids are the endpoint ids of fal.ai's model pages (fal.ai/models/<id>); the ones marked
-# UNCONFIRMED could not be checked from here and are recorded as the best public knowledge.
-FAL = "fal.ai/models/<endpoint>"
-FAL_UNCONFIRMED = "fal.ai/models/<endpoint> (UNCONFIRMED: not verifiable offline)"
+# Sources. Fal ids are the endpoint ids of fal.ai's model pages (fal.ai/models/<id>). FAL_CONFIRMED rows
+# were checked against fal.ai's API reference or public client code calling that id; FAL rows are the
+# well-known ids, not re-checked here; FAL_UNCONFIRMED rows are best guesses that no source backs yet.
+FAL_CONFIRMED = "fal.ai/models/<endpoint>; id confirmed in fal.ai's API reference or public client code"
+FAL = "fal.ai/models/<endpoint> (well-known id, not re-checked)"
+FAL_UNCONFIRMED = "fal.ai/models/<endpoint> (UNCONFIRMED: best guess, no source checked)"
 SPEC_OVERVIEW = "spec/gateway-overview.md model table"
 
 
@@ -77,11 +79,12 @@ def _fal(name, capability, endpoints, price, *, ratios=(), durations=(), source=
                      tuple(durations), MappingProxyType(hints), legacy)
 
 
-def _kling(name, path, price, durations, legacy=False):
+def _kling(name, path, price, durations, legacy=False, source=FAL):
     base = f"fal-ai/kling-video/{path}"
     return _fal(name, "video", {"text-to-video": f"{base}/text-to-video", "image-to-video": f"{base}/image-to-video",
                                 "keyframes": f"{base}/image-to-video"},
-                price, ratios=VIDEO_RATIOS, durations=durations, legacy=legacy, duration="str", tail="tail_image_url")
+                price, ratios=VIDEO_RATIOS, durations=durations, legacy=legacy, source=source, duration="str",
+                tail="tail_image_url")
 
 
 def _t2v_i2v(name, base, price, *, t2v="text-to-video", i2v="image-to-video", source=FAL, **kw):
@@ -117,7 +120,7 @@ MODELS: tuple[ModelSpec, ...] = (
     _fal("qwen-angles", "image", {"edit": "fal-ai/qwen-image-edit-2509-lora-gallery/multiple-angles"}, 4,
          ratios=IMAGE_RATIOS, images="image_urls", source=FAL_UNCONFIRMED),
     # --- image: upscale and background removal --------------------------------------------------
-    _fal("seedvr", "image", {"upscale": "fal-ai/seedvr/upscale/image"}, 3),
+    _fal("seedvr", "image", {"upscale": "fal-ai/seedvr/upscale/image"}, 3, source=FAL_CONFIRMED),
     _fal("recraft-clarity", "image", {"upscale": "fal-ai/recraft/upscale/crisp"}, 4, source=FAL_UNCONFIRMED),
     _fal("clarity-upscaler", "image", {"upscale": "fal-ai/clarity-upscaler"}, 3),
     _fal("topaz", "image", {"upscale": "fal-ai/topaz/upscale/image"}, 8),
@@ -127,18 +130,19 @@ MODELS: tuple[ModelSpec, ...] = (
               MappingProxyType({"background-removal": "851-labs/background-remover"}),
               "replicate.com/851-labs/background-remover; provider from " + SPEC_OVERVIEW, 1),
     # --- video: generation ----------------------------------------------------------------------
-    _kling("kling-v3", "v3/pro", 50, tuple(range(3, 16))),
-    _kling("kling-v3-standard", "v3/standard", 30, tuple(range(3, 16))),
+    _kling("kling-v3", "v3/pro", 50, tuple(range(3, 16)), source=FAL_CONFIRMED),
+    _kling("kling-v3-standard", "v3/standard", 30, tuple(range(3, 16)), source=FAL_CONFIRMED),
     ModelSpec("seedance-2-preview", "video", "piapi", MappingProxyType({
         "text-to-video": "seedance-2-preview", "image-to-video": "seedance-2-preview",
         "video-edit": "seedance-2-preview"}), "PROVIDERS.md (PiAPI task_type)", 60, WIDE_VIDEO_RATIOS, (5, 10, 15)),
     ModelSpec("seedance-2-fast-preview", "video", "piapi", MappingProxyType({
         "text-to-video": "seedance-2-fast-preview", "image-to-video": "seedance-2-fast-preview"}),
         "PROVIDERS.md (PiAPI task_type)", 35, WIDE_VIDEO_RATIOS, (5, 10, 15)),
-    _t2v_i2v("sora-2", "fal-ai/sora-2", 40, ratios=VIDEO_RATIOS),
-    _t2v_i2v("sora-2-pro", "fal-ai/sora-2", 100, t2v="text-to-video/pro", i2v="image-to-video/pro", ratios=VIDEO_RATIOS),
-    _t2v_i2v("wan-2.5", "fal-ai/wan-25-preview", 25),
-    _t2v_i2v("wan-2.5-preview", "fal-ai/wan-25-preview", 25),
+    _t2v_i2v("sora-2", "fal-ai/sora-2", 40, ratios=VIDEO_RATIOS, source=FAL_CONFIRMED),
+    _t2v_i2v("sora-2-pro", "fal-ai/sora-2", 100, t2v="text-to-video/pro", i2v="image-to-video/pro", ratios=VIDEO_RATIOS,
+             source=FAL_CONFIRMED),
+    _t2v_i2v("wan-2.5", "fal-ai/wan-25-preview", 25, source=FAL_CONFIRMED),
+    _t2v_i2v("wan-2.5-preview", "fal-ai/wan-25-preview", 25, source=FAL_CONFIRMED),
     _fal("minimax", "video", {"text-to-video": "fal-ai/minimax/video-01",
                               "image-to-video": "fal-ai/minimax/video-01/image-to-video"}, 25, ratios=WIDE_VIDEO_RATIOS),
     _t2v_i2v("ltx-2-19b-distilled", "fal-ai/ltx-2-19b/distilled", 10, source=FAL_UNCONFIRMED),
@@ -151,13 +155,13 @@ MODELS: tuple[ModelSpec, ...] = (
     _fal("kling-v2.6-motion", "video", {"motion-control": "fal-ai/kling-video/v2.6/pro/motion-control"}, 40,
          source=FAL_UNCONFIRMED),
     # --- video: lipsync -------------------------------------------------------------------------
-    _fal("veed-fabric-1.0", "video", {"lipsync": "veed/fabric-1.0"}, 30),
+    _fal("veed-fabric-1.0", "video", {"lipsync": "veed/fabric-1.0"}, 30, source=FAL_CONFIRMED),
     _fal("sync-v2", "video", {"lipsync": "fal-ai/sync-lipsync/v2"}, 20),
     _fal("sync-v2-pro", "video", {"lipsync": "fal-ai/sync-lipsync/v2/pro"}, 35),
-    _fal("omnihuman-v1.5", "video", {"lipsync": "fal-ai/bytedance/omnihuman/v1.5"}, 40),
-    _fal("omnihuman", "video", {"lipsync": "fal-ai/bytedance/omnihuman"}, 35),
+    _fal("omnihuman-v1.5", "video", {"lipsync": "fal-ai/bytedance/omnihuman/v1.5"}, 40, source=FAL_CONFIRMED),
+    _fal("omnihuman", "video", {"lipsync": "fal-ai/bytedance/omnihuman"}, 35, source=FAL_CONFIRMED),
     # --- video: upscale -------------------------------------------------------------------------
-    _fal("seedvr-video", "video", {"video-upscale": "fal-ai/seedvr/upscale/video"}, 20),
+    _fal("seedvr-video", "video", {"video-upscale": "fal-ai/seedvr/upscale/video"}, 20, source=FAL_CONFIRMED),
     _fal("topaz-video", "video", {"video-upscale": "fal-ai/topaz/upscale/video"}, 40),
     _fal("bytedance-upscaler", "video", {"video-upscale": "fal-ai/bytedance-upscaler/upscale/video"}, 20),
     _fal("sima-video-upscaler", "video", {"video-upscale": "simalabs/sima-video-upscaler"}, 20,

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     step_lease_seconds: float = Field(
         default=60.0, description="A job whose pipeline step shows no progress for this long is re-driven by the sweeper."
     )
+    provider_retries: int = Field(
+        default=5, description="How often a retryable provider error (429, 5xx, timeout) is retried per step.")
+    retry_base_seconds: float = Field(default=0.5, description="First retry delay; doubles, with jitter.")
+    retry_max_seconds: float = Field(default=30.0, description="Cap of a retry delay, Retry-After included.")
     sweep_interval_seconds: float = Field(default=0.05, description="How often each worker looks for due polls.")
     sweep_batch: int = 200
     sse_keepalive_seconds: float = 15.0

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import redis
 
+from config.catalog import PROVIDERS
 from config.settings import get_settings
 from gengate import procs
-
 
 
 def _redis() -> redis.Redis:
@@ -33,7 +33,6 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 def cmd_keys_save_provider(args: argparse.Namespace) -> int:
     """Save an account's own provider key (sealed), used when a request brings none in its headers."""
-    from config.catalog import PROVIDERS
     from jobs import keys
     from jobs.sealing import seal
 
@@ -90,8 +89,6 @@ def cmd_up(args: argparse.Namespace) -> int:
             recorded.write_text(url)
             print(f"redis      {url} (private, data in {data / 'redis'})")
         env["GENGATE_REDIS_URL"] = url
-
-        from config.catalog import PROVIDERS
 
         simulated = [name for name in PROVIDERS if getattr(s, name).api_key is None]
         if simulated:

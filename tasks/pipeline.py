@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import random
 import time
 from typing import Any
 
@@ -28,9 +29,6 @@ from tasks.runtime import Runtime
 
 log = logging.getLogger("gengate.pipeline")
 
-SUBMIT_ATTEMPTS = 3
-MAX_POLL_ERRORS = 8
-MAX_FINALIZE_ERRORS = 5
 
 
 def submit(rt: Runtime, job_id: str) -> None:
@@ -86,7 +84,7 @@ def _send(rt: Runtime, job: Job) -> None:
     adapter = get_adapter(job.provider)
     try:
         key = provider_key(rt, job)
-        outcome = _submit_with_retries(adapter, req, key)
+        outcome = _submit_with_retries(rt, adapter, req, key)
     except ProviderFailure as failure:
         fail(rt, job, failure.message, code="provider_error", status=failure.status)
         return
@@ -108,18 +106,27 @@ def _send(rt: Runtime, job: Job) -> None:
     poll(rt, current)
 
 
-def _submit_with_retries(adapter: Any, req: ProviderRequest, key: str) -> Submitted | Finished:
+def _submit_with_retries(rt: Runtime, adapter: Any, req: ProviderRequest, key: str) -> Submitted | Finished:
     """Retry only failures that prove nothing was accepted: an HTTP 429/5xx answer or a refused
     connection. A timeout after sending may have been accepted, so it is final."""
-    for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+    attempts = rt.settings.provider_retries + 1
+    for attempt in range(1, attempts + 1):
         try:
             return adapter.submit(req, key)
         except ProviderFailure as failure:
             refused = isinstance(failure.__cause__, httpx.ConnectError)
-            if attempt == SUBMIT_ATTEMPTS or not (failure.retryable and (failure.status or refused)):
+            if attempt == attempts or not (failure.retryable and (failure.status or refused)):
                 raise
-            time.sleep(min(failure.retry_after or 0.5 * 2**attempt, 5.0))
+            time.sleep(retry_delay(rt, attempt, failure.retry_after))
     raise AssertionError("unreachable")
+
+
+def retry_delay(rt: Runtime, attempt: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter (so retries of many jobs spread out), honouring the provider's
+    Retry-After, capped by `retry_max_seconds`."""
+    s = rt.settings
+    backoff = s.retry_base_seconds * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+    return min(max(backoff, retry_after or 0.0), s.retry_max_seconds)
 
 
 def poll(rt: Runtime, job: Job) -> None:
@@ -127,8 +134,8 @@ def poll(rt: Runtime, job: Job) -> None:
     try:
         outcome = adapter.poll(job.handle or {}, provider_key(rt, job))
     except ProviderFailure as failure:
-        if failure.retryable and job.poll_errors < MAX_POLL_ERRORS:
-            delay = max(failure.retry_after or 0.0, _next_interval(rt, job))
+        if failure.retryable and job.poll_errors < rt.settings.provider_retries:
+            delay = max(retry_delay(rt, job.poll_errors + 1, failure.retry_after), _next_interval(rt, job))
             rt.store.patch_while(job.job_id, states.PROCESSING, poll_errors=job.poll_errors + 1)
             rt.store.schedule(job.job_id, time.time() + delay)
         else:
@@ -174,11 +181,11 @@ def finalize(rt: Runtime, job_id: str, finished: Finished | None = None) -> None
         stored = _store_output(rt, job, outputs[0])
     except (httpx.HTTPError, ProviderFailure) as exc:
         errors = int((job.progress or {}).get("finalize_errors", 0)) + 1
-        if errors >= MAX_FINALIZE_ERRORS or (isinstance(exc, ProviderFailure) and not exc.retryable):
+        if errors > rt.settings.provider_retries or (isinstance(exc, ProviderFailure) and not exc.retryable):
             fail(rt, job, f"Could not fetch the provider's output: {exc}", code="output_unavailable")
             return
         rt.store.patch_while(job_id, states.PROCESSING, progress={**(job.progress or {}), "finalize_errors": errors})
-        rt.store.schedule(job_id, time.time() + min(2.0**errors, rt.settings.poll_max_seconds))
+        rt.store.schedule(job_id, time.time() + retry_delay(rt, errors))
         return
     except TooLarge as exc:
         fail(rt, job, str(exc), code="output_too_large")

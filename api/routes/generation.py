@@ -22,33 +22,45 @@ router = APIRouter(prefix="/v1", tags=["Generation"])
 _RESPONSES = {202: {"model": JobResponse, "description": "Job created"}, **error_responses(400, 401, 402, 429, 500, 502)}
 
 
-async def _accept(request: Request, store, settings, principal, capability: str, body: _Request) -> ORJSONResponse:
+async def _accept(
+    request: Request, store, settings, principal, capability: str, body: _Request
+) -> ORJSONResponse:
     job = await create_job(store, settings, account_id=principal.account_id, capability=capability, body=body,
                            headers=request.headers)
     return ORJSONResponse(job.public(), status_code=202, headers={"Location": f"/v1/jobs/{job.job_id}"})
 
 
 @router.post("/image", status_code=202, responses=_RESPONSES, operation_id="createImage", summary="Generate image")
-async def create_image(request: Request, body: ImageRequest, store: StoreDep, settings: SettingsDep, principal: PrincipalDep):
+async def create_image(
+    request: Request, body: ImageRequest, store: StoreDep, settings: SettingsDep, principal: PrincipalDep
+):
     return await _accept(request, store, settings, principal, "image", body)
 
 
 @router.post("/video", status_code=202, responses=_RESPONSES, operation_id="createVideo", summary="Generate video")
-async def create_video(request: Request, body: VideoRequest, store: StoreDep, settings: SettingsDep, principal: PrincipalDep):
+async def create_video(
+    request: Request, body: VideoRequest, store: StoreDep, settings: SettingsDep, principal: PrincipalDep
+):
     return await _accept(request, store, settings, principal, "video", body)
 
 
 @router.post("/speech", status_code=202, responses=_RESPONSES, operation_id="createSpeech", summary="Generate speech")
-async def create_speech(request: Request, body: SpeechRequest, store: StoreDep, settings: SettingsDep, principal: PrincipalDep):
+async def create_speech(
+    request: Request, body: SpeechRequest, store: StoreDep, settings: SettingsDep, principal: PrincipalDep
+):
     return await _accept(request, store, settings, principal, "speech", body)
 
 
 @router.post("/music", status_code=202, responses=_RESPONSES, operation_id="createMusic", summary="Generate music")
-async def create_music(request: Request, body: MusicRequest, store: StoreDep, settings: SettingsDep, principal: PrincipalDep):
+async def create_music(
+    request: Request, body: MusicRequest, store: StoreDep, settings: SettingsDep, principal: PrincipalDep
+):
     return await _accept(request, store, settings, principal, "music", body)
 
 
 @router.post("/transcription", status_code=202, responses=_RESPONSES, operation_id="createTranscription",
              summary="Transcribe audio")
-async def create_transcription(request: Request, body: TranscriptionRequest, store: StoreDep, settings: SettingsDep, principal: PrincipalDep):
+async def create_transcription(
+    request: Request, body: TranscriptionRequest, store: StoreDep, settings: SettingsDep, principal: PrincipalDep
+):
     return await _accept(request, store, settings, principal, "transcription", body)
