@@ -225,8 +225,10 @@ def _provider_cancel(rt: Runtime, job: Job) -> None:
 
 
 def fail(rt: Runtime, job: Job, message: str, *, code: str, status: int | None = None) -> None:
-    detail = {"code": code, "provider": job.provider, "status": status}
-    rt.store.transition(job.job_id, states.FAILED, error=message, error_detail=detail)
+    """Fail the job with the spec's ProviderError, naming the provider in the job's `error` string."""
+    detail = {"error": "ProviderError", "code": code, "provider": job.provider, "status": status}
+    error = f"ProviderError ({job.provider}{f', HTTP {status}' if status else ''}): {message}"
+    rt.store.transition(job.job_id, states.FAILED, error=error, error_detail=detail)
     rt.store.unschedule(job.job_id)
 
 

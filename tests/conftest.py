@@ -85,6 +85,9 @@ def env(redis_url: str, sim_url: str, data_dir: Path) -> dict[str, str]:
         # Short provider timeouts so the contract suite's hanging provider times out quickly.
         **{f"GENGATE_{p.upper()}__TIMEOUT": "3" for p in PROVIDERS},
         GENGATE_POLL_INITIAL_SECONDS="0.1",
+        GENGATE_PROVIDER_RETRIES="3",
+        GENGATE_RETRY_BASE_SECONDS="0.1",
+        GENGATE_RETRY_MAX_SECONDS="1",
         GENGATE_POLL_MAX_SECONDS="0.5",
         # Short leases so a killed worker's job is re-driven within the test's patience.
         GENGATE_STEP_LEASE_SECONDS="4",

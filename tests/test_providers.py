@@ -110,13 +110,33 @@ class TestProviderContract:
         job_id, _ = _post(client, provider, {"fail": "simulated content policy violation"})
         job = wait_for(client, job_id)
         assert job["status"] == "failed", job
-        assert job["error"]
+        assert job["error"].startswith(f"ProviderError ({provider}")
+
+    def test_poll_errors_are_retried_then_complete(self, provider, client, sim):
+        if provider in SYNCHRONOUS:
+            pytest.skip("a synchronous provider is never polled")
+        job_id, marker = _post(client, provider, {"latency": 0.3, "status_error": {"status": 503, "times": 2}})
+        job = wait_for(client, job_id)
+        assert job["status"] == "completed", job
+        assert len(sim_requests(sim, marker, provider)) == 1
+
+    def test_persistent_poll_errors_fail_within_a_bound(self, provider, client, sim):
+        if provider in SYNCHRONOUS:
+            pytest.skip("a synchronous provider is never polled")
+        t0 = time.monotonic()
+        job_id, marker = _post(client, provider, {"latency": 30, "status_error": {"status": 500, "times": 1000}})
+        job = wait_for(client, job_id, timeout=60)
+        assert job["status"] == "failed", job
+        # 3 retries, each at most GENGATE_RETRY_MAX_SECONDS=1 apart (or the provider SDK's own GET retries)
+        assert time.monotonic() - t0 < 45 and job["error"].startswith(f"ProviderError ({provider}")
+        assert len(sim_requests(sim, marker, provider)) == 1
 
     def test_401_fails_at_once(self, provider, client, sim):
         job_id, marker = _post(client, provider, {"submit_status": 401})
         t0 = time.monotonic()
         job = wait_for(client, job_id)
         assert job["status"] == "failed" and time.monotonic() - t0 < 10, job
+        assert job["error"].startswith(f"ProviderError ({provider}, HTTP 401)")
         assert sim_requests(sim, marker, provider) == []
 
     def test_429_then_success(self, provider, client, sim):
