@@ -13,8 +13,12 @@ SPEC_DIR = Path(os.environ.get("GENGATE_SPEC_DIR", Path(__file__).resolve().pare
 ENDPOINT_DOCS = ("gateway-image-endpoint.openapi.md", "gateway-video-endpoint.openapi.md")
 
 
+def spec_available() -> bool:
+    return (SPEC_DIR / "gateway-openapi.yaml").is_file()
+
+
 def spec_dir() -> Path:
-    if not (SPEC_DIR / "gateway-openapi.yaml").is_file():
+    if not spec_available():
         pytest.skip(f"the reference spec is not at {SPEC_DIR} (set GENGATE_SPEC_DIR)")
     return SPEC_DIR
 
@@ -30,7 +34,10 @@ def _openapi_docs() -> list[dict]:
 
 
 def example_requests() -> list[tuple[str, str, dict]]:
-    """(path, example name, body) for every request example of every generation endpoint."""
+    """(path, example name, body) for every request example of every generation endpoint; none when
+    the spec is not beside the checkout (collection must not fail, the test then reports no cases)."""
+    if not spec_available():
+        return []
     out = []
     for doc in _openapi_docs():
         for path, item in doc["paths"].items():
