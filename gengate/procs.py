@@ -3,6 +3,7 @@ and workers. Used by `gengate up` and by the test suite, so both run exactly the
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -14,6 +15,19 @@ from pathlib import Path
 
 import httpx
 import redis
+
+
+def _own_session_dying_with_parent() -> None:
+    """Child set-up: its own session (a terminal's Ctrl-C reaches only `gengate up`, which then stops
+    its children in order), and on Linux a SIGTERM when the parent dies, so even a SIGKILLed
+    `gengate up` or test run leaves no orphans."""
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -48,7 +62,7 @@ def start_redis(directory: Path, port: int | None = None, *, appendonly: bool = 
         "--save", "", "--appendonly", "yes" if appendonly else "no", "--appendfsync", "everysec",
         "--maxmemory-policy", "noeviction", "--daemonize", "no", "--logfile", "redis.log",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_own_session_dying_with_parent)
     url = f"redis://127.0.0.1:{port}/0"
     wait_until(lambda: redis_answers(url), 10, f"redis-server on port {port}", proc)
     return proc, url
@@ -56,7 +70,7 @@ def start_redis(directory: Path, port: int | None = None, *, appendonly: bool = 
 
 def start_sim(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-m", "sim", "--host", "127.0.0.1", "--port", "0"],
-                            stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
+                            stdout=subprocess.PIPE, text=True, env=env, preexec_fn=_own_session_dying_with_parent)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     if not line.startswith("SIM_READY "):
@@ -84,7 +98,7 @@ def api_command(host: str, port: int) -> list[str]:
 
 def start(cmd: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen:
     out = open(log, "ab") if log else subprocess.DEVNULL
-    return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_own_session_dying_with_parent)
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:

@@ -78,3 +78,22 @@ def test_up_serves_the_printed_curl_and_stops_cleanly(tmp_path: Path):
     time.sleep(0.5)
     assert _processes_with(str(tmp_path)) == [], "gengate up left processes behind"
     assert not (tmp_path / ".gengate" / "run" / "redis.url").exists()
+
+
+def test_killed_up_leaves_no_orphans(tmp_path: Path):
+    """Even a SIGKILL of `gengate up` (no cleanup code runs) takes its children down with it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENGATE_")}
+    env.update(GENGATE_API_PORT=str(procs.free_port()), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "gengate.cli", "up"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("Ctrl-C"):
+            break
+    assert _processes_with(str(tmp_path)), "gengate up started nothing"
+    proc.kill()
+    proc.wait(10)
+    deadline = time.monotonic() + 20
+    while _processes_with(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_with(str(tmp_path)) == [], "children outlived a killed gengate up"
