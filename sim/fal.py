@@ -26,7 +26,6 @@ import datetime as dt
 import heapq
 import json
 import math
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sim import media
+from sim import files, media
 from sim.control import JSON, ControlledSimulator, control_routes, hang, number, retry_after_header
 
 #: Defaults that ``POST /_sim/reset`` restores.  Any per-request knob may also
@@ -82,13 +81,6 @@ SUBMIT_ERRORS: dict[int, Any] = {
 }
 NGINX_PAGE = ("<html><head><title>{code}</title></head><body><center><h1>{code}</h1></center>"
               "<hr><center>nginx</center></body></html>")
-FILE_PATTERNS = {
-    "png": re.compile(r"^[\w-]+_(?P<w>\d{1,4})x(?P<h>\d{1,4})_s(?P<seed>\d{1,12})\.png$"),
-    "mp4": re.compile(r"^[\w-]+_(?P<w>\d{1,4})x(?P<h>\d{1,4})_(?P<ms>\d{1,6})ms_(?P<fps>\d{1,2})fps\.mp4$"),
-    "mp3": re.compile(r"^[\w-]+_(?P<ms>\d{1,6})ms\.mp3$"),
-    "wav": re.compile(r"^[\w-]+_(?P<ms>\d{1,6})ms\.wav$"),
-}
-CONTENT_TYPES = {"png": "image/png", "mp4": "video/mp4", "mp3": "audio/mpeg", "wav": "audio/wav"}
 
 
 def _now_iso(epoch: float) -> str:
@@ -115,11 +107,7 @@ def output_kind(app_id: str) -> str:
 def _ratio(value: Any) -> tuple[float, float] | None:
     if isinstance(value, str) and value in NAMED_SIZES:
         return NAMED_SIZES[value]
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*", value)
-        if match and float(match.group(1)) > 0 and float(match.group(2)) > 0:
-            return float(match.group(1)), float(match.group(2))
-    return None
+    return files.aspect(value)
 
 
 def media_size(inp: JSON, long_side: int, default_ratio: tuple[float, float]) -> tuple[int, int]:
@@ -131,9 +119,7 @@ def media_size(inp: JSON, long_side: int, default_ratio: tuple[float, float]) ->
         width, height = size.get("width"), size.get("height")
         if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
             return min(width, media.MAX_SIDE), min(height, media.MAX_SIDE)
-    ratio = _ratio(size) or _ratio(inp.get("aspect_ratio")) or default_ratio
-    scale = long_side / max(ratio)
-    return max(2, round(ratio[0] * scale)), max(2, round(ratio[1] * scale))
+    return files.fit(_ratio(size) or _ratio(inp.get("aspect_ratio")) or default_ratio, long_side)
 
 
 @dataclass
@@ -514,27 +500,26 @@ class FalSimulator(ControlledSimulator[FalRequest]):
     def build_output(self, record: FalRequest) -> JSON:
         inp, knobs, rid = record.input, record.knobs, record.request_id
         kind = str(knobs.get("output") or output_kind(record.app_id))
-        files = f"{record.base_url}/files"  # file names carry every parameter: see FILE_PATTERNS
+        base = f"{record.base_url}/files"  # file names carry every parameter: see sim.files
         long_side = int(number(knobs.get("long_side"), 256)) or 256
         seconds = number(knobs.get("seconds"), 0.0) or number(str(inp.get("duration", "")).rstrip("s"), 1.0)
-        millis = int(min(seconds, 10.0) * 1000) or 1000
+        clip = files.millis(seconds) / 1000
         if kind == "video":
             width, height = media_size(inp, long_side, (16, 9))
             width, height = width - width % 2, height - height % 2
-            name = f"{rid}_{width}x{height}_{millis}ms_8fps.mp4"
-            size = len(media.mp4_bytes(width, height, millis / 1000, 8))
-            return {"video": {"url": f"{files}/{name}", "content_type": "video/mp4", "file_name": name,
-                              "file_size": size, "width": width, "height": height}}
+            name = files.mp4_name(rid, width, height, clip)
+            data, content_type = files.render(name)
+            return {"video": {"url": f"{base}/{name}", "content_type": content_type, "file_name": name,
+                              "file_size": len(data), "width": width, "height": height}}
         if kind == "audio":
-            ext = "mp3" if media.has_mp3_encoder() else "wav"
-            data = media.mp3_bytes(millis / 1000) if ext == "mp3" else media.wav_bytes(millis / 1000)
-            name = f"{rid}_{millis}ms.{ext}"
-            return {"audio": {"url": f"{files}/{name}", "content_type": CONTENT_TYPES[ext],
+            name = files.audio_name(rid, clip)
+            data, content_type = files.render(name)
+            return {"audio": {"url": f"{base}/{name}", "content_type": content_type,
                               "file_name": name, "file_size": len(data)},
-                    "duration": millis / 1000}
+                    "duration": clip}
         if kind in ("text", "transcription"):
             text = str(knobs.get("text") or "This is a simulated transcription.")
-            return {"text": text, "chunks": [{"timestamp": [0.0, millis / 1000], "text": text}],
+            return {"text": text, "chunks": [{"timestamp": [0.0, clip], "text": text}],
                     "inferred_languages": ["en"], "diarization_segments": []}
         width, height = media_size(inp, long_side, (1, 1))
         seed = inp.get("seed")
@@ -542,33 +527,18 @@ class FalSimulator(ControlledSimulator[FalRequest]):
             seed = int(rid.replace("-", "")[:8], 16)
         count = inp.get("num_images")
         count = min(max(count, 1), 4) if isinstance(count, int) else 1
-        names = [f"{rid}-{i}_{width}x{height}_s{seed + i}.png" for i in range(count)]
-        images = [{"url": f"{files}/{name}", "width": width, "height": height,
+        names = [files.png_name(f"{rid}-{i}", width, height, seed + i) for i in range(count)]
+        images = [{"url": f"{base}/{name}", "width": width, "height": height,
                    "content_type": "image/png", "file_name": name} for name in names]
         return {"images": images, "seed": seed, "has_nsfw_concepts": [False] * count,
                 "prompt": inp.get("prompt", ""), "timings": {"inference": record.latency}}
 
     async def file(self, request: Request) -> Response:
-        """Serve generated media; every parameter is in the name, so no state is needed."""
-        name = request.path_params["name"]
-        ext = name.rsplit(".", 1)[-1]
-        pattern = FILE_PATTERNS.get(ext)
-        match = pattern.match(name) if pattern is not None else None
-        if match is None:
+        served = await files.serve(request.path_params["name"])
+        if served is None:
             return JSONResponse({"detail": "File not found"}, 404)
         self.count("file_downloads")
-        fields = {k: int(v) for k, v in match.groupdict().items()}
-        if ext == "png":
-            data = await run_in_threadpool(media.png_bytes, fields["w"], fields["h"], fields["seed"])
-        elif ext == "mp4":
-            data = await run_in_threadpool(media.mp4_bytes, fields["w"], fields["h"],
-                                           min(fields["ms"], 10000) / 1000, max(fields["fps"], 1))
-        elif ext == "mp3":
-            data = await run_in_threadpool(media.mp3_bytes, min(fields["ms"], 10000) / 1000)
-        else:
-            data = await run_in_threadpool(media.wav_bytes, min(fields["ms"], 10000) / 1000)
-        return Response(data, media_type=CONTENT_TYPES[ext],
-                        headers={"cache-control": "public, max-age=3600"})
+        return served
 
     # -- webhooks --------------------------------------------------------------
     async def deliver_webhook(self, record: FalRequest) -> None:

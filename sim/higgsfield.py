@@ -23,7 +23,6 @@ but not delivered.
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from collections import Counter
@@ -31,12 +30,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sim import media
+from sim import files
 from sim.control import JSON, ControlledSimulator, control_routes, hang, number, retry_after_header, status_error_due
 
 #: What ``POST /_sim/reset`` restores. Any per-request knob may be set here as a global default.
@@ -56,23 +54,11 @@ ERROR_DETAILS: dict[int, str] = {
     504: "Gateway timeout",
 }
 VIDEO_WORDS = ("video", "dop", "kling", "seedance", "wan", "veo", "minimax")
-FILE_PATTERNS = {
-    "png": re.compile(r"^[\w-]+_(?P<w>\d{1,4})x(?P<h>\d{1,4})_s(?P<seed>\d{1,12})\.png$"),
-    "mp4": re.compile(r"^[\w-]+_(?P<w>\d{1,4})x(?P<h>\d{1,4})_(?P<ms>\d{1,6})ms\.mp4$"),
-}
-CONTENT_TYPES = {"png": "image/png", "mp4": "video/mp4"}
-VIDEO_FPS = 8
-MAX_VIDEO_SECONDS = 10.0  # longer requests get a shorter clip: the sim keeps media small
 
 
 def media_size(aspect_ratio: Any, long_side: int) -> tuple[int, int]:
     """A small picture size with the shape of `aspect_ratio` ("16:9"); square when it is unreadable."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*", str(aspect_ratio or ""))
-    ratio = (float(match.group(1)), float(match.group(2))) if match else (1.0, 1.0)
-    if min(ratio) <= 0:
-        ratio = (1.0, 1.0)
-    scale = long_side / max(ratio)
-    return max(2, round(ratio[0] * scale)), max(2, round(ratio[1] * scale))
+    return files.fit(files.aspect(str(aspect_ratio or "")) or (1.0, 1.0), long_side)
 
 
 def error(status: int, detail: Any = None, retry_after: Any = None) -> JSONResponse:
@@ -131,13 +117,12 @@ class HiggsfieldRequest:
         """The ``images`` / ``video`` fields of a completed request: URLs of files this sim serves."""
         long_side = int(number(self.knobs.get("long_side"), 256)) or 256
         width, height = media_size(self.input.get("aspect_ratio"), long_side)
-        files = f"{self.base_url}/files"
+        base = f"{self.base_url}/files"
         if self.output_kind() == "video":
-            width, height = width - width % 2, height - height % 2
-            seconds = min(number(self.input.get("duration"), 5.0) or 5.0, MAX_VIDEO_SECONDS)
-            return {"video": {"url": f"{files}/{self.request_id}_{width}x{height}_{int(seconds * 1000)}ms.mp4"}}
+            seconds = number(self.input.get("duration"), 5.0) or 5.0
+            return {"video": {"url": f"{base}/{files.mp4_name(self.request_id, width, height, seconds)}"}}
         seed = int(self.request_id.replace("-", "")[:8], 16)
-        return {"images": [{"url": f"{files}/{self.request_id}_{width}x{height}_s{seed}.png"}]}
+        return {"images": [{"url": f"{base}/{files.png_name(self.request_id, width, height, seed)}"}]}
 
     def status_body(self) -> JSON:
         phase = self.phase()
@@ -277,21 +262,11 @@ class HiggsfieldSimulator(ControlledSimulator[HiggsfieldRequest]):
         return JSONResponse({"status": "canceled", "request_id": record.request_id}, 202)
 
     async def file(self, request: Request) -> Response:
-        """Serve generated media; every parameter is in the name, so no state is needed."""
-        name = request.path_params["name"]
-        ext = name.rsplit(".", 1)[-1]
-        pattern = FILE_PATTERNS.get(ext)
-        match = pattern.match(name) if pattern is not None else None
-        if match is None:
+        served = await files.serve(request.path_params["name"])
+        if served is None:
             return error(404, "File not found")
         self.count("file_downloads")
-        fields = {k: int(v) for k, v in match.groupdict().items()}
-        if ext == "png":
-            data = await run_in_threadpool(media.png_bytes, fields["w"], fields["h"], fields["seed"])
-        else:
-            seconds = min(fields["ms"] / 1000, MAX_VIDEO_SECONDS)
-            data = await run_in_threadpool(media.mp4_bytes, fields["w"], fields["h"], seconds, VIDEO_FPS)
-        return Response(data, media_type=CONTENT_TYPES[ext], headers={"cache-control": "public, max-age=3600"})
+        return served
 
     # -- control API hooks -------------------------------------------------------
     def records(self) -> dict[str, HiggsfieldRequest]:

@@ -63,6 +63,23 @@ def png_bytes(width: int, height: int, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
+@functools.lru_cache(maxsize=128)
+def cutout_png(width: int, height: int, seed: int) -> bytes:
+    """An RGBA PNG like a background remover's: the pattern inside an ellipse, transparent outside.
+
+    Built on ``png_bytes`` (one picture generator for every simulator); Pillow only adds the alpha
+    channel and re-encodes.
+    """
+    picture = Image.open(io.BytesIO(png_bytes(width, height, seed))).convert("RGBA")
+    w, h = picture.size
+    mask = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(mask).ellipse((w * 0.15, h * 0.1, w * 0.85 - 1, h * 0.9 - 1), fill=255)
+    picture.putalpha(mask)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 @functools.cache
 def _video_codec() -> str:
     """libx264 if this FFmpeg build has the encoder, otherwise the always-built mpeg4."""

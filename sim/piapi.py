@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import time
 import uuid
 from collections import Counter
@@ -39,12 +38,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sim import media
+from sim import files
 from sim.control import JSON, ControlledSimulator, control_routes, hang, number, retry_after_header, status_error_due
 
 #: What ``POST /_sim/reset`` restores. Any per-request knob may be set here as a global default.
@@ -69,13 +67,6 @@ ERROR_MESSAGES: dict[int, str] = {
 }
 FAILED_CODE = 10000  # PiAPI's generic task-failure code; the exact values are not published
 ZERO_TIME = "0001-01-01T00:00:00Z"
-FILE_PATTERNS = {
-    "mp4": re.compile(r"^[\w-]+_(?P<w>\d{1,4})x(?P<h>\d{1,4})_(?P<ms>\d{1,6})ms\.mp4$"),
-    "png": re.compile(r"^[\w-]+_(?P<w>\d{1,4})x(?P<h>\d{1,4})_s(?P<seed>\d{1,12})\.png$"),
-}
-CONTENT_TYPES = {"png": "image/png", "mp4": "video/mp4"}
-VIDEO_FPS = 8
-MAX_VIDEO_SECONDS = 10.0  # longer requests get a shorter clip: the sim keeps media small
 
 
 def _iso(epoch: float | None) -> str:
@@ -86,12 +77,7 @@ def _iso(epoch: float | None) -> str:
 
 def media_size(aspect_ratio: Any, long_side: int) -> tuple[int, int]:
     """An even, small frame size with the shape of `aspect_ratio` ("16:9" when unreadable)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*[:x/]\s*(\d+(?:\.\d+)?)\s*", str(aspect_ratio or ""))
-    ratio = (float(match.group(1)), float(match.group(2))) if match else (16.0, 9.0)
-    if min(ratio) <= 0:
-        ratio = (16.0, 9.0)
-    scale = long_side / max(ratio)
-    width, height = max(2, round(ratio[0] * scale)), max(2, round(ratio[1] * scale))
+    width, height = files.fit(files.aspect(str(aspect_ratio or "")) or (16.0, 9.0), long_side)
     return width - width % 2, height - height % 2
 
 
@@ -148,12 +134,12 @@ class PiapiTask:
         """``data.output`` of a completed task: the URL of a file this sim serves."""
         long_side = int(number(self.knobs.get("long_side"), 256)) or 256
         width, height = media_size(self.input.get("aspect_ratio"), long_side)
-        files = f"{self.base_url}/files"
+        base = f"{self.base_url}/files"
         if self.knobs.get("output") == "image":
             seed = int(self.task_id.replace("-", "")[:8], 16)
-            return {"image_url": f"{files}/{self.task_id}_{width}x{height}_s{seed}.png"}
-        seconds = min(number(self.input.get("duration"), 5.0) or 5.0, MAX_VIDEO_SECONDS)
-        return {"video": f"{files}/{self.task_id}_{width}x{height}_{int(seconds * 1000)}ms.mp4"}
+            return {"image_url": f"{base}/{files.png_name(self.task_id, width, height, seed)}"}
+        seconds = number(self.input.get("duration"), 5.0) or 5.0
+        return {"video": f"{base}/{files.mp4_name(self.task_id, width, height, seconds)}"}
 
     def data(self) -> JSON:
         """The task object PiAPI returns in ``data``."""
@@ -301,21 +287,11 @@ class PiapiSimulator(ControlledSimulator[PiapiTask]):
         return envelope_error(400, f"task_type {task.task_type} does not support cancellation")
 
     async def file(self, request: Request) -> Response:
-        """Serve generated media; every parameter is in the name, so no state is needed."""
-        name = request.path_params["name"]
-        ext = name.rsplit(".", 1)[-1]
-        pattern = FILE_PATTERNS.get(ext)
-        match = pattern.match(name) if pattern is not None else None
-        if match is None:
+        served = await files.serve(request.path_params["name"])
+        if served is None:
             return envelope_error(404, "file not found")
         self.count("file_downloads")
-        fields = {k: int(v) for k, v in match.groupdict().items()}
-        if ext == "png":
-            data = await run_in_threadpool(media.png_bytes, fields["w"], fields["h"], fields["seed"])
-        else:
-            seconds = min(fields["ms"] / 1000, MAX_VIDEO_SECONDS)
-            data = await run_in_threadpool(media.mp4_bytes, fields["w"], fields["h"], seconds, VIDEO_FPS)
-        return Response(data, media_type=CONTENT_TYPES[ext], headers={"cache-control": "public, max-age=3600"})
+        return served
 
     # -- control API hooks -------------------------------------------------------
     def records(self) -> dict[str, PiapiTask]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import functools
 import hashlib
 import hmac
 import io
@@ -47,14 +46,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from PIL import Image, ImageDraw
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from sim import media
+from sim import files, media
 from sim.control import JSON, ControlledSimulator, control_routes, hang, number, retry_after_header, status_error_due
 
 #: Defaults that ``POST /_sim/reset`` restores.  Any per-prediction knob may also be set here and
@@ -94,15 +91,6 @@ KIND_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("audio", ("tts", "speech", "music", "audio", "kokoro", "bark")),
 )
 OUTPUT_KINDS = ("image", "cutout", "video", "audio", "text")
-FILE_PATTERNS = {
-    "png": re.compile(r"^[\w-]+_(?P<w>\d{1,4})x(?P<h>\d{1,4})_s(?P<seed>\d{1,12})(?P<rgba>_rgba)?\.png$"),
-    "mp4": re.compile(r"^[\w-]+_(?P<w>\d{1,4})x(?P<h>\d{1,4})_(?P<ms>\d{1,6})ms_(?P<fps>\d{1,2})fps\.mp4$"),
-    "mp3": re.compile(r"^[\w-]+_(?P<ms>\d{1,6})ms\.mp3$"),
-    "wav": re.compile(r"^[\w-]+_(?P<ms>\d{1,6})ms\.wav$"),
-}
-CONTENT_TYPES = {"png": "image/png", "mp4": "video/mp4", "mp3": "audio/mpeg", "wav": "audio/wav"}
-SIZE_IN_NAME = re.compile(r"_(\d{1,4})x(\d{1,4})_")
-ASPECT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*")
 
 
 def _now_iso(epoch: float) -> str:
@@ -140,23 +128,6 @@ def prefer_wait(header: str | None) -> int | None:
         seconds = number(value.strip(), float(MAX_WAIT))
         return int(min(max(seconds, 1), MAX_WAIT))
     return None
-
-
-@functools.lru_cache(maxsize=128)
-def cutout_png(width: int, height: int, seed: int) -> bytes:
-    """An RGBA PNG like a background remover's: the pattern inside an ellipse, transparent outside.
-
-    Built on ``media.png_bytes`` (one picture generator for every simulator); Pillow only adds
-    the alpha channel and re-encodes.
-    """
-    picture = Image.open(io.BytesIO(media.png_bytes(width, height, seed))).convert("RGBA")
-    w, h = picture.size
-    mask = Image.new("L", (w, h), 0)
-    ImageDraw.Draw(mask).ellipse((w * 0.15, h * 0.1, w * 0.85 - 1, h * 0.9 - 1), fill=255)
-    picture.putalpha(mask)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
 
 
 @dataclass
@@ -291,41 +262,32 @@ class SimPrediction:
         if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
             return min(width, media.MAX_SIDE), min(height, media.MAX_SIDE)
         long_side = int(number(knobs.get("long_side"), 256)) or 256
-        ratio = default_ratio
-        aspect = inp.get("aspect_ratio")
-        match = ASPECT.fullmatch(aspect) if isinstance(aspect, str) else None
-        if match and float(match.group(1)) > 0 and float(match.group(2)) > 0:
-            ratio = (float(match.group(1)), float(match.group(2)))
-        scale = long_side / max(ratio)
-        return max(2, round(ratio[0] * scale)), max(2, round(ratio[1] * scale))
+        return files.fit(files.aspect(inp.get("aspect_ratio")) or default_ratio, long_side)
 
     def build_output(self) -> Any:
-        kind, rid, files = self.kind, self.id, f"{self.base_url}/files"
+        kind, rid, base = self.kind, self.id, f"{self.base_url}/files"
         seed = self.input.get("seed")
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             seed = int(hashlib.sha256(rid.encode()).hexdigest()[:8], 16)
         seconds = number(self.knobs.get("seconds"), 0.0) or number(self.input.get("duration"), 1.0)
-        millis = int(min(seconds, 10.0) * 1000) or 1000
+        clip = files.millis(seconds) / 1000
         as_list = self.knobs.get("output_list")
         if kind == "cutout":
             # A background remover keeps the input's size; the sim can read it from its own file names.
             image = self.input.get("image")
-            found = SIZE_IN_NAME.search(image.rsplit("/", 1)[-1]) if isinstance(image, str) else None
-            width, height = (int(found.group(1)), int(found.group(2))) if found else self.size((1, 1))
-            urls: list[str] = [f"{files}/{rid}_{width}x{height}_s{seed}_rgba.png"]
+            width, height = (isinstance(image, str) and files.size_in_name(image)) or self.size((1, 1))
+            urls: list[str] = [f"{base}/{files.png_name(rid, width, height, seed, rgba=True)}"]
         elif kind == "video":
-            width, height = self.size((16, 9))
-            width, height = width - width % 2, height - height % 2
-            urls = [f"{files}/{rid}_{width}x{height}_{millis}ms_8fps.mp4"]
+            urls = [f"{base}/{files.mp4_name(rid, *self.size((16, 9)), clip)}"]
         elif kind == "audio":
-            urls = [f"{files}/{rid}_{millis}ms.{'mp3' if media.has_mp3_encoder() else 'wav'}"]
+            urls = [f"{base}/{files.audio_name(rid, clip)}"]
         elif kind == "text":
             return str(self.knobs.get("text") or "This is a simulated transcription.")
         else:
             width, height = self.size((1, 1))
             count = self.input.get("num_outputs")
             count = min(max(count, 1), 4) if isinstance(count, int) else 1
-            urls = [f"{files}/{rid}-{i}_{width}x{height}_s{seed + i}.png" for i in range(count)]
+            urls = [f"{base}/{files.png_name(f'{rid}-{i}', width, height, seed + i)}" for i in range(count)]
             if as_list is None:
                 as_list = True  # Replicate's image models (flux, sdxl) answer a list of URIs
         return urls if as_list else urls[0]
@@ -605,27 +567,11 @@ class ReplicateSimulator(ControlledSimulator[SimPrediction]):
 
     # -- files -----------------------------------------------------------------
     async def file(self, request: Request) -> Response:
-        """Serve generated media; every parameter is in the name, so no state is needed."""
-        name = request.path_params["name"]
-        ext = name.rsplit(".", 1)[-1]
-        pattern = FILE_PATTERNS.get(ext)
-        match = pattern.match(name) if pattern is not None else None
-        if match is None:
+        served = await files.serve(request.path_params["name"])
+        if served is None:
             return problem(404)
         self.count("file_downloads")
-        fields = {k: int(v) for k, v in match.groupdict().items() if k != "rgba" and v is not None}
-        if ext == "png" and match.group("rgba"):
-            data = await run_in_threadpool(cutout_png, fields["w"], fields["h"], fields["seed"])
-        elif ext == "png":
-            data = await run_in_threadpool(media.png_bytes, fields["w"], fields["h"], fields["seed"])
-        elif ext == "mp4":
-            data = await run_in_threadpool(media.mp4_bytes, fields["w"], fields["h"],
-                                           min(fields["ms"], 10000) / 1000, max(fields["fps"], 1))
-        elif ext == "mp3":
-            data = await run_in_threadpool(media.mp3_bytes, min(fields["ms"], 10000) / 1000)
-        else:
-            data = await run_in_threadpool(media.wav_bytes, min(fields["ms"], 10000) / 1000)
-        return Response(data, media_type=CONTENT_TYPES[ext], headers={"cache-control": "public, max-age=3600"})
+        return served
 
     # -- webhooks --------------------------------------------------------------
     def signed_headers(self, body: bytes) -> dict[str, str]:

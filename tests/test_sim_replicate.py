@@ -26,7 +26,7 @@ from replicate.webhook import Webhooks
 from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
 from adapters.replicate import _target, build_input, create, media_type_of, outputs_from_output
 from config.settings import ProviderSettings
-from sim.replicate import cutout_png
+from sim.media import cutout_png
 
 # Its tests reset the simulator and set its global config: a private one (conftest `control`).
 PROVIDER = "replicate"
