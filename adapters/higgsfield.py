@@ -22,6 +22,7 @@ import httpx
 
 from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
 from adapters.http import error_message, json_object, send
+from adapters.http import client as http_client
 from config.settings import ProviderSettings
 
 NAME = "higgsfield"
@@ -45,10 +46,7 @@ class HiggsfieldAdapter:
 
     def __init__(self, settings: ProviderSettings) -> None:
         self._base = (settings.base_url or BASE_URL).rstrip("/")
-        self._http = httpx.Client(
-            timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
-            headers={"Accept": "application/json", "User-Agent": "gengate"},
-        )
+        self._http = http_client(settings)
 
     def close(self) -> None:
         self._http.close()

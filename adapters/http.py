@@ -9,6 +9,15 @@ from typing import Any
 import httpx
 
 from adapters.base import ProviderFailure, failure_for_status, retry_after_seconds
+from config.settings import ProviderSettings
+
+
+def client(settings: ProviderSettings) -> httpx.Client:
+    """One pooled client per adapter: thread-safe for the worker's many threads; httpx never retries."""
+    return httpx.Client(
+        timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
+        headers={"Accept": "application/json", "User-Agent": "gengate"},
+    )
 
 
 def send(

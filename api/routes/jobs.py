@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -62,10 +61,7 @@ async def _events(request: Request, redis, job_id: str, keepalive: float, cap: f
         if await request.is_disconnected():
             return
         block = int(min(keepalive, max(deadline - time.monotonic(), 0.001)) * 1000)
-        try:
-            batch = await redis.xread({stream: last_id}, block=block, count=100)
-        except asyncio.CancelledError:
-            return
+        batch = await redis.xread({stream: last_id}, block=block, count=100)
         if not batch:
             yield b": keepalive\n\n"
             continue
