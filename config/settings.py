@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     step_lease_seconds: float = Field(
         default=60.0, description="A job whose pipeline step shows no progress for this long is re-driven by the sweeper."
     )
+    step_time_limit_seconds: float = Field(
+        default=100.0, description="Soft time limit of one pipeline task (the hard limit is 20 s more)."
+    )
     provider_retries: int = Field(
         default=5, description="How often a retryable provider error (429, 5xx, timeout) is retried per step.")
     retry_base_seconds: float = Field(default=0.5, description="First retry delay; doubles, with jitter.")

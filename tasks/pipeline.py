@@ -30,13 +30,12 @@ from tasks.runtime import Runtime
 log = logging.getLogger("gengate.pipeline")
 
 
-
 def submit(rt: Runtime, job_id: str) -> None:
     job = rt.store.get(job_id)
     if job is None:
         return
     if job.status == states.QUEUED:
-        deadline = time.time() + rt.settings.step_lease_seconds
+        deadline = _submit_deadline(rt, job)
         won, _ = rt.store.transition(job_id, states.PROCESSING, submit_deadline=deadline)
         if won:
             job.status, job.submit_deadline = states.PROCESSING, deadline
@@ -69,6 +68,15 @@ def resume(rt: Runtime, job: Job) -> None:
         poll(rt, job)
 
 
+def _submit_deadline(rt: Runtime, job: Job) -> float:
+    """Until when the submit step may still be sending. The sweeper fails a job that is processing
+    with no handle after this, so the step must never outlive it: it covers one provider call plus
+    the lease for retries, and ends before the task's own time limit kills the step."""
+    s = rt.settings
+    budget = min(s.step_lease_seconds + getattr(s, job.provider).timeout, s.step_time_limit_seconds - 5)
+    return time.time() + budget
+
+
 def provider_request(job: Job) -> ProviderRequest:
     params = {k: v for k, v in job.input.items() if k != "provider_options"}
     if "files" in params:
@@ -84,7 +92,7 @@ def _send(rt: Runtime, job: Job) -> None:
     adapter = get_adapter(job.provider)
     try:
         key = provider_key(rt, job)
-        outcome = _submit_with_retries(rt, adapter, req, key)
+        outcome = _submit_with_retries(rt, adapter, req, key, deadline=job.submit_deadline or time.time())
     except ProviderFailure as failure:
         fail(rt, job, failure.message, code="provider_error", status=failure.status)
         return
@@ -106,10 +114,14 @@ def _send(rt: Runtime, job: Job) -> None:
     poll(rt, current)
 
 
-def _submit_with_retries(rt: Runtime, adapter: Any, req: ProviderRequest, key: str) -> Submitted | Finished:
+def _submit_with_retries(
+    rt: Runtime, adapter: Any, req: ProviderRequest, key: str, *, deadline: float
+) -> Submitted | Finished:
     """Retry only failures that prove nothing was accepted: an HTTP 429/5xx answer or a refused
-    connection. A timeout after sending may have been accepted, so it is final."""
+    connection. A timeout after sending may have been accepted, so it is final. No attempt starts
+    that could still be running at `deadline`."""
     attempts = rt.settings.provider_retries + 1
+    call_timeout = getattr(rt.settings, adapter.name).timeout
     for attempt in range(1, attempts + 1):
         try:
             return adapter.submit(req, key)
@@ -117,7 +129,10 @@ def _submit_with_retries(rt: Runtime, adapter: Any, req: ProviderRequest, key: s
             refused = isinstance(failure.__cause__, httpx.ConnectError)
             if attempt == attempts or not (failure.retryable and (failure.status or refused)):
                 raise
-            time.sleep(retry_delay(rt, attempt, failure.retry_after))
+            delay = retry_delay(rt, attempt, failure.retry_after)
+            if time.time() + delay + call_timeout > deadline:
+                raise
+            time.sleep(delay)
     raise AssertionError("unreachable")
 
 

@@ -21,8 +21,8 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     # Keep every step far shorter than the visibility timeout (celery#5935 and redelivery storms).
-    task_time_limit=120,
-    task_soft_time_limit=100,
+    task_time_limit=settings.step_time_limit_seconds + 20,
+    task_soft_time_limit=settings.step_time_limit_seconds,
     broker_transport_options={
         "visibility_timeout": 600,
         # kombu's defaults scan for abandoned messages only every ~100 s; our sweeper is the fast path
