@@ -52,6 +52,7 @@ class Job:
     progress: dict[str, Any] | None = None
     poll_interval: float | None = None
     poll_errors: int = 0
+    finalize_errors: int = 0
     redrives: int = 0
     byok: bool = False  # the user's own provider key: sealed in a separate Redis key, never in this record
 

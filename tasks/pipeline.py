@@ -195,11 +195,11 @@ def finalize(rt: Runtime, job_id: str, finished: Finished | None = None) -> None
     try:
         stored = _store_output(rt, job, outputs[0])
     except (httpx.HTTPError, ProviderFailure) as exc:
-        errors = int((job.progress or {}).get("finalize_errors", 0)) + 1
+        errors = job.finalize_errors + 1
         if errors > rt.settings.provider_retries or (isinstance(exc, ProviderFailure) and not exc.retryable):
             fail(rt, job, f"Could not fetch the provider's output: {exc}", code="output_unavailable")
             return
-        rt.store.patch_while(job_id, states.PROCESSING, progress={**(job.progress or {}), "finalize_errors": errors})
+        rt.store.patch_while(job_id, states.PROCESSING, finalize_errors=errors)
         rt.store.schedule(job_id, time.time() + retry_delay(rt, errors))
         return
     except TooLarge as exc:

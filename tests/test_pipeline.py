@@ -193,3 +193,14 @@ def test_one_zero_latency_job_time_to_completed(client: httpx.Client, capsys):
         assert events[-1]["status"] == "completed"
     with capsys.disabled():
         print(f"\nPOST -> completed on SSE, zero-latency provider: {', '.join(f'{s:.0f}' for s in samples)} ms")
+
+
+def test_output_url_that_404s_is_retried_then_fails(client: httpx.Client, sim_url: str):
+    gone = f"{sim_url}/fal/files/missing.png"
+    r = client.post("/image", json={"model": "flux-schnell", "prompt": f"o {_marker()}",
+                                     "provider_options": {"sim": {"result": {"images": [{"url": gone}]}}}})
+    t0 = time.monotonic()
+    job = wait_for(client, r.json()["job_id"], timeout=40)
+    assert job["status"] == "failed", job
+    assert "Could not fetch the provider's output" in job["error"] and "404" in job["error"]
+    assert time.monotonic() - t0 > 0.2  # retried (GENGATE_PROVIDER_RETRIES=3 in tests) before failing
