@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+WEBHOOK_EVENTS = ("progress", "completed", "failed")
 VOICES = ("rachel", "domi", "sarah", "antoni", "elli", "josh", "arnold", "adam", "sam")
 
 
@@ -17,6 +18,14 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
     model: str = Field(min_length=1, max_length=200)
     provider_options: dict[str, Any] | None = Field(default=None, description="Passed to the provider untouched")
+    webhook_url: str | None = Field(
+        default=None, max_length=2048, validation_alias=AliasChoices("webhook_url", "webhookUrl"),
+        description="Receives signed POSTs (Standard Webhooks) when the job changes",
+    )
+    webhook_events: list[Literal[WEBHOOK_EVENTS]] | None = Field(  # type: ignore[valid-type]
+        default=None, max_length=3, validation_alias=AliasChoices("webhook_events", "webhookEvents"),
+        description="Events to deliver: progress, completed, failed (default completed and failed)",
+    )
 
 
 class ImageRequest(_Request):

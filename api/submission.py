@@ -49,7 +49,7 @@ async def create_job(
     headers: Headers,
 ) -> Job:
     spec = resolve(body.model, capability)
-    params = body.model_dump(exclude={"model"}, exclude_none=True)
+    params = body.model_dump(exclude={"model", "webhook_url", "webhook_events"}, exclude_none=True)
     mode, files = check_params(spec, params)
     sealed_key = await sealed_key_for(spec.provider, headers, store.redis, settings, account_id)
     if files:
@@ -64,6 +64,8 @@ async def create_job(
         input=params,
         mode=mode,
         byok=sealed_key is not None,
+        webhook_url=body.webhook_url,
+        webhook_events=sorted(set(body.webhook_events)) if body.webhook_events else None,
     )
     queue_key, message = step_message(SUBMIT, job.job_id, capability)
     await store.create(job, queue_key=queue_key, message=message, sealed_key=sealed_key,

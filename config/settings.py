@@ -58,6 +58,32 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=16, description="Threads per worker process (steps are I/O-bound).")
     max_output_bytes: int = Field(default=2 * 1024**3, description="Refuse provider outputs larger than this.")
 
+    cache_ttl_seconds: int = Field(default=30 * 24 * 3600, description="How long a result stays in the cache.")
+    cache_shared_across_accounts: bool = Field(
+        default=False,
+        description="Share cached results (and in-flight provider calls) between accounts. Off: each account "
+        "has its own cache, so no tenant can learn what another one generated.",
+    )
+    upload_max_bytes: int = Field(default=50 * 1024 * 1024, description="Largest file `POST /v1/files` accepts.")
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, description="How long an Idempotency-Key is remembered.")
+
+    allow_private_hosts: str = Field(
+        default="",
+        description="Comma-separated host names or CIDRs that user URLs (input files, webhooks) may reach even "
+        "though they are not public (simulators, private deployments). Everything else must resolve to "
+        "public addresses only.",
+    )
+    fetch_max_bytes: int = Field(default=512 * 1024 * 1024, description="Largest input file fetched from a user URL.")
+    fetch_timeout_seconds: float = Field(default=30.0, description="Time cap of fetching one user URL, whole body.")
+    fetch_max_redirects: int = Field(default=5, description="Redirects followed (each one re-checked) per user URL.")
+
+    webhook_retry_delays: str = Field(
+        default="5,300,1800,7200,18000,36000,36000",
+        description="Seconds between webhook delivery attempts after the first (Standard Webhooks' schedule); "
+        "comma-separated. Tests shorten it.",
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, description="Time a webhook receiver has to answer.")
+
     secret_key: SecretStr | None = Field(
         default=None,
         description="Seals users' own provider keys (BYOK) between API and workers. Unset: a random key kept in "
@@ -73,6 +99,10 @@ class Settings(BaseSettings):
     elevenlabs: ProviderSettings = ProviderSettings(timeout=90.0)
     higgsfield: ProviderSettings = ProviderSettings()
     piapi: ProviderSettings = ProviderSettings()
+
+    @property
+    def webhook_delays(self) -> list[float]:
+        return [float(x) for x in self.webhook_retry_delays.split(",") if x.strip()]
 
     @property
     def run_dir(self) -> Path:

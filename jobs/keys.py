@@ -12,6 +12,15 @@ ACCOUNT = PREFIX + ":account:{}"  # hash: account profile
 ACCOUNT_JOBS = PREFIX + ":account:{}:jobs"  # zset job_id -> created (ms), newest-first listing
 API_KEY = PREFIX + ":apikey:{}"  # hash: sha256 of the secret, account, created_at, revoked
 ACCOUNT_PROVIDER_KEYS = PREFIX + ":account:{}:provider_keys"  # hash provider -> sealed key saved by the account
+ACCOUNT_WEBHOOK_SECRET = PREFIX + ":account:{}:webhook_secret"  # string: sealed Standard Webhooks secret (whsec_...)
+ACCOUNT_FILES = PREFIX + ":account:{}:files"  # hash sha256 -> file_id: X-Content-Hash deduplication, per account
+FILE = PREFIX + ":file:{}"  # hash: an uploaded file's account, sha256, size, media_type, name, created_at
+CACHE = PREFIX + ":cache:{}:{}"  # string (scope, key hex): JSON of a cached result {sha, media_type, ext, job_id}
+INFLIGHT = PREFIX + ":inflight:{}:{}"  # string (scope, key hex): the job whose provider call identical jobs share
+JOB_FOLLOWERS = PREFIX + ":job:{}:followers"  # set: jobs waiting on this job's provider call
+IDEMPOTENCY = PREFIX + ":idem:{}:{}"  # string (account, sha256 of path + key): pending or the stored first response
+WEBHOOKS_DUE = PREFIX + ":webhooks:due"  # zset delivery id -> unix time of its next attempt
+WEBHOOK = PREFIX + ":webhook:{}"  # hash: one delivery (job_id, event, attempts)
 
 
 def job(job_id: str) -> str:
@@ -40,3 +49,35 @@ def account_jobs(account_id: str) -> str:
 
 def api_key(key_id: str) -> str:
     return API_KEY.format(key_id)
+
+
+def account_webhook_secret(account_id: str) -> str:
+    return ACCOUNT_WEBHOOK_SECRET.format(account_id)
+
+
+def account_files(account_id: str) -> str:
+    return ACCOUNT_FILES.format(account_id)
+
+
+def file(file_id: str) -> str:
+    return FILE.format(file_id)
+
+
+def cache(scope: str, key_hex: str) -> str:
+    return CACHE.format(scope, key_hex)
+
+
+def inflight(scope: str, key_hex: str) -> str:
+    return INFLIGHT.format(scope, key_hex)
+
+
+def job_followers(job_id: str) -> str:
+    return JOB_FOLLOWERS.format(job_id)
+
+
+def idempotency(account_id: str, digest: str) -> str:
+    return IDEMPOTENCY.format(account_id, digest)
+
+
+def webhook(delivery_id: str) -> str:
+    return WEBHOOK.format(delivery_id)

@@ -55,6 +55,12 @@ class Job:
     finalize_errors: int = 0
     redrives: int = 0
     byok: bool = False  # the user's own provider key: sealed in a separate Redis key, never in this record
+    webhook_url: str | None = None
+    webhook_events: list[str] | None = None  # subset of progress, completed, failed
+    cache_key: str | None = None  # hex sha256 of the output-changing inputs, once known
+    cache_mode: str = "default"  # default | no-cache (skip look-up, store) | no-store (bypass)
+    leader: str | None = None  # the job whose provider call this identical job shares
+    output_sha: str | None = None  # content hash of the stored output (lets outputs be inputs without a fetch)
 
     @property
     def terminal(self) -> bool:

@@ -11,6 +11,7 @@ import mimetypes
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,18 +81,28 @@ class LocalStorage:
                     digest.update(chunk)
                     f.write(chunk)
             sha = digest.hexdigest()
-            blob = self.root / "objects" / sha[:2] / sha
+            blob = self.blob_path(sha)
             blob.parent.mkdir(exist_ok=True)
             os.replace(tmp, blob)  # same content, same name: a concurrent writer's copy is identical
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        return self.link_output(name_stem, sha, media_type, size=size)
+
+    def blob_path(self, sha: str) -> Path:
+        return self.root / "objects" / sha[:2] / sha
+
+    def link_output(self, name_stem: str, sha: str, media_type: str, *, size: int | None = None) -> StoredFile:
+        """Give a stored blob the stable name `o/<stem>.<ext>` (a cache hit reuses another job's blob)."""
+        blob = self.blob_path(sha)
         name = name_stem + extension_for(media_type)
         link = self.root / "o" / name
         # Replace atomically so a redelivered finalize re-links instead of failing.
-        tmp_link = link.with_name(f".{name}.{os.getpid()}.tmp")
+        tmp_link = link.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
         os.link(blob, tmp_link)
         os.replace(tmp_link, link)
+        if size is None:
+            size = blob.stat().st_size
         return StoredFile(name, f"{self.public_url}/o/{name}", sha, size, media_type.split(";")[0].strip())
 
     def output_path(self, name: str) -> Path | None:
