@@ -9,7 +9,7 @@ from fastapi.responses import ORJSONResponse
 from redis.asyncio import Redis
 
 from api import errors
-from api.routes import generation, jobs, outputs, reference
+from api.routes import files, generation, jobs, outputs, reference
 from config.settings import get_settings
 from jobs.store import AsyncJobStore
 
@@ -40,6 +40,7 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(reference.router)
     app.include_router(outputs.router)
+    app.include_router(files.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 
 from jobs.errors import (
     AuthError,
+    ConflictError,
     GatewayError,
     NotFoundError,
     PayloadTooLargeError,
@@ -36,6 +37,8 @@ def error_response(exc: GatewayError) -> ORJSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else {}
     if isinstance(exc, RateLimitError):
         headers["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, ConflictError):
+        headers["Retry-After"] = "1"
     return ORJSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
 

@@ -92,3 +92,17 @@ class ErrorResponse(BaseModel):
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorResponse} for s in statuses}
+
+
+class FileUploadResponse(BaseModel):
+    file_id: str
+    url: str = Field(description="Stable URL for the uploaded file; pass it as `files[].url`")
+    hash: str = Field(description="sha256:<hex> of the content")
+    size: int
+    media_type: str
+    deduplicated: bool = Field(description="True if an existing file with the same hash was returned")
+
+
+class JobListResponse(BaseModel):
+    jobs: list[JobResponse]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end")

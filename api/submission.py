@@ -1,8 +1,12 @@
-"""From a validated request body to a queued job: catalog checks, the provider key, one round trip."""
+"""From a validated request body to a queued job (or a cache hit): catalog checks, URL safety, the
+provider key, the cache look-up, and one round trip that writes the job and queues its first step."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -11,9 +15,25 @@ from api.provider_keys import sealed_key_for
 from api.schemas import _Request
 from config.catalog import PROMPT_OPTIONAL, ModelSpec, choose_mode, resolve
 from config.settings import Settings
+from jobs import keys, states
+from jobs.cache import (
+    DEFAULT,
+    NO_STORE,
+    Entry,
+    compute_key,
+    decode_own_hash,
+    input_urls,
+    mode_from_headers,
+    own_hash_lookup,
+    own_name,
+    public_key,
+    scope,
+)
 from jobs.errors import ValidationError
-from jobs.record import Job, new_job_id
+from jobs.record import Job, new_job_id, utcnow_iso
 from jobs.store import AsyncJobStore
+from storage import get_storage
+from storage.fetch import UnsafeURL, check_url
 from tasks.enqueue import SUBMIT, step_message
 
 MUSIC_SECONDS = (3, 600)  # ElevenLabs music_length_ms 3,000-600,000
@@ -44,13 +64,63 @@ def check_params(spec: ModelSpec, params: dict[str, Any]) -> tuple[str, list[str
     return mode, files
 
 
+@dataclass
+class Accepted:
+    """A created job and the cache headers of its answer."""
+
+    job: Job
+    headers: dict[str, str]
+
+
+async def check_urls(body: _Request, base_public_url: str) -> None:
+    """Refuse, with the field's name, any user URL the gateway must not fetch (SSRF); ours pass."""
+    named: list[tuple[str, str]] = [(f"files.{i}.url", f.url) for i, f in enumerate(getattr(body, "files", None) or [])]
+    for name in ("audio_url", "webhook_url"):
+        if getattr(body, name, None):
+            named.append((name, getattr(body, name)))
+    named = [(field, url) for field, url in named if field == "webhook_url" or own_name(url, base_public_url) is None]
+    results = await asyncio.gather(*(check_url(url) for _, url in named), return_exceptions=True)
+    for (field, _), result in zip(named, results):
+        if isinstance(result, UnsafeURL):
+            raise ValidationError(f"{field}: {result}", field=field)
+        if isinstance(result, BaseException):
+            raise result
+
+
+async def own_hashes(redis, urls: list[str], base_public_url: str, audio_url: str | None = None) -> list[str] | None:
+    """Content hashes of inputs that are all our own files (one round trip), else None: then the
+    worker fetches and hashes them. An own URL that names nothing is the user's mistake."""
+    lookups = []
+    for url in urls:
+        own = own_name(url, base_public_url)
+        if own is None:
+            return None
+        lookups.append((url, own_hash_lookup(*own)))
+    if not lookups:
+        return []
+    pipe = redis.pipeline(transaction=False)
+    for _, (key, field, _) in lookups:
+        pipe.hget(key, field)
+    hashes = []
+    for (url, (_, _, encoding)), raw in zip(lookups, await pipe.execute()):
+        sha = decode_own_hash(raw, encoding)
+        if sha is None:
+            raise ValidationError(f"{url} is not a file of this gateway (unknown or expired)",
+                                  field="audio_url" if url == audio_url else "files")
+        hashes.append(sha)
+    return hashes
+
+
 async def create_job(
     store: AsyncJobStore, settings: Settings, *, account_id: str, capability: str, body: _Request,
-    headers: Headers,
-) -> Job:
+    headers: Headers, also: Callable[[Job, dict[str, str]], Callable[[Any], None]] | None = None,
+) -> Accepted:
+    """Validate, answer from the cache when the inputs' hashes are known here, else queue the job.
+    `also(job, headers)` returns extra writes for the creating transaction (idempotency)."""
     spec = resolve(body.model, capability)
     params = body.model_dump(exclude={"model", "webhook_url", "webhook_events"}, exclude_none=True)
     mode, files = check_params(spec, params)
+    await check_urls(body, settings.base_public_url)
     sealed_key = await sealed_key_for(spec.provider, headers, store.redis, settings, account_id)
     if files:
         params["files"] = [{"url": f} for f in files]
@@ -66,8 +136,48 @@ async def create_job(
         byok=sealed_key is not None,
         webhook_url=body.webhook_url,
         webhook_events=sorted(set(body.webhook_events)) if body.webhook_events else None,
+        cache_mode=mode_from_headers(headers.get("cache-control")),
     )
+    answer = {"Location": f"/v1/jobs/{job.job_id}", "X-Cache": "BYPASS" if job.cache_mode == NO_STORE else "MISS"}
+    if job.cache_mode != NO_STORE:
+        hashes = await own_hashes(store.redis, input_urls(params), settings.base_public_url, params.get("audio_url"))
+        if hashes is not None:
+            job.cache_key = compute_key(capability, job.model, mode, params, hashes)
+            answer["X-Cache-Key"] = public_key(job.cache_key)
+        answer["X-Cache-TTL"] = str(settings.cache_ttl_seconds)
+    if job.cache_key and job.cache_mode == DEFAULT:
+        hit = await _cached(store, settings, job)
+        if hit is not None:
+            answer.update({"X-Cache": "HIT", "X-Cache-TTL": str(hit)})
+            await store.create(job, also=also(job, answer) if also else None)
+            return Accepted(job, answer)
     queue_key, message = step_message(SUBMIT, job.job_id, capability)
     await store.create(job, queue_key=queue_key, message=message, sealed_key=sealed_key,
-                       recheck_at=time.time() + settings.step_lease_seconds)
-    return job
+                       recheck_at=time.time() + settings.step_lease_seconds, also=also(job, answer) if also else None)
+    return Accepted(job, answer)
+
+
+async def _cached(store: AsyncJobStore, settings: Settings, job: Job) -> int | None:
+    """On a hit, complete `job` in memory from the cached entry (its own output name, linked to the
+    same stored content) and return the entry's remaining TTL; None on a miss."""
+    assert job.cache_key is not None
+    key = keys.cache(scope(job.account, settings.cache_shared_across_accounts), job.cache_key)
+    pipe = store.redis.pipeline(transaction=False)
+    pipe.get(key)
+    pipe.ttl(key)
+    raw, ttl = await pipe.execute()
+    if raw is None:
+        return None
+    entry = Entry.decode(raw)
+    try:
+        # A hard link: one metadata write, cheap enough for the event loop.
+        stored = get_storage().link_output(job.job_id, entry.sha, entry.media_type)
+    except FileNotFoundError:
+        await store.redis.delete(key)  # the content is gone: the entry lies, forget it
+        return None
+    now = utcnow_iso()
+    job.status, job.updated_at, job.completed_at = states.COMPLETED, now, now
+    job.output = {"url": stored.url, "media_type": stored.media_type}
+    job.output_sha = entry.sha
+    job.cache = {"hit": True, "key": public_key(job.cache_key)}
+    return max(int(ttl), 0)

@@ -1,4 +1,5 @@
-"""The `gengate` command: `up` (a whole local gateway), `api`, `worker`, `sim`, `keys create`."""
+"""The `gengate` command: `up` (a whole local gateway), `api`, `worker`, `sim`, `keys` (API keys, provider keys,
+webhook secrets)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,31 @@ def _redis() -> redis.Redis:
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     from jobs.apikeys import create_account, create_key
+    from jobs.webhooks import ensure_secret
 
     r = _redis()
     account = args.account or create_account(r, email=args.email)
     key = create_key(r, account)
     print(f"account: {account}", file=sys.stderr)
+    secret = ensure_secret(r, account)
+    if secret is not None:  # shown once, when created; `keys webhook-secret` makes a new one
+        print(f"webhook secret: {secret}")
     print(key)
+    return 0
+
+
+def cmd_keys_webhook_secret(args: argparse.Namespace) -> int:
+    """Replace the account's webhook signing secret and print the new one (alone on the last line)."""
+    from jobs import keys
+    from jobs.webhooks import rotate_secret
+
+    r = _redis()
+    if not r.exists(keys.account(args.account)):
+        print(f"no account {args.account!r}", file=sys.stderr)
+        return 2
+    secret = rotate_secret(r, args.account)
+    print(f"new webhook secret for {args.account}; the previous one no longer verifies", file=sys.stderr)
+    print(secret)
     return 0
 
 
@@ -157,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--provider", required=True)
     p.add_argument("--key", help="the provider key; read from standard input when omitted")
     p.set_defaults(fn=cmd_keys_save_provider)
+    p = keys.add_parser("webhook-secret", help="replace an account's webhook signing secret; prints the new one last")
+    p.add_argument("--account", required=True)
+    p.set_defaults(fn=cmd_keys_webhook_secret)
     args = parser.parse_args(argv)
     return args.fn(args) or 0
 

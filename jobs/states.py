@@ -14,7 +14,8 @@ TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
 # to-state -> the states it may be entered from
 ALLOWED_FROM: dict[str, frozenset[str]] = {
     PROCESSING: frozenset({QUEUED}),
-    COMPLETED: frozenset({PROCESSING}),
+    # queued -> completed: a cache hit, or an identical job's provider call, answers before any submission.
+    COMPLETED: frozenset({QUEUED, PROCESSING}),
     FAILED: frozenset({QUEUED, PROCESSING}),
     CANCELLED: frozenset({QUEUED, PROCESSING}),
 }

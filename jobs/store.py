@@ -9,17 +9,59 @@ winner leaves exactly one event.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from jobs import keys, states
+from jobs import keys, states, webhooks
 from jobs.record import PUBLIC_FIELDS, Job, encode_fields, utcnow_iso
 
 EVENTS_MAXLEN = 200
+
+# The transition script's webhook part (runs only for jobs with a `webhook_url`): a winning
+# transition that fires a subscribed event creates its delivery (jobs/webhooks.py) in the same
+# atomic step, so no event is lost between the state change and its webhook. Events: `completed`
+# and `failed` on entering them; `progress` on queued -> processing and on every patch that changes
+# the `progress` field. `cancelled` fires nothing (the peer API has no such event). Subscriptions:
+# the `webhook_events` JSON list, absent = completed + failed. The delivery keeps the public job
+# JSON of this moment (plus `progress` for progress events), so a late retry still says what was.
+_WEBHOOK_LUA = """
+local to = ARGV[2]
+local event = false
+if to ~= cur then
+  if to == 'completed' or to == 'failed' then event = to elseif to == 'processing' then event = 'progress' end
+elseif to == 'processing' and redis.call('HGET', KEYS[1], 'progress') ~= old_progress then
+  event = 'progress'
+end
+local subs = event and redis.call('HGET', KEYS[1], 'webhook_events')
+if subs and subs ~= 'null' then
+  if not string.find(subs, '"' .. event .. '"', 1, true) then event = false end
+elseif event == 'progress' then
+  event = false
+end
+if event then
+  local jid = string.sub(redis.call('HGET', KEYS[1], 'job_id'), 2, -2)
+  local suffix = event
+  if event == 'progress' then suffix = 'p' .. redis.call('HINCRBY', KEYS[1], 'webhook_seq', 1) end
+  local id = 'msg_' .. (string.gsub(jid, '^job_', '')) .. '_' .. suffix
+  local pub = {__PUBLIC__}
+  if event == 'progress' then pub[#pub + 1] = 'progress' end
+  local vals = redis.call('HMGET', KEYS[1], unpack(pub))
+  local parts = {}
+  for i, f in ipairs(pub) do
+    if vals[i] and vals[i] ~= 'null' then parts[#parts + 1] = '"' .. f .. '":' .. vals[i] end
+  end
+  local hk = '__WEBHOOK_KEY__' .. id
+  redis.call('HSET', hk, 'job_id', jid, 'event', event, 'attempts', 0, 'job', '{' .. table.concat(parts, ',') .. '}')
+  redis.call('EXPIRE', hk, __DELIVERY_TTL__)
+  local now = redis.call('TIME')
+  redis.call('ZADD', '__WEBHOOKS_DUE__', tonumber(now[1]) + tonumber(now[2]) / 1000000, id)
+end
+""".replace("__WEBHOOK_KEY__", keys.webhook("")).replace("__WEBHOOKS_DUE__", keys.WEBHOOKS_DUE).replace(
+    "__DELIVERY_TTL__", str(webhooks.DELIVERY_TTL_SECONDS))
 
 # KEYS: job hash, events stream, sealed BYOK key (deleted when the job ends). ARGV: allowed-from (space separated), new status, emit event (0/1),
 # ttl seconds (0 keeps the current one), then field/value pairs (values already JSON).
@@ -33,6 +75,9 @@ for s in string.gmatch(ARGV[1], '%S+') do
   if s == cur then allowed = true break end
 end
 if not allowed then return {0, cur} end
+local hook = redis.call('HGET', KEYS[1], 'webhook_url')
+hook = hook and hook ~= 'null'
+local old_progress = hook and redis.call('HGET', KEYS[1], 'progress')
 local args = {'status', '"' .. ARGV[2] .. '"'}
 for i = 5, #ARGV do args[#args + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(args))
@@ -45,6 +90,9 @@ if ARGV[3] == '1' then
   end
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', __MAXLEN__, '*', 'status', ARGV[2], 'job', '{' .. table.concat(parts, ',') .. '}')
 end
+if hook then
+__WEBHOOK__
+end
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
@@ -52,7 +100,7 @@ if ttl > 0 then
   redis.call('DEL', KEYS[3])
 end
 return {1, cur}
-""".replace("__PUBLIC__", ", ".join(f"'{f}'" for f in PUBLIC_FIELDS)).replace("__MAXLEN__", str(EVENTS_MAXLEN))
+""".replace("__WEBHOOK__", _WEBHOOK_LUA).replace("__PUBLIC__", ", ".join(f"'{f}'" for f in PUBLIC_FIELDS)).replace("__MAXLEN__", str(EVENTS_MAXLEN))
 
 # The sweeper's claim: take due jobs and push their due time out by a lease, atomically, so each
 # due job goes to one sweeper, and comes back by itself if that sweeper dies before rescheduling it.
@@ -153,10 +201,13 @@ class AsyncJobStore:
         return _result(await self._transition(keys=k, args=a))
 
     async def create(
-        self, job: Job, *, queue_key: str, message: bytes, recheck_at: float, sealed_key: str | None = None
+        self, job: Job, *, queue_key: str | None = None, message: bytes | None = None, recheck_at: float | None = None,
+        sealed_key: str | None = None, also: Callable[[Any], None] | None = None,
     ) -> None:
         """Write the job, its first event, its account index, its sweeper backstop and its Celery
-        submit message in one MULTI/EXEC round trip: the job exists iff its message was queued."""
+        submit message in one MULTI/EXEC round trip: the job exists iff its message was queued.
+        A job born terminal (a cache hit) has no message and no backstop. `also` adds the caller's
+        own writes (the idempotency record) to the same transaction."""
         pipe = self.redis.pipeline(transaction=True)
         jk = keys.job(job.job_id)
         pipe.hset(jk, mapping=job.to_fields())
@@ -167,8 +218,15 @@ class AsyncJobStore:
         if sealed_key is not None:
             pipe.set(keys.job_key(job.job_id), sealed_key, ex=self.byok_ttl)
         pipe.zadd(keys.account_jobs(job.account), {job.job_id: int(time.time() * 1000)})
-        pipe.zadd(keys.SCHEDULE, {job.job_id: recheck_at})
-        pipe.lpush(queue_key, message)
+        if recheck_at is not None:
+            pipe.zadd(keys.SCHEDULE, {job.job_id: recheck_at})
+        if queue_key is not None and message is not None:
+            pipe.lpush(queue_key, message)
+        if job.status == states.COMPLETED:
+            # No transition script runs for a job born finished (a cache hit): queue its webhook here.
+            webhooks.schedule(pipe, job, job.status)
+        if also is not None:
+            also(pipe)
         await pipe.execute()
 
 

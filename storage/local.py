@@ -110,3 +110,61 @@ class LocalStorage:
             return None
         path = self.root / "o" / name
         return path if path.is_file() else None
+
+    # Uploads (`POST /v1/files`): the same blobs, linked as `u/<file_id>.<ext>`.
+
+    def open_upload(self) -> UploadSink:
+        return UploadSink(self.root / "tmp")
+
+    def commit_upload(self, sink: UploadSink, name: str) -> None:
+        """Move a finished upload into its blob and give it the stable name `u/<name>`."""
+        sink.close()
+        blob = self.blob_path(sink.sha256)
+        blob.parent.mkdir(exist_ok=True)
+        os.replace(sink.path, blob)  # same content, same name: a concurrent writer's copy is identical
+        uploads = self.root / "u"
+        uploads.mkdir(exist_ok=True)
+        os.link(blob, uploads / name)  # the name holds a fresh random file id: nothing to replace
+
+    def remove_upload(self, name: str) -> None:
+        """Drop the name only; the blob may be shared and stays."""
+        if _SAFE_NAME.match(name):
+            (self.root / "u" / name).unlink(missing_ok=True)
+
+    def upload_path(self, name: str) -> Path | None:
+        if not _SAFE_NAME.match(name):
+            return None
+        path = self.root / "u" / name
+        return path if path.is_file() else None
+
+
+class UploadSink:
+    """A temp file that counts and hashes what is written to it, so an upload is read exactly once.
+
+    Writes are plain blocking calls made from the event loop: each is one socket read's worth
+    (uvicorn hands over at most 256,000 bytes per chunk, measured) into the page cache, tens of
+    microseconds, cheaper than a thread hop per chunk; 50 MB goes through in ~0.3 s."""
+
+    def __init__(self, tmp_dir: Path) -> None:
+        fd, path = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
+        self.path = Path(path)
+        self.size = 0
+        self._file = os.fdopen(fd, "wb")
+        self._digest = hashlib.sha256()
+
+    def write(self, chunk: bytes) -> None:
+        self._digest.update(chunk)
+        self._file.write(chunk)
+        self.size += len(chunk)
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def discard(self) -> None:
+        """Nothing of the upload is kept (idempotent; a committed sink's path is already gone)."""
+        self._file.close()
+        self.path.unlink(missing_ok=True)

@@ -20,9 +20,10 @@ import httpx
 
 from adapters import get_adapter
 from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
-from jobs import states
+from jobs import cache, keys, states
 from jobs.record import Job
 from jobs.sealing import SealError, unseal
+from storage.fetch import FetchError, UnsafeURL, fetch_hash
 from storage.local import TooLarge
 from tasks import enqueue as q
 from tasks.runtime import Runtime
@@ -33,6 +34,8 @@ log = logging.getLogger("gengate.pipeline")
 def submit(rt: Runtime, job_id: str) -> None:
     job = rt.store.get(job_id)
     if job is None:
+        return
+    if job.status == states.QUEUED and _settled_before_provider(rt, job):
         return
     if job.status == states.QUEUED:
         deadline = _submit_deadline(rt, job)
@@ -66,6 +69,88 @@ def resume(rt: Runtime, job: Job) -> None:
         _schedule_finalize(rt, job)
     else:
         poll(rt, job)
+
+
+def _settled_before_provider(rt: Runtime, job: Job) -> bool:
+    """The cache's turn, before any provider call: complete from a cached result, join an identical
+    job that is already running, or lead (go on to submit). True when the job needs nothing more now."""
+    if job.cache_mode == cache.NO_STORE:
+        return False
+    if job.cache_key is None:
+        try:
+            hashes = input_hashes(rt, cache.input_urls(job.input))
+        except (UnsafeURL, FetchError) as exc:
+            fail_input(rt, job, str(exc))
+            return True
+        job.cache_key = cache.compute_key(job.capability, job.model, job.mode, job.input, hashes)
+        rt.store.set_fields(job.job_id, cache_key=job.cache_key)
+    k, a = cache.decide_args(_scope(rt, job), job.cache_key, job.job_id, job.cache_mode)
+    decision = cache.decision(rt.cache.decide(keys=k, args=a))
+    if decision.kind == "hit" and decision.entry is not None:
+        return complete_from_cache(rt, job, decision.entry)
+    if decision.kind == "follow":
+        # The schedule entry written at creation stays as the backstop: if the leader's release
+        # were lost, the sweeper sends this job through submit again, which finds the result.
+        rt.store.patch_while(job.job_id, states.QUEUED, leader=decision.leader)
+        return True
+    return False
+
+
+def input_hashes(rt: Runtime, urls: list[str]) -> list[str]:
+    """sha256 of each input's content: our own files from their records, others fetched (SSRF-safe)."""
+    hashes = []
+    for url in urls:
+        own = cache.own_name(url, rt.settings.base_public_url)
+        if own is not None:
+            key, field, encoding = cache.own_hash_lookup(*own)
+            sha = cache.decode_own_hash(rt.redis.hget(key, field), encoding)
+            if sha is None:
+                raise FetchError(f"{url} is not a file of this gateway (unknown or expired)")
+            hashes.append(sha)
+        else:
+            hashes.append(fetch_hash(url).sha256)
+    return hashes
+
+
+def complete_from_cache(rt: Runtime, job: Job, entry: cache.Entry) -> bool:
+    """Give the job its own name for the cached content and complete it; False if the blob is gone."""
+    try:
+        stored = rt.storage.link_output(job.job_id, entry.sha, entry.media_type)
+    except FileNotFoundError:
+        rt.redis.delete(keys.cache(_scope(rt, job), job.cache_key or ""))
+        return False
+    rt.store.transition(
+        job.job_id, states.COMPLETED, allowed_from=(states.QUEUED, states.PROCESSING),
+        output={"url": stored.url, "media_type": stored.media_type},
+        cache={"hit": True, "key": cache.public_key(job.cache_key or "")}, output_sha=entry.sha,
+    )
+    rt.store.unschedule(job.job_id)
+    return True
+
+
+def release_followers(rt: Runtime, job: Job, entry: cache.Entry | None) -> None:
+    """After a leader ends: its followers complete from its result, or (it failed or was cancelled)
+    go through submit again, where one of them leads."""
+    if job.cache_key is None or job.cache_mode != cache.DEFAULT:
+        return
+    k, a = cache.release_args(_scope(rt, job), job.cache_key, job.job_id)
+    for raw in rt.cache.release(keys=k, args=a):
+        follower = rt.store.get(raw.decode() if isinstance(raw, bytes) else raw)
+        if follower is None or follower.terminal:
+            continue
+        if entry is None or not complete_from_cache(rt, follower, entry):
+            q.enqueue(rt.redis, q.SUBMIT, follower.job_id, follower.capability)
+
+
+def _scope(rt: Runtime, job: Job) -> str:
+    return cache.scope(job.account, rt.settings.cache_shared_across_accounts)
+
+
+def fail_input(rt: Runtime, job: Job, message: str) -> None:
+    """An input URL was refused or could not be read: the user's mistake, not the provider's."""
+    detail = {"error": "ValidationError", "code": "input_unavailable", "provider": job.provider, "status": None}
+    rt.store.transition(job.job_id, states.FAILED, error=f"ValidationError: {message}", error_detail=detail)
+    rt.store.unschedule(job.job_id)
 
 
 def _submit_deadline(rt: Runtime, job: Job) -> float:
@@ -206,8 +291,15 @@ def finalize(rt: Runtime, job_id: str, finished: Finished | None = None) -> None
         fail(rt, job, str(exc), code="output_too_large")
         return
     output = {"url": stored.url, "media_type": stored.media_type}
-    won, _ = rt.store.transition(job_id, states.COMPLETED, output=output, cache={"hit": False})
+    entry = cache.Entry(stored.sha256, stored.media_type, job_id)
+    if job.cache_key and job.cache_mode != cache.NO_STORE:
+        # Before the transition: an identical job arriving from now on finds the result, not the leader.
+        rt.redis.set(keys.cache(_scope(rt, job), job.cache_key), entry.encode(), ex=rt.settings.cache_ttl_seconds)
+    info = {"hit": False, "key": cache.public_key(job.cache_key)} if job.cache_key else {"hit": False}
+    won, _ = rt.store.transition(job_id, states.COMPLETED, allowed_from=(states.PROCESSING,), output=output,
+                                 cache=info, output_sha=stored.sha256)
     rt.store.unschedule(job_id)
+    release_followers(rt, job, entry if won else None)
     log.info("job %s finalize: %s", job_id, "completed" if won else "lost the race")
 
 
@@ -245,6 +337,7 @@ def fail(rt: Runtime, job: Job, message: str, *, code: str, status: int | None =
     error = f"ProviderError ({job.provider}{f', HTTP {status}' if status else ''}): {message}"
     rt.store.transition(job.job_id, states.FAILED, error=error, error_detail=detail)
     rt.store.unschedule(job.job_id)
+    release_followers(rt, job, None)
 
 
 def provider_key(rt: Runtime, job: Job) -> str:

@@ -10,6 +10,7 @@ import httpx
 from redis import BlockingConnectionPool, Redis
 
 from config.settings import Settings, get_settings
+from jobs.cache import Scripts
 from jobs.store import JobStore
 from storage import get_storage
 from storage.local import LocalStorage
@@ -22,6 +23,7 @@ class Runtime:
     store: JobStore
     storage: LocalStorage
     http: httpx.Client
+    cache: Scripts
 
 
 _lock = threading.Lock()
@@ -37,5 +39,6 @@ def get_runtime() -> Runtime:
             pool = BlockingConnectionPool.from_url(s.resolved_redis_url(), max_connections=64, timeout=20)
             redis = Redis(connection_pool=pool)
             http = httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
-            _runtime = (os.getpid(), Runtime(s, redis, JobStore(redis, ttl_seconds=s.job_ttl_seconds), get_storage(), http))
+            _runtime = (os.getpid(), Runtime(s, redis, JobStore(redis, ttl_seconds=s.job_ttl_seconds), get_storage(), http,
+                                          Scripts(redis)))
         return _runtime[1]

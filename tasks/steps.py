@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tasks import enqueue as q
 from tasks import pipeline
+from tasks import webhooks
 from tasks.runtime import get_runtime
 from workers.celery_app import app
 
@@ -21,3 +22,8 @@ def finalize(job_id: str) -> None:
 @app.task(name=q.CANCEL)
 def cancel(job_id: str) -> None:
     pipeline.cancel(get_runtime(), job_id)
+
+
+@app.task(name=webhooks.TASK)
+def webhook(delivery_id: str, claim: int) -> None:
+    webhooks.deliver(get_runtime(), delivery_id, claim)

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
+import threading
 import subprocess
 import time
 import uuid
@@ -18,6 +20,7 @@ import redis
 from config.catalog import PROVIDERS
 from gengate import procs
 from jobs.apikeys import create_account, create_key
+from sim import media
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
@@ -72,6 +75,38 @@ def control(provider_base: str) -> Iterator[httpx.Client]:
         yield http
 
 
+class _MediaFiles(http.server.BaseHTTPRequestHandler):
+    """Serves a real file for any path, by its extension: what the spec's example URLs stand for."""
+
+    def do_GET(self) -> None:
+        ext = self.path.split("?")[0].rsplit(".", 1)[-1].lower()
+        body, kind = {
+            "mp4": (media.mp4_bytes(64, 64, 1.0), "video/mp4"),
+            "mp3": (media.mp3_bytes(1.0), "audio/mpeg"),
+            "wav": (media.wav_bytes(1.0), "audio/wav"),
+        }.get(ext, (media.png_bytes(64, 64), "image/png"))
+        if "?v=" in self.path:  # distinct content per variant, for tests that need different file hashes
+            body += self.path.split("?v=", 1)[1].encode()
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+
+@pytest.fixture(scope="session")
+def files_url() -> Iterator[str]:
+    """Input files on `localhost`, the one private host the test gateway may fetch from
+    (`GENGATE_ALLOW_PRIVATE_HOSTS`); every other loopback spelling stays refused."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MediaFiles)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://localhost:{server.server_address[1]}"
+    server.shutdown()
+
+
 @pytest.fixture(scope="session")
 def env(redis_url: str, sim_url: str, data_dir: Path) -> dict[str, str]:
     port = procs.free_port()
@@ -91,6 +126,9 @@ def env(redis_url: str, sim_url: str, data_dir: Path) -> dict[str, str]:
         GENGATE_POLL_MAX_SECONDS="0.5",
         # Short leases so a killed worker's job is re-driven within the test's patience.
         GENGATE_STEP_LEASE_SECONDS="4",
+        GENGATE_ALLOW_PRIVATE_HOSTS="localhost",
+        GENGATE_WEBHOOK_RETRY_DELAYS="0.2,0.4,0.8",
+        GENGATE_WEBHOOK_TIMEOUT_SECONDS="2",
         PYTHONUNBUFFERED="1",
     )
 

@@ -58,9 +58,9 @@ def test_video_job_completes_with_a_real_mp4(client: httpx.Client, sim: httpx.Cl
     assert req["app_id"] == "fal-ai/kling-video/v3/pro/text-to-video" and req["input"]["duration"] == "5"
 
 
-def test_image_to_video_uses_the_image_endpoint(client: httpx.Client, sim: httpx.Client):
+def test_image_to_video_uses_the_image_endpoint(client: httpx.Client, sim: httpx.Client, files_url: str):
     m = _marker()
-    files = [{"url": "https://example.com/day.jpg"}, {"url": "https://example.com/night.jpg"}]
+    files = [{"url": f"{files_url}/day.jpg"}, {"url": f"{files_url}/night.jpg"}]
     r = client.post("/video", json={"model": "kling-v3", "prompt": f"day to night {m}", "files": files})
     assert wait_for(client, r.json()["job_id"])["status"] == "completed"
     [req] = sim_requests(sim, m)

@@ -3,11 +3,8 @@ every example request of the spec, a fault contract run over all five adapters, 
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,34 +16,6 @@ from tests.spec_files import example_requests
 
 MEDIA_TYPES = {"image": "image/png", "video": "video/mp4", "speech": "audio/mpeg", "music": "audio/mpeg",
                "transcription": "application/json"}
-
-
-class _MediaFiles(http.server.BaseHTTPRequestHandler):
-    """Serves a real file for any path, by its extension: what the spec's example URLs stand for."""
-
-    def do_GET(self) -> None:
-        ext = self.path.rsplit(".", 1)[-1].lower()
-        body, kind = {
-            "mp4": (media.mp4_bytes(64, 64, 1.0), "video/mp4"),
-            "mp3": (media.mp3_bytes(1.0), "audio/mpeg"),
-            "wav": (media.wav_bytes(1.0), "audio/wav"),
-        }.get(ext, (media.png_bytes(64, 64), "image/png"))
-        self.send_response(200)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:  # keep test output quiet
-        pass
-
-
-@pytest.fixture(scope="module")
-def files_url() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MediaFiles)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
 
 
 EXAMPLES = example_requests()
@@ -73,7 +42,7 @@ def test_spec_example_completes(client: httpx.Client, files_url: str, path: str,
 # One model per provider for the fault contract, with a marker field the simulator records.
 CONTRACT = {
     "fal": ("/image", {"model": "flux-schnell"}, "prompt"),
-    "replicate": ("/image", {"model": "background-remover", "files": [{"url": "https://files.example.test/cat.png"}]},
+    "replicate": ("/image", {"model": "background-remover", "files": [{"url": "{files}/cat.png"}]},
                   "prompt"),
     "elevenlabs": ("/speech", {"model": "eleven_v3", "voice": "adam"}, "text"),
     "higgsfield": ("/image", {"model": "soul", "aspect_ratio": "16:9"}, "prompt"),
@@ -82,10 +51,20 @@ CONTRACT = {
 SYNCHRONOUS = {"elevenlabs"}  # answers the submission with the audio itself: nothing to poll or cancel
 
 
+_FILES = {"url": ""}
+
+
+@pytest.fixture(autouse=True)
+def _files_url(files_url: str) -> None:
+    _FILES["url"] = files_url  # where CONTRACT's "{files}" inputs live (the gateway fetches and hashes them)
+
+
 def _post(client: httpx.Client, provider: str, sim: dict | None = None, **headers) -> tuple[str, str]:
     path, body, marker_field = CONTRACT[provider]
     marker = uuid.uuid4().hex
     body = {**body, marker_field: f"contract {marker}"}
+    if "files" in body:
+        body["files"] = [{"url": f["url"].replace("{files}", _FILES["url"])} for f in body["files"]]
     if provider == "replicate":
         body["prompt"] = f"contract {marker}"  # background removal ignores it; the simulator records it
     if sim is not None:

@@ -29,7 +29,7 @@ def _new(store: JobStore, status: str = states.QUEUED) -> str:
     (states.QUEUED, states.PROCESSING, True),
     (states.QUEUED, states.CANCELLED, True),
     (states.QUEUED, states.FAILED, True),
-    (states.QUEUED, states.COMPLETED, False),
+    (states.QUEUED, states.COMPLETED, True),  # a cache hit, or an identical job's result
     (states.PROCESSING, states.COMPLETED, True),
     (states.PROCESSING, states.QUEUED, False),
     (states.COMPLETED, states.CANCELLED, False),

@@ -14,6 +14,7 @@ import redis
 from adapters.base import ProviderFailure, ProviderRequest
 from adapters.fal import create as create_fal
 from config.settings import ProviderSettings, Settings
+from jobs.cache import Scripts
 from jobs.store import JobStore
 from storage.local import LocalStorage
 from tasks.pipeline import _submit_with_retries
@@ -25,7 +26,7 @@ def test_submit_retries_stop_before_the_deadline(sim_url: str, rds: redis.Redis,
     settings = Settings(provider_retries=10, retry_base_seconds=0.1, retry_max_seconds=1.0,
                         fal=ProviderSettings(base_url=f"{sim_url}/fal", api_key="k", timeout=2.0))
     with httpx.Client() as http:
-        rt = Runtime(settings, rds, JobStore(rds, ttl_seconds=60), LocalStorage(tmp_path, "http://x"), http)
+        rt = Runtime(settings, rds, JobStore(rds, ttl_seconds=60), LocalStorage(tmp_path, "http://x"), http, Scripts(rds))
         marker = uuid.uuid4().hex
         req = ProviderRequest(job_id="job_deadline", model="flux-schnell", capability="image", mode="text-to-image",
                               endpoint="fal-ai/flux/schnell", params={"prompt": marker},

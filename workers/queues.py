@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 GENERATION_QUEUES = ("image", "video", "speech", "music", "transcription")
-ALL_QUEUES = GENERATION_QUEUES
+WEBHOOK_QUEUE = "webhooks"  # webhook deliveries: every worker takes them, they are short
+ALL_QUEUES = (*GENERATION_QUEUES, WEBHOOK_QUEUE)
 
 
 def queue_for(capability: str) -> str:

@@ -5,6 +5,8 @@ them next (next poll, or a lease after which a lost step is re-driven). Each swe
 claims what is due and hands it to a small thread pool running `tasks.pipeline.resume`. Polls never
 become Celery countdowns (an ETA beyond the visibility timeout runs several times, celery#5935), and
 ten thousand waiting jobs cost ten thousand zset entries, not ten thousand messages in a worker.
+Due webhook deliveries (`gengate:webhooks:due`) are claimed the same way and queued as
+`gengate.webhook` Celery messages (tasks/webhooks.py).
 """
 
 from __future__ import annotations
@@ -34,12 +36,15 @@ def _resume(job_id: str) -> None:
 
 
 def sweep_forever(stop: threading.Event) -> None:
+    from tasks import webhooks
     from tasks.runtime import get_runtime
 
     rt = get_runtime()
     s = rt.settings
     slots = threading.BoundedSemaphore(s.worker_concurrency)
     claim_lease = max(2 * s.fal.timeout, 30.0)
+    # Due webhook deliveries only become Celery messages (one LPUSH each), so they need no slots.
+    dispatch_webhooks = webhooks.dispatcher(rt.redis, lease_seconds=webhooks.lease_seconds(s))
 
     def run(job_id: str) -> None:
         try:
@@ -61,7 +66,12 @@ def sweep_forever(stop: threading.Event) -> None:
                 slots.release()
             for job_id in due:
                 pool.submit(run, job_id)
-            if len(due) < free or not free:
+            try:
+                hooks_left = dispatch_webhooks(s.sweep_batch) == s.sweep_batch
+            except Exception:
+                log.exception("queueing due webhooks failed; retrying")
+                hooks_left = False
+            if (len(due) < free or not free) and not hooks_left:
                 stop.wait(s.sweep_interval_seconds)
 
 

@@ -16,18 +16,39 @@ from api.schemas import (
     _Request,
     error_responses,
 )
+from api import idempotency
 from api.submission import create_job
 
 router = APIRouter(prefix="/v1", tags=["Generation"])
-_RESPONSES = {202: {"model": JobResponse, "description": "Job created"}, **error_responses(400, 401, 402, 429, 500, 502)}
+_RESPONSES = {202: {"model": JobResponse, "description": "Job created"}, **error_responses(400, 401, 402, 409, 422, 429, 500, 502)}
 
 
 async def _accept(
     request: Request, store, settings, principal, capability: str, body: _Request
 ) -> ORJSONResponse:
-    job = await create_job(store, settings, account_id=principal.account_id, capability=capability, body=body,
-                           headers=request.headers)
-    return ORJSONResponse(job.public(), status_code=202, headers={"Location": f"/v1/jobs/{job.job_id}"})
+    claim = None
+    key = request.headers.get(idempotency.HEADER)
+    if key is not None:
+        begun = await idempotency.begin(store.redis, account=principal.account_id, path=request.url.path, key=key,
+                                        raw_body=await request.body(), ttl=settings.idempotency_ttl_seconds)
+        if isinstance(begun, ORJSONResponse):
+            return begun
+        claim = begun
+
+    def remember(job, headers):
+        # Written in the job's own creating transaction: a job exists iff its replay record does.
+        assert claim is not None
+        record = claim.record(202, job.public(), headers)
+        return lambda pipe: pipe.set(claim.key, record, ex=claim.ttl)
+
+    try:
+        accepted = await create_job(store, settings, account_id=principal.account_id, capability=capability,
+                                    body=body, headers=request.headers, also=remember if claim else None)
+    except BaseException:
+        if claim is not None:
+            await idempotency.abandon(store.redis, claim)
+        raise
+    return ORJSONResponse(accepted.job.public(), status_code=202, headers=accepted.headers)
 
 
 @router.post("/image", status_code=202, responses=_RESPONSES, operation_id="createImage", summary="Generate image")
