@@ -121,7 +121,6 @@ async def create_job(
     params = body.model_dump(exclude={"model", "webhook_url", "webhook_events"}, exclude_none=True)
     mode, files = check_params(spec, params)
     await check_urls(body, settings.base_public_url)
-    sealed_key = await sealed_key_for(spec.provider, headers, store.redis, settings, account_id)
     if files:
         params["files"] = [{"url": f} for f in files]
     job = Job(
@@ -133,7 +132,6 @@ async def create_job(
         endpoint=spec.endpoints[mode],
         input=params,
         mode=mode,
-        byok=sealed_key is not None,
         webhook_url=body.webhook_url,
         webhook_events=sorted(set(body.webhook_events)) if body.webhook_events else None,
         cache_mode=mode_from_headers(headers.get("cache-control")),
@@ -151,6 +149,9 @@ async def create_job(
             answer.update({"X-Cache": "HIT", "X-Cache-TTL": str(hit)})
             await store.create(job, also=also(job, answer) if also else None)
             return Accepted(job, answer)
+    # Only a job that will call the provider needs a key: a hit answers even when none is configured.
+    sealed_key = await sealed_key_for(spec.provider, headers, store.redis, settings, account_id)
+    job.byok = sealed_key is not None
     queue_key, message = step_message(SUBMIT, job.job_id, capability)
     await store.create(job, queue_key=queue_key, message=message, sealed_key=sealed_key,
                        recheck_at=time.time() + settings.step_lease_seconds, also=also(job, answer) if also else None)

@@ -1,7 +1,9 @@
-"""Local-directory storage: blobs under `objects/<sha256>`, outputs hard-linked as `o/<job_id>.<ext>`.
+"""Local-directory storage: blobs under `objects/<sha256>`, hard-linked as outputs `o/<job_id>.<ext>`
+and uploads `u/<file_id>.<ext>`.
 
-Content addressing means identical outputs are stored once; the per-job link gives the stable,
-spec-shaped URL `/o/<job_id>.<ext>` without a database lookup when serving.
+Content addressing means identical content is stored once (a cache hit links the same blob under
+its own job's name); the per-job or per-file link gives the stable, spec-shaped URL without a
+database lookup when serving.
 """
 
 from __future__ import annotations

@@ -79,6 +79,12 @@ class _MediaFiles(http.server.BaseHTTPRequestHandler):
     """Serves a real file for any path, by its extension: what the spec's example URLs stand for."""
 
     def do_GET(self) -> None:
+        if self.path.startswith("/redirect-to-metadata/"):  # an SSRF attempt through a redirect
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/latest/meta-data/iam.png")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         ext = self.path.split("?")[0].rsplit(".", 1)[-1].lower()
         body, kind = {
             "mp4": (media.mp4_bytes(64, 64, 1.0), "video/mp4"),

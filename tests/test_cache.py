@@ -146,3 +146,14 @@ def test_refused_input_urls_are_400_with_their_field(client: httpx.Client):
     assert r.status_code == 400 and r.json()["field"] == "audio_url"
     r = client.post("/image", json={"model": "flux-schnell", "prompt": "x", "webhook_url": "http://127.0.0.1:9/h"})
     assert r.status_code == 400 and r.json()["field"] == "webhook_url"
+
+
+def test_worker_refuses_a_redirect_to_the_metadata_address(client: httpx.Client, files_url: str):
+    """The API accepts the URL (its host is allowed); the worker's fetch follows the redirect, re-checks
+    the new address and refuses it: the job fails as the user's error, nothing is fetched from it."""
+    url = f"{files_url}/redirect-to-metadata/cat.png"
+    r = client.post("/image", json={"model": "nano-banana-pro/edit", "prompt": "x", "files": [{"url": url}]})
+    assert r.status_code == 202, r.text
+    job = wait_for(client, r.json()["job_id"])
+    assert job["status"] == "failed" and job["error"].startswith("ValidationError:"), job
+    assert "redirect refused" in job["error"]
