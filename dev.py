@@ -5,13 +5,15 @@
     python3 dev.py test   # the whole test suite
 
 Each first makes ./.venv and installs the project into it (again only when pyproject.toml
-changed), then runs `gengate up` or pytest from it. Extra arguments go to that command.
+changed), makes sure FFmpeg is there for media jobs (installing Debian's package when run as root),
+then runs `gengate up` or pytest from it. Extra arguments go to that command.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -38,11 +40,29 @@ def ensure_env() -> None:
     STAMP.write_text(wanted)
 
 
+def ensure_ffmpeg() -> None:
+    """Media jobs run FFmpeg from the system (Debian's `ffmpeg` package). Install it when we can
+    (root with apt-get); otherwise say how, and go on: a worker without it fails media jobs with
+    that same advice, and the media tests skip."""
+    if shutil.which("ffmpeg") and shutil.which("ffprobe"):
+        return
+    if os.name == "posix" and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing ffmpeg (apt-get install -y ffmpeg) ...", flush=True)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        if subprocess.run(["apt-get", "install", "-y", "-q", "ffmpeg"], env=env).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env)
+            subprocess.run(["apt-get", "install", "-y", "-q", "ffmpeg"], env=env)
+    if not shutil.which("ffmpeg"):
+        print("ffmpeg is not installed: media jobs (/v1/ffmpeg/...) will fail until it is "
+              "(Debian/Ubuntu: sudo apt-get install -y ffmpeg; macOS: brew install ffmpeg)", flush=True)
+
+
 def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] not in ("up", "test"):
         print(__doc__)
         return 2
     ensure_env()
+    ensure_ffmpeg()
     command, rest = sys.argv[1], sys.argv[2:]
     os.chdir(ROOT)
     if command == "up":

@@ -9,7 +9,7 @@ from fastapi.responses import ORJSONResponse
 from redis.asyncio import Redis
 
 from api import errors
-from api.routes import files, generation, jobs, outputs, reference
+from api.routes import files, generation, jobs, media, outputs, reference
 from config.settings import get_settings
 from jobs.store import AsyncJobStore
 
@@ -39,6 +39,7 @@ def create_app() -> FastAPI:
     app.include_router(generation.router)
     app.include_router(jobs.router)
     app.include_router(reference.router)
+    app.include_router(media.router)
     app.include_router(outputs.router)
     app.include_router(files.router)
 

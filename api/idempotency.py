@@ -14,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from fastapi import Request
 from fastapi.responses import ORJSONResponse
 from redis.asyncio import Redis
 
@@ -81,3 +83,33 @@ def _answer(stored: dict[str, Any], fp: str) -> ORJSONResponse:
 
 async def abandon(redis: Redis, claim: Claim) -> None:
     await redis.eval(_ABANDON_LUA, 1, claim.key, claim.pending)
+
+
+async def created(
+    request: Request, redis: Redis, account: str, ttl: int,
+    create: Callable[[Callable[[Any, dict[str, str]], Callable[[Any], None]] | None], Awaitable[Any]],
+) -> ORJSONResponse:
+    """Answer a job-creating POST (202 and its cache headers), honouring `Idempotency-Key`. `create`
+    gets the hook that writes the replay record inside the job's own creating transaction."""
+    claim = None
+    key = request.headers.get(HEADER)
+    if key is not None:
+        begun = await begin(redis, account=account, path=request.url.path, key=key, raw_body=await request.body(),
+                            ttl=ttl)
+        if isinstance(begun, ORJSONResponse):
+            return begun
+        claim = begun
+
+    def remember(job: Any, headers: dict[str, str]) -> Callable[[Any], None]:
+        # A job exists iff its replay record does.
+        assert claim is not None
+        record = claim.record(202, job.public(), headers)
+        return lambda pipe: pipe.set(claim.key, record, ex=claim.ttl)
+
+    try:
+        accepted = await create(remember if claim else None)
+    except BaseException:
+        if claim is not None:
+            await abandon(redis, claim)
+        raise
+    return ORJSONResponse(accepted.job.public(), status_code=202, headers=accepted.headers)

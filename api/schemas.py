@@ -14,10 +14,10 @@ class FileRef(BaseModel):
     url: str = Field(min_length=1, max_length=4096, description="URL of the input file")
 
 
-class _Request(BaseModel):
+class _JobOptions(BaseModel):
+    """What every job-creating request may carry besides its own fields."""
+
     model_config = ConfigDict(extra="ignore")
-    model: str = Field(min_length=1, max_length=200)
-    provider_options: dict[str, Any] | None = Field(default=None, description="Passed to the provider untouched")
     webhook_url: str | None = Field(
         default=None, max_length=2048, validation_alias=AliasChoices("webhook_url", "webhookUrl"),
         description="Receives signed POSTs (Standard Webhooks) when the job changes",
@@ -26,6 +26,11 @@ class _Request(BaseModel):
         default=None, max_length=3, validation_alias=AliasChoices("webhook_events", "webhookEvents"),
         description="Events to deliver: progress, completed, failed (default completed and failed)",
     )
+
+
+class _Request(_JobOptions):
+    model: str = Field(min_length=1, max_length=200)
+    provider_options: dict[str, Any] | None = Field(default=None, description="Passed to the provider untouched")
 
 
 class ImageRequest(_Request):
@@ -64,6 +69,7 @@ class TranscriptionRequest(_Request):
 class JobOutput(BaseModel):
     url: str
     media_type: str
+    metadata: dict[str, Any] | None = Field(default=None, description="Media jobs: segments, thumbnails, outputs")
 
 
 class JobCache(BaseModel):
@@ -106,3 +112,74 @@ class FileUploadResponse(BaseModel):
 class JobListResponse(BaseModel):
     jobs: list[JobResponse]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end")
+
+
+# -- Media Processing (FFmpeg) ------------------------------------------------------------------
+
+URL = Field(min_length=1, max_length=4096)
+
+
+class ProbeRequest(BaseModel):
+    url: str = URL
+
+
+class ProbeResponse(BaseModel):
+    duration: float | None
+    width: int | None
+    height: int | None
+    codec: str | None
+    audio_codec: str | None
+    format: str | None
+    bitrate: int | None
+    fps: float | None
+    size_bytes: int | None
+
+
+class TrimRequest(_JobOptions):
+    url: str = URL
+    start: float = Field(default=0.0, ge=0, le=86400)
+    end: float | None = Field(default=None, gt=0, le=86400)
+    duration: float | None = Field(default=None, gt=0, le=86400)
+    precise: bool = Field(default=False, description="Re-encode for frame-exact cuts (else stream copy, cut at keyframes)")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"url": "https://example.com/clip.mp4", "start": 1.5, "end": 4}]})
+
+
+class ResizeRequest(_JobOptions):
+    url: str = URL
+    width: int = Field(ge=1, le=7680)
+    height: int = Field(ge=1, le=7680)
+    fit: Literal["cover", "contain", "stretch"] = "contain"
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"url": "https://example.com/clip.mp4", "width": 1080, "height": 1920, "fit": "cover"}]})
+
+
+class SliceRange(BaseModel):
+    start: float = Field(ge=0, le=86400)
+    end: float = Field(gt=0, le=86400)
+
+
+class SliceRequest(_JobOptions):
+    video_url: str = URL
+    codec: Literal["copy", "reencode"] = "copy"
+    every: float | None = Field(default=None, gt=0, le=86400, description="Cut every N seconds")
+    at: list[float] | None = Field(default=None, min_length=1, max_length=200, description="Cut at these seconds")
+    count: int | None = Field(default=None, ge=1, le=200, description="Cut into N equal segments")
+    ranges: list[SliceRange] | None = Field(default=None, min_length=1, max_length=200)
+    thumbnails: bool = True
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"video_url": "https://example.com/clip.mp4", "every": 2}]})
+
+
+class CommandRequest(_JobOptions):
+    command: str = Field(min_length=1, max_length=8192,
+                         description="FFmpeg arguments with {{in_N}} / {{out_N}} placeholders; no shell")
+    input_files: list[str] | dict[str, str] = Field(
+        description="URLs: a list (in_1, in_2, ...) or an object keyed by placeholder name")
+    output_files: list[str] | dict[str, str] = Field(
+        description="Output file names (their extension picks the format): a list (out_1, ...) or an object")
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "command": "-i {{in_1}} -vf scale=640:-2 -c:v libx264 -crf 28 {{out_1}}",
+        "input_files": ["https://example.com/clip.mp4"], "output_files": ["small.mp4"]}]})

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import Headers
 
 from api.provider_keys import sealed_key_for
-from api.schemas import _Request
+from api.schemas import _JobOptions, _Request
 from config.catalog import PROMPT_OPTIONAL, ModelSpec, choose_mode, resolve
 from config.settings import Settings
 from jobs import keys, states
@@ -22,7 +22,7 @@ from jobs.cache import (
     Entry,
     compute_key,
     decode_own_hash,
-    input_urls,
+    named_inputs,
     mode_from_headers,
     own_hash_lookup,
     own_name,
@@ -72,12 +72,9 @@ class Accepted:
     headers: dict[str, str]
 
 
-async def check_urls(body: _Request, base_public_url: str) -> None:
-    """Refuse, with the field's name, any user URL the gateway must not fetch (SSRF); ours pass."""
-    named: list[tuple[str, str]] = [(f"files.{i}.url", f.url) for i, f in enumerate(getattr(body, "files", None) or [])]
-    for name in ("audio_url", "webhook_url"):
-        if getattr(body, name, None):
-            named.append((name, getattr(body, name)))
+async def check_urls(named: list[tuple[str, str]], base_public_url: str) -> None:
+    """Refuse, with the field's name, any user URL the gateway must not fetch (SSRF). Our own file
+    URLs pass (they are resolved locally, never fetched); a webhook is always checked."""
     named = [(field, url) for field, url in named if field == "webhook_url" or own_name(url, base_public_url) is None]
     results = await asyncio.gather(*(check_url(url) for _, url in named), return_exceptions=True)
     for (field, _), result in zip(named, results):
@@ -87,26 +84,26 @@ async def check_urls(body: _Request, base_public_url: str) -> None:
             raise result
 
 
-async def own_hashes(redis, urls: list[str], base_public_url: str, audio_url: str | None = None) -> list[str] | None:
+async def own_hashes(redis, named: list[tuple[str, str]], base_public_url: str) -> list[str] | None:
     """Content hashes of inputs that are all our own files (one round trip), else None: then the
     worker fetches and hashes them. An own URL that names nothing is the user's mistake."""
     lookups = []
-    for url in urls:
+    for field, url in named:
         own = own_name(url, base_public_url)
         if own is None:
             return None
-        lookups.append((url, own_hash_lookup(*own)))
+        lookups.append((field, url, own_hash_lookup(*own)))
     if not lookups:
         return []
     pipe = redis.pipeline(transaction=False)
-    for _, (key, field, _) in lookups:
-        pipe.hget(key, field)
+    for _, _, (key, hash_field, _) in lookups:
+        pipe.hget(key, hash_field)
     hashes = []
-    for (url, (_, _, encoding)), raw in zip(lookups, await pipe.execute()):
+    for (field, url, (_, _, encoding)), raw in zip(lookups, await pipe.execute()):
         sha = decode_own_hash(raw, encoding)
         if sha is None:
             raise ValidationError(f"{url} is not a file of this gateway (unknown or expired)",
-                                  field="audio_url" if url == audio_url else "files")
+                                  field=field.split(".")[0])
         hashes.append(sha)
     return hashes
 
@@ -120,7 +117,7 @@ async def create_job(
     spec = resolve(body.model, capability)
     params = body.model_dump(exclude={"model", "webhook_url", "webhook_events"}, exclude_none=True)
     mode, files = check_params(spec, params)
-    await check_urls(body, settings.base_public_url)
+    raw_files = [(f"files.{i}.url", f.url) for i, f in enumerate(getattr(body, "files", None) or [])]
     if files:
         params["files"] = [{"url": f} for f in files]
     job = Job(
@@ -132,15 +129,34 @@ async def create_job(
         endpoint=spec.endpoints[mode],
         input=params,
         mode=mode,
-        webhook_url=body.webhook_url,
-        webhook_events=sorted(set(body.webhook_events)) if body.webhook_events else None,
-        cache_mode=mode_from_headers(headers.get("cache-control")),
     )
+
+    async def provider_key() -> str | None:
+        return await sealed_key_for(spec.provider, headers, store.redis, settings, account_id)
+
+    return await accept(store, settings, job, body, headers, raw_files + named_inputs(params)[len(raw_files):],
+                        provider_key=provider_key, also=also)
+
+
+async def accept(
+    store: AsyncJobStore, settings: Settings, job: Job, options: _JobOptions, headers: Headers,
+    urls: list[tuple[str, str]], *, provider_key: Callable[[], Awaitable[str | None]] | None = None,
+    also: Callable[[Job, dict[str, str]], Callable[[Any], None]] | None = None,
+) -> Accepted:
+    """Everything after a job's own validation, for generation and media jobs alike: URL safety,
+    webhook, cache look-up (when the inputs' hashes are known here), then one round trip that writes
+    the job and queues its first step. `also(job, headers)` adds writes to that transaction."""
+    if options.webhook_url:
+        urls = [*urls, ("webhook_url", options.webhook_url)]
+    await check_urls(urls, settings.base_public_url)
+    job.webhook_url = options.webhook_url
+    job.webhook_events = sorted(set(options.webhook_events)) if options.webhook_events else None
+    job.cache_mode = mode_from_headers(headers.get("cache-control"))
     answer = {"Location": f"/v1/jobs/{job.job_id}", "X-Cache": "BYPASS" if job.cache_mode == NO_STORE else "MISS"}
     if job.cache_mode != NO_STORE:
-        hashes = await own_hashes(store.redis, input_urls(params), settings.base_public_url, params.get("audio_url"))
+        hashes = await own_hashes(store.redis, named_inputs(job.input), settings.base_public_url)
         if hashes is not None:
-            job.cache_key = compute_key(capability, job.model, mode, params, hashes)
+            job.cache_key = compute_key(job.capability, job.model, job.mode, job.input, hashes)
             answer["X-Cache-Key"] = public_key(job.cache_key)
         answer["X-Cache-TTL"] = str(settings.cache_ttl_seconds)
     if job.cache_key and job.cache_mode == DEFAULT:
@@ -150,9 +166,9 @@ async def create_job(
             await store.create(job, also=also(job, answer) if also else None)
             return Accepted(job, answer)
     # Only a job that will call the provider needs a key: a hit answers even when none is configured.
-    sealed_key = await sealed_key_for(spec.provider, headers, store.redis, settings, account_id)
+    sealed_key = await provider_key() if provider_key else None
     job.byok = sealed_key is not None
-    queue_key, message = step_message(SUBMIT, job.job_id, capability)
+    queue_key, message = step_message(SUBMIT, job.job_id, job.capability)
     await store.create(job, queue_key=queue_key, message=message, sealed_key=sealed_key,
                        recheck_at=time.time() + settings.step_lease_seconds, also=also(job, answer) if also else None)
     return Accepted(job, answer)
@@ -169,16 +185,13 @@ async def _cached(store: AsyncJobStore, settings: Settings, job: Job) -> int | N
     raw, ttl = await pipe.execute()
     if raw is None:
         return None
-    entry = Entry.decode(raw)
     try:
-        # A hard link: one metadata write, cheap enough for the event loop.
-        stored = get_storage().link_output(job.job_id, entry.sha, entry.media_type)
+        # Hard links: one metadata write each, cheap enough for the event loop.
+        job.output, job.output_sha = Entry.decode(raw).materialize(get_storage(), job.job_id)
     except FileNotFoundError:
         await store.redis.delete(key)  # the content is gone: the entry lies, forget it
         return None
     now = utcnow_iso()
     job.status, job.updated_at, job.completed_at = states.COMPLETED, now, now
-    job.output = {"url": stored.url, "media_type": stored.media_type}
-    job.output_sha = entry.sha
     job.cache = {"hit": True, "key": public_key(job.cache_key)}
     return max(int(ttl), 0)

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     fetch_timeout_seconds: float = Field(default=30.0, description="Time cap of fetching one user URL, whole body.")
     fetch_max_redirects: int = Field(default=5, description="Redirects followed (each one re-checked) per user URL.")
 
+    media_time_limit_seconds: float = Field(
+        default=90.0, description="Wall-clock cap of one media job's FFmpeg work (keep it under the step time limit).")
+    media_cpu_seconds: int = Field(default=240, description="CPU seconds one FFmpeg run may use (all its threads).")
+    media_max_output_bytes: int = Field(default=2 * 1024**3, description="Largest file one FFmpeg run may write.")
+    media_max_memory_bytes: int = Field(default=4 * 1024**3, description="Address-space cap of one FFmpeg run.")
+    media_max_files: int = Field(default=64, description="Most files one media job may write.")
+    media_max_segments: int = Field(default=200, description="Most segments `POST /v1/ffmpeg/slice` may cut.")
+
     webhook_retry_delays: str = Field(
         default="5,300,1800,7200,18000,36000,36000",
         description="Seconds between webhook delivery attempts after the first (Standard Webhooks' schedule); "

@@ -118,8 +118,14 @@ def cmd_up(args: argparse.Namespace) -> int:
             env[f"GENGATE_{name.upper()}__API_KEY"] = "simulator"
             print(f"{name:<10} simulator at {sim_url}/{name} (no GENGATE_{name.upper()}__API_KEY set)")
 
-        children.append(procs.start(procs.worker_command(), env, logs / "worker.log"))
-        print(f"worker     1 process, logs in {logs / 'worker.log'}")
+        from workers.queues import ALL_QUEUES, MEDIA_QUEUE
+
+        provider_queues = ",".join(q for q in ALL_QUEUES if q != MEDIA_QUEUE)
+        children.append(procs.start(procs.worker_command(provider_queues), env, logs / "worker.log"))
+        print(f"worker     1 process (queues {provider_queues}), logs in {logs / 'worker.log'}")
+        # FFmpeg work is CPU-bound: a worker of its own with few threads, so it never starves provider steps.
+        children.append(procs.start(procs.worker_command(MEDIA_QUEUE, 2, "media@%h"), env, logs / "media-worker.log"))
+        print(f"media      1 process (queue {MEDIA_QUEUE}), logs in {logs / 'media-worker.log'}")
         api = procs.start(procs.api_command(s.api_host, s.api_port), env, logs / "api.log")
         children.append(api)
         base = f"http://127.0.0.1:{s.api_port}"

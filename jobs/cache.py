@@ -28,7 +28,7 @@ from jobs import keys
 
 DEFAULT, NO_CACHE, NO_STORE = "default", "no-cache", "no-store"
 # Request fields that name inputs by URL: their content hashes stand in for them in the key.
-URL_FIELDS = ("files", "audio_url")
+URL_FIELDS = ("files", "audio_url", "url", "video_url", "input_files")
 
 # KEYS: cache entry, inflight. ARGV: job id, look up (0/1), coalesce (0/1), inflight ttl, job key prefix.
 # -> {'hit', entry} | {'follow', leader} | {'lead', ''} | {'miss', ''}
@@ -73,12 +73,23 @@ def mode_from_headers(cache_control: str | None) -> str:
     return DEFAULT
 
 
+def named_inputs(params: dict[str, Any]) -> list[tuple[str, str]]:
+    """(request field, URL) of each input, in the order the key hashes them (media jobs'
+    `input_files` is an object {"in_1": url, ...}, taken in placeholder order)."""
+    named = [(f"files.{i}.url", f["url"]) for i, f in enumerate(params.get("files") or [])]
+    named += [(name, params[name]) for name in ("audio_url", "url", "video_url") if params.get(name)]
+    files = params.get("input_files") or {}
+    named += [(f"input_files.{k}", files[k]) for k in sorted(files, key=placeholder_order)]
+    return named
+
+
 def input_urls(params: dict[str, Any]) -> list[str]:
-    """The job's input URLs, in the order the key hashes them."""
-    urls = [f["url"] for f in params.get("files") or []]
-    if params.get("audio_url"):
-        urls.append(params["audio_url"])
-    return urls
+    return [url for _, url in named_inputs(params)]
+
+
+def placeholder_order(name: str) -> tuple[int, str]:
+    digits = name.rsplit("_", 1)[-1]
+    return (int(digits) if digits.isdigit() else 0, name)
 
 
 def compute_key(capability: str, model: str, mode: str, params: dict[str, Any], file_hashes: list[str]) -> str:
@@ -113,17 +124,36 @@ def public_key(key_hex: str) -> str:
 
 @dataclass(frozen=True)
 class Entry:
+    """A cached result: the main output's content, and for media jobs the other files it made
+    (segments, thumbnails: name suffix, sha, media type) and its metadata as first produced."""
+
     sha: str
     media_type: str
     job_id: str
+    files: tuple[tuple[str, str, str], ...] = ()
+    metadata: dict[str, Any] | None = None
 
     def encode(self) -> bytes:
-        return orjson.dumps({"sha": self.sha, "media_type": self.media_type, "job_id": self.job_id})
+        return orjson.dumps({"sha": self.sha, "media_type": self.media_type, "job_id": self.job_id,
+                             "files": self.files, "metadata": self.metadata})
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Entry:
         d = orjson.loads(raw)
-        return cls(d["sha"], d["media_type"], d["job_id"])
+        files = tuple(tuple(f) for f in d.get("files") or ())
+        return cls(d["sha"], d["media_type"], d["job_id"], files, d.get("metadata"))  # type: ignore[arg-type]
+
+    def materialize(self, storage: Any, job_id: str) -> tuple[dict[str, Any], str]:
+        """Link the cached content under `job_id`'s own names; the job's output (URLs rewritten from
+        the first job's names to this one's) and its sha. FileNotFoundError if a blob is gone."""
+        stored = storage.link_output(job_id, self.sha, self.media_type)
+        for suffix, sha, media_type in self.files:
+            storage.link_output(job_id + suffix, sha, media_type)
+        output: dict[str, Any] = {"url": stored.url, "media_type": stored.media_type}
+        if self.metadata is not None:
+            # Job ids are 128 random bits: replacing the first job's id rewrites exactly its URLs.
+            output["metadata"] = orjson.loads(orjson.dumps(self.metadata).replace(self.job_id.encode(), job_id.encode()))
+        return output, self.sha
 
 
 @dataclass(frozen=True)

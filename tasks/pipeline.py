@@ -26,6 +26,7 @@ from jobs.sealing import SealError, unseal
 from storage.fetch import FetchError, UnsafeURL, fetch_hash
 from storage.local import TooLarge
 from tasks import enqueue as q
+from tasks import media
 from tasks.runtime import Runtime
 
 log = logging.getLogger("gengate.pipeline")
@@ -35,7 +36,10 @@ def submit(rt: Runtime, job_id: str) -> None:
     job = rt.store.get(job_id)
     if job is None:
         return
-    if job.status == states.QUEUED and _settled_before_provider(rt, job):
+    if job.provider == media.PROVIDER:
+        media.run(rt, job)
+        return
+    if job.status == states.QUEUED and settled_by_cache(rt, job):
         return
     if job.status == states.QUEUED:
         deadline = _submit_deadline(rt, job)
@@ -62,6 +66,9 @@ def resume(rt: Runtime, job: Job) -> None:
     elif job.handle is None:
         if job.submit_deadline is not None and time.time() < job.submit_deadline:
             rt.store.schedule(job.job_id, job.submit_deadline)  # a submission may still be in flight
+        elif job.provider == media.PROVIDER:
+            fail_input(rt, job, "The media worker stopped while processing this job; submit it again",
+                       error="ProcessingError", code="worker_lost")
         else:
             fail(rt, job, "Submission to the provider was interrupted and its outcome is unknown; "
                  "not resubmitted to avoid a duplicate charge", code="submission_interrupted")
@@ -71,17 +78,19 @@ def resume(rt: Runtime, job: Job) -> None:
         poll(rt, job)
 
 
-def _settled_before_provider(rt: Runtime, job: Job) -> bool:
+def settled_by_cache(rt: Runtime, job: Job, hashes: list[str] | None = None) -> bool:
     """The cache's turn, before any provider call: complete from a cached result, join an identical
-    job that is already running, or lead (go on to submit). True when the job needs nothing more now."""
+    job that is already running, or lead (go on to submit). True when the job needs nothing more now.
+    `hashes`: the inputs' content hashes when the caller already has them (media jobs fetch anyway)."""
     if job.cache_mode == cache.NO_STORE:
         return False
     if job.cache_key is None:
-        try:
-            hashes = input_hashes(rt, cache.input_urls(job.input))
-        except (UnsafeURL, FetchError) as exc:
-            fail_input(rt, job, str(exc))
-            return True
+        if hashes is None:
+            try:
+                hashes = input_hashes(rt, cache.input_urls(job.input))
+            except (UnsafeURL, FetchError) as exc:
+                fail_input(rt, job, str(exc))
+                return True
         job.cache_key = cache.compute_key(job.capability, job.model, job.mode, job.input, hashes)
         rt.store.set_fields(job.job_id, cache_key=job.cache_key)
     k, a = cache.decide_args(_scope(rt, job), job.cache_key, job.job_id, job.cache_mode)
@@ -115,14 +124,13 @@ def input_hashes(rt: Runtime, urls: list[str]) -> list[str]:
 def complete_from_cache(rt: Runtime, job: Job, entry: cache.Entry) -> bool:
     """Give the job its own name for the cached content and complete it; False if the blob is gone."""
     try:
-        stored = rt.storage.link_output(job.job_id, entry.sha, entry.media_type)
+        output, sha = entry.materialize(rt.storage, job.job_id)
     except FileNotFoundError:
         rt.redis.delete(keys.cache(_scope(rt, job), job.cache_key or ""))
         return False
     rt.store.transition(
-        job.job_id, states.COMPLETED, allowed_from=(states.QUEUED, states.PROCESSING),
-        output={"url": stored.url, "media_type": stored.media_type},
-        cache={"hit": True, "key": cache.public_key(job.cache_key or "")}, output_sha=entry.sha,
+        job.job_id, states.COMPLETED, allowed_from=(states.QUEUED, states.PROCESSING), output=output,
+        cache={"hit": True, "key": cache.public_key(job.cache_key or "")}, output_sha=sha,
     )
     rt.store.unschedule(job.job_id)
     return True
@@ -146,11 +154,14 @@ def _scope(rt: Runtime, job: Job) -> str:
     return cache.scope(job.account, rt.settings.cache_shared_across_accounts)
 
 
-def fail_input(rt: Runtime, job: Job, message: str) -> None:
-    """An input URL was refused or could not be read: the user's mistake, not the provider's."""
-    detail = {"error": "ValidationError", "code": "input_unavailable", "provider": job.provider, "status": None}
-    rt.store.transition(job.job_id, states.FAILED, error=f"ValidationError: {message}", error_detail=detail)
+def fail_input(rt: Runtime, job: Job, message: str, *, error: str = "ValidationError",
+               code: str = "input_unavailable") -> None:
+    """A failure that is not the provider's: an input URL refused or unreadable, a media command
+    that failed. The error string starts with the spec's error name."""
+    detail = {"error": error, "code": code, "provider": job.provider, "status": None}
+    rt.store.transition(job.job_id, states.FAILED, error=f"{error}: {message}", error_detail=detail)
     rt.store.unschedule(job.job_id)
+    release_followers(rt, job, None)
 
 
 def _submit_deadline(rt: Runtime, job: Job) -> float:
@@ -290,17 +301,24 @@ def finalize(rt: Runtime, job_id: str, finished: Finished | None = None) -> None
     except TooLarge as exc:
         fail(rt, job, str(exc), code="output_too_large")
         return
-    output = {"url": stored.url, "media_type": stored.media_type}
-    entry = cache.Entry(stored.sha256, stored.media_type, job_id)
+    complete(rt, job, cache.Entry(stored.sha256, stored.media_type, job_id), stored.url)
+
+
+def complete(rt: Runtime, job: Job, entry: cache.Entry, url: str) -> None:
+    """processing -> completed with the stored result described by `entry` (main output at `url`),
+    caching it first and then handing it to the jobs that shared this one's work."""
+    output: dict[str, Any] = {"url": url, "media_type": entry.media_type}
+    if entry.metadata is not None:
+        output["metadata"] = entry.metadata
     if job.cache_key and job.cache_mode != cache.NO_STORE:
         # Before the transition: an identical job arriving from now on finds the result, not the leader.
         rt.redis.set(keys.cache(_scope(rt, job), job.cache_key), entry.encode(), ex=rt.settings.cache_ttl_seconds)
     info = {"hit": False, "key": cache.public_key(job.cache_key)} if job.cache_key else {"hit": False}
-    won, _ = rt.store.transition(job_id, states.COMPLETED, allowed_from=(states.PROCESSING,), output=output,
-                                 cache=info, output_sha=stored.sha256)
-    rt.store.unschedule(job_id)
+    won, _ = rt.store.transition(job.job_id, states.COMPLETED, allowed_from=(states.PROCESSING,), output=output,
+                                 cache=info, output_sha=entry.sha)
+    rt.store.unschedule(job.job_id)
     release_followers(rt, job, entry if won else None)
-    log.info("job %s finalize: %s", job_id, "completed" if won else "lost the race")
+    log.info("job %s: %s", job.job_id, "completed" if won else "finished but lost the race (cancelled)")
 
 
 def _store_output(rt: Runtime, job: Job, out: Output):

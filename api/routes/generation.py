@@ -26,29 +26,11 @@ _RESPONSES = {202: {"model": JobResponse, "description": "Job created"}, **error
 async def _accept(
     request: Request, store, settings, principal, capability: str, body: _Request
 ) -> ORJSONResponse:
-    claim = None
-    key = request.headers.get(idempotency.HEADER)
-    if key is not None:
-        begun = await idempotency.begin(store.redis, account=principal.account_id, path=request.url.path, key=key,
-                                        raw_body=await request.body(), ttl=settings.idempotency_ttl_seconds)
-        if isinstance(begun, ORJSONResponse):
-            return begun
-        claim = begun
-
-    def remember(job, headers):
-        # Written in the job's own creating transaction: a job exists iff its replay record does.
-        assert claim is not None
-        record = claim.record(202, job.public(), headers)
-        return lambda pipe: pipe.set(claim.key, record, ex=claim.ttl)
-
-    try:
-        accepted = await create_job(store, settings, account_id=principal.account_id, capability=capability,
-                                    body=body, headers=request.headers, also=remember if claim else None)
-    except BaseException:
-        if claim is not None:
-            await idempotency.abandon(store.redis, claim)
-        raise
-    return ORJSONResponse(accepted.job.public(), status_code=202, headers=accepted.headers)
+    return await idempotency.created(
+        request, store.redis, principal.account_id, settings.idempotency_ttl_seconds,
+        lambda also: create_job(store, settings, account_id=principal.account_id, capability=capability, body=body,
+                                headers=request.headers, also=also),
+    )
 
 
 @router.post("/image", status_code=202, responses=_RESPONSES, operation_id="createImage", summary="Generate image")
