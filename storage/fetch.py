@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -458,9 +458,11 @@ class Fetched:
 
 
 def fetch_hash(
-    url: str, *, policy: Policy | None = None, max_bytes: int | None = None, timeout: float | None = None
+    url: str, *, policy: Policy | None = None, max_bytes: int | None = None, timeout: float | None = None,
+    into: BinaryIO | None = None,
 ) -> Fetched:
-    """GET a user URL and hash its body as it streams by (nothing is kept in memory).
+    """GET a user URL and hash its body as it streams by: nothing is kept in memory, and with `into`
+    the body is also written to that file (media jobs need the bytes, not only their hash).
 
     Non-2xx is FetchError(status=...); a body over `max_bytes` (after any content decoding, so a
     compressed body cannot expand past the cap either) is TooLarge."""
@@ -475,4 +477,6 @@ def fetch_hash(
             if size > limit:
                 raise TooLarge(f"larger than {limit} bytes")
             digest.update(chunk)
+            if into is not None:
+                into.write(chunk)
         return Fetched(digest.hexdigest(), size, _media_type(response.headers.get("content-type")))

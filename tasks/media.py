@@ -10,7 +10,6 @@ job past the time limit: a runaway command is killed and the job fails with a cl
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -23,7 +22,7 @@ from jobs.record import Job
 from media import ops
 from media.run import Limits, MediaCancelled, MediaFailed, MediaToolMissing, job_dir, probe, run_ffmpeg
 from media.sandbox import UnsafeCommand, plan_command
-from storage.fetch import FetchError, UnsafeURL, open_url
+from storage.fetch import FetchError, UnsafeURL, fetch_hash
 from storage.local import StoredFile, extension_for, media_type_for
 from tasks import pipeline
 from tasks.runtime import Runtime
@@ -108,19 +107,13 @@ def _own_input(rt: Runtime, url: str, workdir: Path, name: str) -> _Input | None
 
 
 def _download(rt: Runtime, url: str, workdir: Path, name: str) -> _Input:
-    digest = hashlib.sha256()
     part = workdir / f"{name}.part"
-    with open_url(url) as response, open(part, "wb") as f:
-        if response.status_code >= 400:
-            raise FetchError(f"{url} answered HTTP {response.status_code}", status=response.status_code)
-        for chunk in response.iter_bytes(1 << 16):
-            digest.update(chunk)
-            f.write(chunk)
-        content_type = response.headers.get("content-type", "")
-    ext = _ext_from(url, content_type)
+    with open(part, "wb") as f:
+        fetched = fetch_hash(url, into=f)
+    ext = _ext_from(url, fetched.media_type or "")
     path = workdir / f"{name}.{ext}"
     part.rename(path)
-    return _Input(path, digest.hexdigest(), ext)
+    return _Input(path, fetched.sha256, ext)
 
 
 def _ext_from(url: str, content_type: str) -> str:

@@ -34,7 +34,7 @@ from media import ops
 from media.run import Limits, MediaFailed, MediaToolMissing, job_dir, probe
 from media.sandbox import UnsafeCommand, plan_command
 from storage import get_storage
-from storage.fetch import FetchError, open_url
+from storage.fetch import FetchError, fetch_hash
 from tasks.media import CAPABILITY, PROVIDER
 
 router = APIRouter(prefix="/v1/ffmpeg", tags=["Media Processing"])
@@ -81,11 +81,8 @@ def _probe(url: str, local: Path | None, settings: Settings) -> dict[str, Any]:
         return ops.summarize(probe(local, limits=limits), local.stat().st_size)
     with job_dir() as workdir:
         path = workdir / "input"
-        with open_url(url) as response, open(path, "wb") as f:
-            if response.status_code >= 400:
-                raise FetchError(f"HTTP {response.status_code}", status=response.status_code)
-            for chunk in response.iter_bytes(1 << 16):
-                f.write(chunk)
+        with open(path, "wb") as f:
+            fetch_hash(url, into=f)
         return ops.summarize(probe(path, limits=limits), path.stat().st_size)
 
 
