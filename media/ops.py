@@ -41,6 +41,8 @@ def summarize(probe: dict[str, Any], size_bytes: int | None = None) -> dict[str,
     video = next((s for s in streams if s.get("codec_type") == "video"), None)
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     duration = _number(fmt.get("duration")) or _number((video or audio or {}).get("duration"))
+    # A still image has no frame rate, whatever the image demuxer's default says.
+    still = str(fmt.get("format_name", "")).endswith("_pipe") or fmt.get("format_name") == "image2"
     return {
         "duration": round(duration, 3) if duration is not None else None,
         "width": video.get("width") if video else None,
@@ -49,7 +51,7 @@ def summarize(probe: dict[str, Any], size_bytes: int | None = None) -> dict[str,
         "audio_codec": audio.get("codec_name") if audio else None,
         "format": fmt.get("format_name"),
         "bitrate": int(_number(fmt.get("bit_rate")) or 0) or None,
-        "fps": _fps(video.get("avg_frame_rate") or video.get("r_frame_rate")) if video else None,
+        "fps": _fps(video.get("avg_frame_rate") or video.get("r_frame_rate")) if video and not still else None,
         "size_bytes": size_bytes if size_bytes is not None else int(_number(fmt.get("size")) or 0) or None,
     }
 
