@@ -8,8 +8,9 @@ from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 from redis.asyncio import Redis
 
-from api import errors
-from api.routes import files, generation, jobs, media, outputs, reference
+from api import errors, metrics
+from api.routes import account, files, generation, jobs, media, outputs, reference
+from config import logs
 from config.settings import get_settings
 from jobs.store import AsyncJobStore
 
@@ -28,6 +29,9 @@ async def lifespan(app: FastAPI):
 
 
 def create_app() -> FastAPI:
+    # Here, not in the lifespan: uvicorn imports the app before its first line of its own, so every
+    # line, uvicorn's included, goes through the JSON formatter and its redaction.
+    logs.configure("api")
     app = FastAPI(
         title="gengate",
         version="0.1.0",
@@ -36,12 +40,15 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(metrics.HttpMetrics)
+    app.include_router(metrics.router)  # /metrics, /readyz
     app.include_router(generation.router)
     app.include_router(jobs.router)
     app.include_router(reference.router)
     app.include_router(media.router)
     app.include_router(outputs.router)
     app.include_router(files.router)
+    app.include_router(account.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:

@@ -8,6 +8,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
+from config import logs
 from config.settings import Settings, get_settings
 from jobs.apikeys import Principal, authenticate
 from jobs.errors import AuthError
@@ -40,6 +41,7 @@ async def get_principal(
     principal = await authenticate(redis, token.strip())
     if principal is None:
         raise AuthError("Invalid API key")
+    logs.bind(account=principal.account_id)  # on every log line of this request from here on
     return principal
 
 

@@ -36,6 +36,7 @@ _BY_STATUS: dict[int, type[GatewayError]] = {
 def error_response(exc: GatewayError) -> ORJSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else {}
     if isinstance(exc, RateLimitError):
+        headers.update(exc.headers)
         headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, ConflictError):
         headers["Retry-After"] = "1"

@@ -33,37 +33,127 @@ class _Request(_JobOptions):
     provider_options: dict[str, Any] | None = Field(default=None, description="Passed to the provider untouched")
 
 
+# The request examples of the reference documents (spec/gateway-openapi.yaml and the newer image and
+# video endpoint pages), shown at /docs; tests/test_docs.py fails if one is missing.
+_IMAGE_EXAMPLES = [
+    {"model": "flux-schnell", "prompt": "sunset over mountains, dramatic lighting", "aspect_ratio": "16:9"},
+    {"model": "flux-pro", "prompt": "a minimalist logo design, geometric shapes, blue and white gradient",
+     "aspect_ratio": "1:1"},
+    {"model": "flux-schnell", "prompt": "sunset over mountains, dramatic lighting, photorealistic",
+     "aspect_ratio": "16:9"},
+    {"model": "nano-banana-pro",
+     "prompt": "professional headshot of a woman in a modern office, natural lighting, shallow depth of field",
+     "aspect_ratio": "1:1"},
+    {"model": "nano-banana-pro/edit", "prompt": "change the shirt color to bright red",
+     "files": [{"url": "https://example.com/portrait.jpg"}]},
+    {"model": "recraft-v3",
+     "prompt": "flat vector illustration of a coffee shop storefront, warm colors, clean lines",
+     "aspect_ratio": "1:1"},
+    {"model": "phota", "prompt": "product photo of a ceramic mug on a wooden table, morning light, steam rising",
+     "aspect_ratio": "4:3"},
+    {"model": "phota/edit", "prompt": "remove the background and replace with a clean white studio",
+     "files": [{"url": "https://example.com/product.jpg"}]},
+    {"model": "grok-imagine-image", "prompt": "a medieval castle perched on a cliff overlooking a stormy sea",
+     "aspect_ratio": "16:9"},
+    {"model": "qwen-angles", "prompt": "generate multiple angles of this product",
+     "files": [{"url": "https://example.com/product.jpg"}]},
+    {"model": "soul", "prompt": "a cyberpunk street scene at night, neon reflections on wet pavement",
+     "aspect_ratio": "16:9"},
+    {"model": "seedvr", "prompt": "", "files": [{"url": "https://example.com/low-res-photo.jpg"}]},
+    {"model": "topaz", "prompt": "", "files": [{"url": "https://example.com/low-res-photo.jpg"}]},
+]
+
+_VIDEO_EXAMPLES = [
+    {"model": "kling-v3", "prompt": "cinematic shot of ocean waves crashing on rocky cliffs at golden hour",
+     "duration": 5, "aspect_ratio": "16:9"},
+    {"model": "kling-v2.5", "prompt": "cat jumping over a fence in slow motion", "duration": 5,
+     "aspect_ratio": "16:9"},
+    {"model": "kling-v2.5", "prompt": "cat turns and looks at camera", "duration": 5,
+     "files": [{"url": "https://example.com/cat.jpg"}]},
+    {"model": "kling-v3", "prompt": "slow camera push-in, the subject blinks and smiles", "duration": 5,
+     "files": [{"url": "https://example.com/portrait.jpg"}]},
+    {"model": "kling-v3", "prompt": "smooth transition from day to night", "duration": 5,
+     "files": [{"url": "https://example.com/day-scene.jpg"}, {"url": "https://example.com/night-scene.jpg"}]},
+    {"model": "kling-v3-standard", "prompt": "a paper airplane floating through a sunlit classroom", "duration": 8,
+     "aspect_ratio": "16:9"},
+    {"model": "seedance-2-preview", "prompt": "a golden retriever running through autumn leaves in slow motion",
+     "duration": 5, "aspect_ratio": "16:9"},
+    {"model": "seedance-2-preview", "prompt": "@image1 the woman turns to face the camera and smiles", "duration": 5,
+     "files": [{"url": "https://example.com/portrait.jpg"}]},
+    {"model": "seedance-2-fast-preview", "prompt": "aerial drone shot over a tropical island with turquoise water",
+     "duration": 10, "aspect_ratio": "16:9"},
+    {"model": "sora-2", "prompt": "a chef preparing sushi in a high-end restaurant, cinematic lighting",
+     "duration": 5, "aspect_ratio": "16:9"},
+    {"model": "sora-2", "prompt": "the scene slowly comes to life with gentle wind and moving clouds", "duration": 5,
+     "files": [{"url": "https://example.com/landscape.jpg"}]},
+    {"model": "sora-2-remix", "prompt": "transform into an anime art style with vibrant colors",
+     "files": [{"url": "https://example.com/original.mp4"}]},
+    {"model": "wan-2.5", "prompt": "a dancer performing contemporary dance in an empty warehouse, dramatic shadows",
+     "duration": 5, "aspect_ratio": "9:16"},
+    {"model": "minimax", "prompt": "a cat sitting on a windowsill watching rain fall outside", "duration": 5,
+     "aspect_ratio": "16:9"},
+    {"model": "ltx-2-19b-distilled", "prompt": "abstract colorful particles flowing through space", "duration": 5,
+     "aspect_ratio": "16:9"},
+    {"model": "grok-imagine", "prompt": "a steam train crossing a stone bridge over a misty valley", "duration": 5,
+     "aspect_ratio": "16:9"},
+    {"model": "grok-imagine-edit", "prompt": "change the background to a tropical beach at sunset",
+     "files": [{"url": "https://example.com/original.mp4"}]},
+    {"model": "veed-fabric-1.0", "prompt": "",
+     "files": [{"url": "https://example.com/talking-head.mp4"}, {"url": "https://example.com/narration.mp3"}]},
+    {"model": "sync-v2", "prompt": "",
+     "files": [{"url": "https://example.com/talking-head.mp4"}, {"url": "https://example.com/narration.mp3"}]},
+    {"model": "omnihuman-v1.5", "prompt": "",
+     "files": [{"url": "https://example.com/portrait.jpg"}, {"url": "https://example.com/speech.mp3"}]},
+    {"model": "seedvr-video", "prompt": "", "files": [{"url": "https://example.com/low-res-video.mp4"}]},
+    {"model": "topaz-video", "prompt": "", "files": [{"url": "https://example.com/low-res-video.mp4"}]},
+]
+
+_SPEECH_EXAMPLES = [
+    {"model": "eleven_multilingual_v2", "text": "Hello everyone! Welcome to my channel.", "voice": "rachel"},
+]
+
+_MUSIC_EXAMPLES = [
+    {"model": "music_v1", "prompt": "upbeat electronic pop, energetic", "duration": 30},
+]
+
+_TRANSCRIPTION_EXAMPLES = [
+    {"model": "whisper", "audio_url": "https://example.com/audio.mp3"},
+]
+
+
 class ImageRequest(_Request):
     prompt: str = Field(max_length=20000)
     aspect_ratio: str | None = None
     files: list[FileRef] | None = Field(default=None, max_length=8)
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"model": "flux-schnell", "prompt": "sunset over mountains, dramatic lighting", "aspect_ratio": "16:9"}
-    ]})
+    model_config = ConfigDict(json_schema_extra={"examples": _IMAGE_EXAMPLES})
 
 
 class VideoRequest(ImageRequest):
     duration: float | None = Field(default=None, gt=0, le=600)
 
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"model": "kling-v3", "prompt": "cat jumping over a fence in slow motion", "duration": 5, "aspect_ratio": "16:9"}
-    ]})
+    model_config = ConfigDict(json_schema_extra={"examples": _VIDEO_EXAMPLES})
 
 
 class SpeechRequest(_Request):
     text: str = Field(min_length=1, max_length=50000)
     voice: Literal[VOICES] = "rachel"  # type: ignore[valid-type]
 
+    model_config = ConfigDict(json_schema_extra={"examples": _SPEECH_EXAMPLES})
+
 
 class MusicRequest(_Request):
     prompt: str = Field(max_length=5000)
     duration: float | None = Field(default=None, gt=0, le=600)
 
+    model_config = ConfigDict(json_schema_extra={"examples": _MUSIC_EXAMPLES})
+
 
 class TranscriptionRequest(_Request):
     audio_url: str = Field(min_length=1, max_length=4096)
     language: str | None = Field(default=None, max_length=16)
+
+    model_config = ConfigDict(json_schema_extra={"examples": _TRANSCRIPTION_EXAMPLES})
 
 
 class JobOutput(BaseModel):
@@ -121,6 +211,8 @@ URL = Field(min_length=1, max_length=4096)
 
 class ProbeRequest(BaseModel):
     url: str = URL
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"url": "https://example.com/clip.mp4"}]})
 
 
 class ProbeResponse(BaseModel):

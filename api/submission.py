@@ -29,7 +29,16 @@ from jobs.cache import (
     public_key,
     scope,
 )
-from jobs.errors import ValidationError
+from jobs.accounts import (
+    CONCURRENCY_RETRY_AFTER,
+    RateDecision,
+    admission,
+    admit_args,
+    rate_args,
+    rate_decision,
+    unadmit_args,
+)
+from jobs.errors import InsufficientBalanceError, RateLimitError, ValidationError
 from jobs.record import Job, new_job_id, utcnow_iso
 from jobs.store import AsyncJobStore
 from storage import get_storage
@@ -135,24 +144,27 @@ async def create_job(
         return await sealed_key_for(spec.provider, headers, store.redis, settings, account_id)
 
     return await accept(store, settings, job, body, headers, raw_files + named_inputs(params)[len(raw_files):],
-                        provider_key=provider_key, also=also)
+                        price=spec.price_cents, provider_key=provider_key, also=also)
 
 
 async def accept(
     store: AsyncJobStore, settings: Settings, job: Job, options: _JobOptions, headers: Headers,
-    urls: list[tuple[str, str]], *, provider_key: Callable[[], Awaitable[str | None]] | None = None,
+    urls: list[tuple[str, str]], *, price: int, provider_key: Callable[[], Awaitable[str | None]] | None = None,
     also: Callable[[Job, dict[str, str]], Callable[[Any], None]] | None = None,
 ) -> Accepted:
-    """Everything after a job's own validation, for generation and media jobs alike: URL safety,
-    webhook, cache look-up (when the inputs' hashes are known here), then one round trip that writes
-    the job and queues its first step. `also(job, headers)` adds writes to that transaction."""
+    """Everything after a job's own validation, for generation and media jobs alike: the plan's
+    request rate, URL safety, webhook, cache look-up (when the inputs' hashes are known here), the
+    plan's concurrency and the price held from the balance, then one round trip that writes the job
+    and queues its first step. `also(job, headers)` adds writes to that transaction."""
+    rate = await _within_rate(store, settings, job.account)
     if options.webhook_url:
         urls = [*urls, ("webhook_url", options.webhook_url)]
     await check_urls(urls, settings.base_public_url)
     job.webhook_url = options.webhook_url
     job.webhook_events = sorted(set(options.webhook_events)) if options.webhook_events else None
     job.cache_mode = mode_from_headers(headers.get("cache-control"))
-    answer = {"Location": f"/v1/jobs/{job.job_id}", "X-Cache": "BYPASS" if job.cache_mode == NO_STORE else "MISS"}
+    answer = {"Location": f"/v1/jobs/{job.job_id}", "X-Cache": "BYPASS" if job.cache_mode == NO_STORE else "MISS",
+              **rate.headers()}
     if job.cache_mode != NO_STORE:
         hashes = await own_hashes(store.redis, named_inputs(job.input), settings.base_public_url)
         if hashes is not None:
@@ -162,16 +174,48 @@ async def accept(
     if job.cache_key and job.cache_mode == DEFAULT:
         hit = await _cached(store, settings, job)
         if hit is not None:
+            # A hit is free and takes no concurrency slot: nothing to admit.
             answer.update({"X-Cache": "HIT", "X-Cache-TTL": str(hit)})
             await store.create(job, also=also(job, answer) if also else None)
             return Accepted(job, answer)
     # Only a job that will call the provider needs a key: a hit answers even when none is configured.
     sealed_key = await provider_key() if provider_key else None
     job.byok = sealed_key is not None
+    job.hold_cents = 0 if job.byok else price  # BYOK: the provider bills the user directly
+    await _admit(store, settings, job)
     queue_key, message = step_message(SUBMIT, job.job_id, job.capability)
-    await store.create(job, queue_key=queue_key, message=message, sealed_key=sealed_key,
-                       recheck_at=time.time() + settings.step_lease_seconds, also=also(job, answer) if also else None)
+    try:
+        await store.create(job, queue_key=queue_key, message=message, sealed_key=sealed_key,
+                           recheck_at=time.time() + settings.step_lease_seconds,
+                           also=also(job, answer) if also else None)
+    except BaseException:
+        k, a = unadmit_args(job.account, job.job_id)
+        await store.accounts.unadmit(keys=k, args=a)  # the job was never created: give back its slot and hold
+        raise
     return Accepted(job, answer)
+
+
+async def _within_rate(store: AsyncJobStore, settings: Settings, account: str) -> RateDecision:
+    k, a = rate_args(account, settings)
+    rate = rate_decision(await store.accounts.rate(keys=k, args=a))
+    if not rate.allowed:
+        raise RateLimitError(f"Rate limit exceeded: {rate.limit} job-creating requests a minute on this plan",
+                             retry_after=rate.retry_after, headers=rate.headers())
+    return rate
+
+
+async def _admit(store: AsyncJobStore, settings: Settings, job: Job) -> None:
+    """The plan's concurrent jobs and the job's price held from the balance, in one script."""
+    k, a = admit_args(job.account, job.job_id, job.hold_cents, settings)
+    verdict = admission(await store.accounts.admit(keys=k, args=a))
+    if verdict.admitted:
+        return
+    if verdict.reason == "concurrency":
+        raise RateLimitError(f"Too many jobs at once: this plan allows {verdict.value} queued or processing jobs",
+                             retry_after=CONCURRENCY_RETRY_AFTER,
+                             headers={"RateLimit-Policy": f'"concurrency";q={verdict.value}'})
+    raise InsufficientBalanceError(
+        f"Insufficient balance: this job costs {job.hold_cents} cents, {max(verdict.value, 0)} available")
 
 
 async def _cached(store: AsyncJobStore, settings: Settings, job: Job) -> int | None:

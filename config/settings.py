@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,10 +18,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ProviderSettings(BaseModel):
     """One upstream provider: the pooled key (None means "use the simulator" under `gengate up`)."""
 
-    api_key: SecretStr | None = None
+    api_key: SecretStr | None = Field(
+        default=None, description="The server's pooled key for this provider (Higgsfield: `id:secret`). Unset: only "
+        "users' own keys (BYOK) reach it; `gengate up` starts a simulator instead.")
     base_url: str | None = Field(default=None, description="Override the provider's API base URL (simulators, proxies).")
-    connect_timeout: float = 5.0
-    timeout: float = 30.0
+    connect_timeout: float = Field(default=5.0, description="Seconds to open a connection to the provider.")
+    timeout: float = Field(default=30.0, description="Seconds one provider HTTP call may take.")
 
 
 class Settings(BaseSettings):
@@ -32,15 +35,16 @@ class Settings(BaseSettings):
         "started under the data dir, else redis://127.0.0.1:6379/0.",
     )
     data_dir: Path = Field(default=Path(".gengate"), description="Local state: private Redis, storage, run files.")
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_host: str = Field(default="127.0.0.1", description="Address `gengate api` and `gengate up` listen on.")
+    api_port: int = Field(default=8000, description="Port of the API.")
+    api_workers: int = Field(default=1, ge=1, description="API processes `gengate api` runs (uvicorn `--workers`).")
     public_url: str | None = Field(default=None, description="Base of output URLs; default http://127.0.0.1:<api_port>.")
     storage_dir: Path | None = Field(default=None, description="Local storage root; default <data_dir>/storage.")
 
     job_ttl_seconds: int = Field(default=30 * 24 * 3600, description="How long a finished job stays readable.")
     poll_initial_seconds: float = Field(default=0.25, description="First provider poll after submission.")
     poll_max_seconds: float = Field(default=10.0, description="Cap of the poll backoff.")
-    poll_backoff: float = 1.5
+    poll_backoff: float = Field(default=1.5, description="Factor between successive provider polls.")
     step_lease_seconds: float = Field(
         default=60.0, description="A job whose pipeline step shows no progress for this long is re-driven by the sweeper."
     )
@@ -52,9 +56,9 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=0.5, description="First retry delay; doubles, with jitter.")
     retry_max_seconds: float = Field(default=30.0, description="Cap of a retry delay, Retry-After included.")
     sweep_interval_seconds: float = Field(default=0.05, description="How often each worker looks for due polls.")
-    sweep_batch: int = 200
-    sse_keepalive_seconds: float = 15.0
-    sse_max_seconds: float = 600.0
+    sweep_batch: int = Field(default=200, description="Most due polls one sweep enqueues.")
+    sse_keepalive_seconds: float = Field(default=15.0, description="Seconds between keepalive comments on an SSE stream.")
+    sse_max_seconds: float = Field(default=600.0, description="An SSE stream closes after this long; clients reconnect.")
     worker_concurrency: int = Field(default=16, description="Threads per worker process (steps are I/O-bound).")
     max_output_bytes: int = Field(default=2 * 1024**3, description="Refuse provider outputs larger than this.")
 
@@ -85,6 +89,18 @@ class Settings(BaseSettings):
     media_max_files: int = Field(default=64, description="Most files one media job may write.")
     media_max_segments: int = Field(default=200, description="Most segments `POST /v1/ffmpeg/slice` may cut.")
 
+    plan_free_requests_per_minute: int = Field(default=10, description="Job-creating requests a minute, free plan.")
+    plan_free_concurrent_jobs: int = Field(default=2, description="Jobs queued or processing at once, free plan.")
+    plan_pro_requests_per_minute: int = Field(default=100, description="Job-creating requests a minute, pro plan.")
+    plan_pro_concurrent_jobs: int = Field(default=10, description="Jobs queued or processing at once, pro plan.")
+    plan_enterprise_requests_per_minute: int = Field(
+        default=1000, description="Enterprise default; `gengate accounts limits` sets an account's own.")
+    plan_enterprise_concurrent_jobs: int = Field(
+        default=100, description="Enterprise default; `gengate accounts limits` sets an account's own.")
+    dev_credit_cents: int = Field(
+        default=10_000_000, description="Credit given to the account of the key `gengate up` prints (dev plan).")
+    media_price_cents: int = Field(default=1, description="Price of one media (FFmpeg) job, in cents.")
+
     webhook_retry_delays: str = Field(
         default="5,300,1800,7200,18000,36000,36000",
         description="Seconds between webhook delivery attempts after the first (Standard Webhooks' schedule); "
@@ -99,6 +115,20 @@ class Settings(BaseSettings):
         "run on different machines.",
     )
     byok_ttl_seconds: int = Field(default=24 * 3600, description="A sealed BYOK key outlives no job longer than this.")
+
+    log_format: Literal["json", "text"] = Field(
+        default="json", description="Log lines of the API and workers: one JSON object per line, or plain text.")
+    log_level: str = Field(default="INFO", description="Lowest level logged (DEBUG, INFO, WARNING, ERROR).")
+    worker_metrics_port: int = Field(
+        default=0,
+        description="Port of a worker's Prometheus endpoint (/metrics); 0 = off. Each worker on one host needs a "
+        "port of its own.",
+    )
+    worker_metrics_host: str = Field(default="127.0.0.1", description="Address the worker's metrics endpoint binds.")
+    worker_heartbeat_seconds: float = Field(
+        default=5.0,
+        description="How often each worker records that it is alive; /readyz counts workers seen within three of these.",
+    )
 
     fal: ProviderSettings = ProviderSettings()
     replicate: ProviderSettings = ProviderSettings()

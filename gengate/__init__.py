@@ -1,1 +1,1 @@
-"""gengate's user-facing surface: the `gengate` command line (and, later, the Python client)."""
+"""gengate's user-facing surface: the `gengate` command line and the Python client (`gengate.client`)."""

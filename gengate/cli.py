@@ -1,5 +1,5 @@
-"""The `gengate` command: `up` (a whole local gateway), `api`, `worker`, `sim`, `keys` (API keys, provider keys,
-webhook secrets)."""
+"""The `gengate` command: `up` (a whole local gateway), `api`, `worker`, `flower`, `sim`, `config docs`, `keys`
+(API keys, provider keys, webhook secrets); `generate` and `jobs` (a client of any gateway, in `cli_generate.py`)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     from jobs.webhooks import ensure_secret
 
     r = _redis()
-    account = args.account or create_account(r, email=args.email)
+    account = args.account or create_account(r, email=args.email, plan=args.plan)
     key = create_key(r, account)
     print(f"account: {account}", file=sys.stderr)
     secret = ensure_secret(r, account)
@@ -67,13 +67,51 @@ def cmd_keys_save_provider(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_api(args: argparse.Namespace) -> int:
+def api_argv(args: argparse.Namespace) -> list[str]:
     s = get_settings()
-    os.execv(sys.executable, procs.api_command(args.host or s.api_host, args.port or s.api_port))
+    return procs.api_command(args.host or s.api_host, args.port or s.api_port, args.workers or s.api_workers)
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    os.execv(sys.executable, api_argv(args))
+
+
+def worker_argv(args: argparse.Namespace) -> list[str]:
+    return procs.worker_command(args.queues, args.concurrency, args.hostname)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    os.execv(sys.executable, procs.worker_command(args.queues, args.concurrency, args.hostname))
+    os.execv(sys.executable, worker_argv(args))
+
+
+def flower_argv(args: argparse.Namespace) -> list[str]:
+    return procs.flower_command(args.port, args.address)
+
+
+def cmd_flower(args: argparse.Namespace) -> int:
+    """Flower on the workers' task events. Credentials go to Flower through its environment
+    (`FLOWER_BASIC_AUTH`), never its command line; without them it serves loopback only."""
+    env = dict(os.environ)
+    if args.basic_auth:
+        env["FLOWER_BASIC_AUTH"] = args.basic_auth
+    auth = env.get("FLOWER_BASIC_AUTH", "")
+    if auth and not all(":" in pair for pair in auth.split(",")):
+        print("basic auth must be user:password (several comma-separated)", file=sys.stderr)
+        return 2
+    if not auth:
+        if args.address not in ("127.0.0.1", "localhost", "::1"):
+            print(f"refusing to serve Flower on {args.address} without credentials: "
+                  "set FLOWER_BASIC_AUTH=user:password (or --basic-auth)", file=sys.stderr)
+            return 2
+        print("Flower without basic auth, on loopback only; set FLOWER_BASIC_AUTH=user:password", file=sys.stderr)
+    os.execve(sys.executable, flower_argv(args), env)
+
+
+def cmd_config_docs(args: argparse.Namespace) -> int:
+    from config.docs import settings_table
+
+    print(settings_table(), end="")
+    return 0
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -124,7 +162,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         children.append(procs.start(procs.worker_command(provider_queues), env, logs / "worker.log"))
         print(f"worker     1 process (queues {provider_queues}), logs in {logs / 'worker.log'}")
         # FFmpeg work is CPU-bound: a worker of its own with few threads, so it never starves provider steps.
-        children.append(procs.start(procs.worker_command(MEDIA_QUEUE, 2, "media@%h"), env, logs / "media-worker.log"))
+        media_env = dict(env)
+        if s.worker_metrics_port:  # two workers on one host: each needs its own metrics port
+            media_env["GENGATE_WORKER_METRICS_PORT"] = str(s.worker_metrics_port + 1)
+        children.append(procs.start(procs.worker_command(MEDIA_QUEUE, 2, "media@%h"), media_env,
+                                    logs / "media-worker.log"))
         print(f"media      1 process (queue {MEDIA_QUEUE}), logs in {logs / 'media-worker.log'}")
         api = procs.start(procs.api_command(s.api_host, s.api_port), env, logs / "api.log")
         children.append(api)
@@ -156,19 +198,29 @@ def cmd_up(args: argparse.Namespace) -> int:
         recorded.unlink(missing_ok=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand; `exec_argv` on the parsed arguments of `api`, `worker` and `flower` is the
+    command line they exec (the compose file's commands are checked against it)."""
     parser = argparse.ArgumentParser(prog="gengate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="run a whole local gateway (private Redis, simulators, API, worker)").set_defaults(fn=cmd_up)
     p = sub.add_parser("api", help="run the HTTP API (uvicorn)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
-    p.set_defaults(fn=cmd_api)
+    p.add_argument("--workers", type=int, help="API processes (default GENGATE_API_WORKERS, 1)")
+    p.set_defaults(fn=cmd_api, exec_argv=api_argv)
     p = sub.add_parser("worker", help="run a Celery worker with the sweeper")
     p.add_argument("--queues", "-Q")
     p.add_argument("--concurrency", "-c", type=int)
     p.add_argument("--hostname", "-n")
-    p.set_defaults(fn=cmd_worker)
+    p.set_defaults(fn=cmd_worker, exec_argv=worker_argv)
+    p = sub.add_parser("flower", help="run Flower, the Celery monitor (live tasks, workers, queues)")
+    p.add_argument("--port", type=int, default=5555)
+    p.add_argument("--address", default="127.0.0.1")
+    p.add_argument("--basic-auth", help="user:password; better in the environment as FLOWER_BASIC_AUTH")
+    p.set_defaults(fn=cmd_flower, exec_argv=flower_argv)
+    config = sub.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)
+    config.add_parser("docs", help="print the table of every GENGATE_* setting (Markdown)").set_defaults(fn=cmd_config_docs)
     p = sub.add_parser("sim", help="run the provider simulators")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
@@ -177,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     p = keys.add_parser("create", help="create a key (and an account unless --account); prints the key last")
     p.add_argument("--account")
     p.add_argument("--email")
+    p.add_argument("--plan", default="dev", choices=("free", "pro", "enterprise", "dev"),
+                   help="plan of the new account when no --account is given (dev: no limits, ample credit; "
+                        "for customers use `gengate accounts create --plan ...`)")
     p.set_defaults(fn=cmd_keys_create)
     p = keys.add_parser("save-provider", help="save an account's own provider key (BYOK), sealed")
     p.add_argument("--account", required=True)
@@ -186,7 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     p = keys.add_parser("webhook-secret", help="replace an account's webhook signing secret; prints the new one last")
     p.add_argument("--account", required=True)
     p.set_defaults(fn=cmd_keys_webhook_secret)
-    args = parser.parse_args(argv)
+    from gengate import cli_accounts, cli_generate  # operators: accounts, credit; the client side: generate, jobs
+
+    cli_accounts.register(sub, keys)
+    cli_generate.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return args.fn(args) or 0
 
 

@@ -83,7 +83,9 @@ def worker_command(queues: str | None = None, concurrency: int | None = None, ho
     from config.settings import get_settings
     from workers.queues import ALL_QUEUES
 
-    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app:app", "worker",
+    # JSON logs: no startup banner (it is printed, not logged); "celery@... ready." is still logged.
+    quiet = ["--quiet"] if get_settings().log_format == "json" else []
+    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app:app", *quiet, "worker",
            "-Q", queues or ",".join(ALL_QUEUES), "--pool", "threads",
            "-c", str(concurrency or get_settings().worker_concurrency), "-l", "info", "--without-mingle"]
     if hostname:
@@ -91,9 +93,21 @@ def worker_command(queues: str | None = None, concurrency: int | None = None, ho
     return cmd
 
 
-def api_command(host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", "api.app:app", "--host", host, "--port", str(port),
-            "--no-access-log", "--timeout-graceful-shutdown", "5"]
+def api_command(host: str, port: int, workers: int = 1) -> list[str]:
+    """uvicorn serving `api.app:app`; `workers` > 1 runs that many API processes behind one socket
+    (the API holds no state of its own, so they need nothing else)."""
+    cmd = [sys.executable, "-m", "uvicorn", "api.app:app", "--host", host, "--port", str(port),
+           "--no-access-log", "--timeout-graceful-shutdown", "5"]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
+    return cmd
+
+
+def flower_command(port: int = 5555, address: str = "127.0.0.1") -> list[str]:
+    """Flower watching the workers' task events. Its basic-auth credentials are never on the command
+    line (where `ps` shows them): Flower reads them from `FLOWER_BASIC_AUTH` in its environment."""
+    return [sys.executable, "-m", "celery", "-A", "workers.celery_app:app", "flower",
+            f"--address={address}", f"--port={port}"]
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen:

@@ -69,9 +69,10 @@ class UnprocessableError(GatewayError):
 class RateLimitError(GatewayError):
     code, status = "RateLimitError", 429
 
-    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+    def __init__(self, message: str, *, retry_after: int = 1, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.headers = headers or {}  # RateLimit-Policy / RateLimit (IETF draft)
 
 
 class ProviderError(GatewayError):

@@ -21,6 +21,17 @@ JOB_FOLLOWERS = PREFIX + ":job:{}:followers"  # set: jobs waiting on this job's 
 IDEMPOTENCY = PREFIX + ":idem:{}:{}"  # string (account, sha256 of path + key): pending or the stored first response
 WEBHOOKS_DUE = PREFIX + ":webhooks:due"  # zset delivery id -> unix time of its next attempt
 WEBHOOK = PREFIX + ":webhook:{}"  # hash: one delivery (job_id, event, attempts)
+# Metrics kept where the truth is, so every API and worker process counts into the same numbers.
+STATS_JOBS = PREFIX + ":stats:jobs"  # hash "created|completed|failed|cancelled" + "|provider|model" -> count
+STATS_CACHE = PREFIX + ":stats:cache"  # hash "hit|miss|bypass|provider|model" -> completed jobs by cache outcome
+WORKERS = PREFIX + ":workers"  # zset worker hostname -> Redis time of its sweeper's last heartbeat
+# Accounts: the ACCOUNT hash also holds plan, balance_cents, holds_cents and optional rpm / concurrency.
+ACCOUNT_KEYS = PREFIX + ":account:{}:keys"  # set of the account's API key ids
+ACCOUNT_ACTIVE = PREFIX + ":account:{}:active"  # zset job_id -> created ms: the account's live jobs (concurrency)
+ACCOUNT_RATE = PREFIX + ":account:{}:rate"  # string: GCRA theoretical arrival time (ms) of job-creating requests
+ACCOUNT_LEDGER = PREFIX + ":account:{}:ledger"  # stream: every money movement (credit, hold, capture, release)
+ACCOUNT_LEDGER_INDEX = PREFIX + ":account:{}:ledger_index"  # hash "job|kind" -> cents: each movement happens once
+ACCOUNT_USAGE = PREFIX + ":account:{}:usage"  # zset completed ms -> usage record JSON
 
 
 def job(job_id: str) -> str:
@@ -81,3 +92,27 @@ def idempotency(account_id: str, digest: str) -> str:
 
 def webhook(delivery_id: str) -> str:
     return WEBHOOK.format(delivery_id)
+
+
+def account_active(account_id: str) -> str:
+    return ACCOUNT_ACTIVE.format(account_id)
+
+
+def account_rate(account_id: str) -> str:
+    return ACCOUNT_RATE.format(account_id)
+
+
+def account_ledger(account_id: str) -> str:
+    return ACCOUNT_LEDGER.format(account_id)
+
+
+def account_ledger_index(account_id: str) -> str:
+    return ACCOUNT_LEDGER_INDEX.format(account_id)
+
+
+def account_usage(account_id: str) -> str:
+    return ACCOUNT_USAGE.format(account_id)
+
+
+def account_keys(account_id: str) -> str:
+    return ACCOUNT_KEYS.format(account_id)

@@ -61,6 +61,7 @@ class Job:
     cache_mode: str = "default"  # default | no-cache (skip look-up, store) | no-store (bypass)
     leader: str | None = None  # the job whose provider call this identical job shares
     output_sha: str | None = None  # content hash of the stored output (lets outputs be inputs without a fetch)
+    hold_cents: int = 0  # reserved from the balance at admission: captured on completion, else released
 
     @property
     def terminal(self) -> bool:

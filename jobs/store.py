@@ -8,6 +8,7 @@ winner leaves exactly one event.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -16,10 +17,12 @@ import orjson
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from jobs import keys, states, webhooks
+from config import logs
+from jobs import accounts, keys, states, webhooks
 from jobs.record import PUBLIC_FIELDS, Job, encode_fields, utcnow_iso
 
 EVENTS_MAXLEN = 200
+log = logging.getLogger("gengate.jobs")
 
 # The transition script's webhook part (runs only for jobs with a `webhook_url`): a winning
 # transition that fires a subscribed event creates its delivery (jobs/webhooks.py) in the same
@@ -63,6 +66,22 @@ end
 """.replace("__WEBHOOK_KEY__", keys.webhook("")).replace("__WEBHOOKS_DUE__", keys.WEBHOOKS_DUE).replace(
     "__DELIVERY_TTL__", str(webhooks.DELIVERY_TTL_SECONDS))
 
+# The transition script's metrics part (api/metrics.py reads the hashes): a winning transition into
+# a terminal state counts the job once by provider and model, and a completed job once by cache
+# outcome (hit: served from a stored result or an identical job's call; bypass: `Cache-Control`
+# skipped the look-up). Values in the job hash are JSON, hence the quotes stripped.
+_STATS_LUA = """
+local meta = redis.call('HMGET', KEYS[1], 'provider', 'model', 'cache', 'cache_mode')
+local label = '|' .. (meta[1] and string.sub(meta[1], 2, -2) or '') .. '|' .. (meta[2] and string.sub(meta[2], 2, -2) or '')
+redis.call('HINCRBY', '__STATS_JOBS__', ARGV[2] .. label, 1)
+if ARGV[2] == 'completed' then
+  local outcome = 'miss'
+  if meta[3] and string.find(meta[3], '"hit":true', 1, true) then outcome = 'hit'
+  elseif meta[4] and meta[4] ~= '"default"' then outcome = 'bypass' end
+  redis.call('HINCRBY', '__STATS_CACHE__', outcome .. label, 1)
+end
+""".replace("__STATS_JOBS__", keys.STATS_JOBS).replace("__STATS_CACHE__", keys.STATS_CACHE)
+
 # KEYS: job hash, events stream, sealed BYOK key (deleted when the job ends). ARGV: allowed-from (space separated), new status, emit event (0/1),
 # ttl seconds (0 keeps the current one), then field/value pairs (values already JSON).
 # Returns {1, previous} on success, {0, current or ""} when the job is missing or in another state.
@@ -93,6 +112,10 @@ end
 if hook then
 __WEBHOOK__
 end
+if ARGV[2] ~= cur and (ARGV[2] == 'completed' or ARGV[2] == 'failed' or ARGV[2] == 'cancelled') then
+__STATS__
+__MONEY__
+end
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
@@ -100,7 +123,7 @@ if ttl > 0 then
   redis.call('DEL', KEYS[3])
 end
 return {1, cur}
-""".replace("__WEBHOOK__", _WEBHOOK_LUA).replace("__PUBLIC__", ", ".join(f"'{f}'" for f in PUBLIC_FIELDS)).replace("__MAXLEN__", str(EVENTS_MAXLEN))
+""".replace("__WEBHOOK__", _WEBHOOK_LUA).replace("__STATS__", _STATS_LUA).replace("__MONEY__", accounts.TERMINAL_LUA).replace("__PUBLIC__", ", ".join(f"'{f}'" for f in PUBLIC_FIELDS)).replace("__MAXLEN__", str(EVENTS_MAXLEN))
 
 # The sweeper's claim: take due jobs and push their due time out by a lease, atomically, so each
 # due job goes to one sweeper, and comes back by itself if that sweeper dies before rescheduling it.
@@ -146,7 +169,10 @@ class JobStore:
 
     def get(self, job_id: str) -> Job | None:
         raw = self.redis.hgetall(keys.job(job_id))
-        return Job.from_fields(raw) if raw else None
+        job = Job.from_fields(raw) if raw else None
+        if job is not None:
+            logs.note_account(job.job_id, job.account)  # a step's log lines name the account of its job
+        return job
 
     def transition(
         self, job_id: str, to: str, *, allowed_from: Iterable[str] | None = None, emit: bool = True, **patch: Any
@@ -188,6 +214,7 @@ class AsyncJobStore:
         self.ttl = ttl_seconds
         self.byok_ttl = byok_ttl_seconds
         self._transition = redis.register_script(_TRANSITION_LUA)
+        self.accounts = accounts.Scripts(redis)
 
     async def get(self, job_id: str) -> Job | None:
         raw = await self.redis.hgetall(keys.job(job_id))
@@ -223,11 +250,23 @@ class AsyncJobStore:
         if queue_key is not None and message is not None:
             pipe.lpush(queue_key, message)
         if job.status == states.COMPLETED:
-            # No transition script runs for a job born finished (a cache hit): queue its webhook here.
+            # No transition script runs for a job born finished (a cache hit): its webhook and its
+            # (free) usage record are written here.
             webhooks.schedule(pipe, job, job.status)
+            record = {"job_id": job.job_id, "model": job.model, "capability": job.capability, "cost_cents": 0,
+                      "cache_hit": True, "created_at": job.created_at}
+            pipe.zadd(keys.account_usage(job.account), {orjson.dumps(record): int(time.time() * 1000)})
+        label = f"|{job.provider}|{job.model}"  # metrics (see _STATS_LUA); a job born completed is a cache hit
+        pipe.hincrby(keys.STATS_JOBS, "created" + label, 1)
+        if job.status == states.COMPLETED:
+            pipe.hincrby(keys.STATS_JOBS, "completed" + label, 1)
+            pipe.hincrby(keys.STATS_CACHE, ("hit" if (job.cache or {}).get("hit") else "miss") + label, 1)
         if also is not None:
             also(pipe)
         await pipe.execute()
+        logs.bind(job_id=job.job_id, account=job.account)
+        log.info("job %s created: %s%s", job.job_id, job.model,
+                 " (cache hit: completed)" if job.status == states.COMPLETED else "")
 
 
 def _public_json(job: Job) -> bytes:

@@ -20,6 +20,7 @@ import httpx
 
 from adapters import get_adapter
 from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
+from config import logs
 from jobs import cache, keys, states
 from jobs.record import Job
 from jobs.sealing import SealError, unseal
@@ -28,6 +29,7 @@ from storage.local import TooLarge
 from tasks import enqueue as q
 from tasks import media
 from tasks.runtime import Runtime
+from workers import metrics as worker_metrics
 
 log = logging.getLogger("gengate.pipeline")
 
@@ -220,7 +222,7 @@ def _submit_with_retries(
     call_timeout = getattr(rt.settings, adapter.name).timeout
     for attempt in range(1, attempts + 1):
         try:
-            return adapter.submit(req, key)
+            return worker_metrics.provider_call(adapter.name, "submit", adapter.submit, req, key)
         except ProviderFailure as failure:
             refused = isinstance(failure.__cause__, httpx.ConnectError)
             if attempt == attempts or not (failure.retryable and (failure.status or refused)):
@@ -243,7 +245,8 @@ def retry_delay(rt: Runtime, attempt: int, retry_after: float | None = None) -> 
 def poll(rt: Runtime, job: Job) -> None:
     adapter = get_adapter(job.provider)
     try:
-        outcome = adapter.poll(job.handle or {}, provider_key(rt, job))
+        outcome = worker_metrics.provider_call(adapter.name, "poll", adapter.poll, job.handle or {},
+                                               provider_key(rt, job))
     except ProviderFailure as failure:
         if failure.retryable and job.poll_errors < rt.settings.provider_retries:
             delay = max(retry_delay(rt, job.poll_errors + 1, failure.retry_after), _next_interval(rt, job))
@@ -344,7 +347,8 @@ def cancel(rt: Runtime, job_id: str) -> None:
 
 def _provider_cancel(rt: Runtime, job: Job) -> None:
     try:
-        get_adapter(job.provider).cancel(job.handle or {}, provider_key(rt, job))
+        adapter = get_adapter(job.provider)
+        worker_metrics.provider_call(adapter.name, "cancel", adapter.cancel, job.handle or {}, provider_key(rt, job))
     except ProviderFailure as failure:
         log.warning("job %s: provider cancel failed: %s", job.job_id, failure.message)
 
@@ -353,9 +357,11 @@ def fail(rt: Runtime, job: Job, message: str, *, code: str, status: int | None =
     """Fail the job with the spec's ProviderError, naming the provider in the job's `error` string."""
     detail = {"error": "ProviderError", "code": code, "provider": job.provider, "status": status}
     error = f"ProviderError ({job.provider}{f', HTTP {status}' if status else ''}): {message}"
-    rt.store.transition(job.job_id, states.FAILED, error=error, error_detail=detail)
+    won, _ = rt.store.transition(job.job_id, states.FAILED, error=error, error_detail=detail)
     rt.store.unschedule(job.job_id)
     release_followers(rt, job, None)
+    if won:
+        log.info("job %s: failed (%s): %s", job.job_id, code, error)
 
 
 def provider_key(rt: Runtime, job: Job) -> str:
@@ -365,7 +371,7 @@ def provider_key(rt: Runtime, job: Job) -> str:
         if sealed is None:
             raise ProviderFailure(job.provider, "The job's own provider key has expired", retryable=False)
         try:
-            return unseal(sealed)
+            return logs.protect(unseal(sealed))  # masked in this step's log lines, should anything print it
         except SealError as exc:
             raise ProviderFailure(job.provider, str(exc), retryable=False) from exc
     secret = getattr(rt.settings, job.provider).api_key

@@ -137,6 +137,8 @@ def env(redis_url: str, sim_url: str, data_dir: Path) -> dict[str, str]:
         GENGATE_WEBHOOK_TIMEOUT_SECONDS="2",
         # Media jobs in the tests take well under a second; a runaway one is killed after this.
         GENGATE_MEDIA_TIME_LIMIT_SECONDS="8",
+        # The session worker's Prometheus endpoint (tests/test_metrics.py reads it).
+        GENGATE_WORKER_METRICS_PORT=str(procs.free_port()),
         PYTHONUNBUFFERED="1",
     )
 

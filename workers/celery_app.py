@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, signals
 
+from config import logs
 from config.settings import get_settings
 from workers.queues import ALL_QUEUES
 
@@ -38,6 +39,17 @@ app.conf.update(
     worker_hijack_root_logger=False,
 )
 
+from workers import metrics  # noqa: E402,F401  (connects the per-task log context and step metrics)
 from workers.sweeper import Sweeper  # noqa: E402  (the step needs the app's blueprint to exist)
 
 app.steps["worker"].add(Sweeper)
+
+
+@signals.celeryd_init.connect  # as the worker starts, before its first warning
+@signals.setup_logging.connect
+def _setup_logging(**_) -> None:
+    """Celery leaves logging to us (it then neither touches the root logger nor redirects stdout):
+    its own lines and ours go through the JSON formatter with redaction (config/logs.py). Only what
+    Celery prints rather than logs stays plain text: the banner (off with --quiet, see
+    gengate/procs.py) and the "worker: Warm shutdown" notice of its signal handler."""
+    logs.configure("worker")

@@ -12,10 +12,16 @@ Due webhook deliveries (`gengate:webhooks:due`) are claimed the same way and que
 from __future__ import annotations
 
 import logging
+import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from celery import bootsteps
+
+from config import logs
+from jobs import heartbeat
+from workers import metrics
 
 log = logging.getLogger("gengate.sweeper")
 
@@ -25,17 +31,21 @@ def _resume(job_id: str) -> None:
     from tasks.runtime import get_runtime
 
     rt = get_runtime()
-    try:
-        job = rt.store.get(job_id)
-        if job is None:
-            rt.store.unschedule(job_id)
-        else:
-            pipeline.resume(rt, job)
-    except Exception:  # one bad job must not stop the sweeper; its claim lease re-drives it later
-        log.exception("sweeping job %s failed", job_id)
+    start, state = time.perf_counter(), "success"
+    with logs.context(job_id=job_id):
+        try:
+            job = rt.store.get(job_id)
+            if job is None:
+                rt.store.unschedule(job_id)
+            else:
+                pipeline.resume(rt, job)
+        except Exception:  # one bad job must not stop the sweeper; its claim lease re-drives it later
+            state = "failure"
+            log.exception("sweeping job %s failed", job_id)
+    metrics.step_done("sweeper.resume", state, time.perf_counter() - start)
 
 
-def sweep_forever(stop: threading.Event) -> None:
+def sweep_forever(stop: threading.Event, name: str | None = None) -> None:
     from tasks import webhooks
     from tasks.runtime import get_runtime
 
@@ -45,6 +55,8 @@ def sweep_forever(stop: threading.Event) -> None:
     claim_lease = max(2 * s.fal.timeout, 30.0)
     # Due webhook deliveries only become Celery messages (one LPUSH each), so they need no slots.
     dispatch_webhooks = webhooks.dispatcher(rt.redis, lease_seconds=webhooks.lease_seconds(s))
+    name = name or socket.gethostname()
+    next_beat = 0.0  # the heartbeat /readyz counts (jobs/heartbeat.py): at once, then every few seconds
 
     def run(job_id: str) -> None:
         try:
@@ -54,6 +66,12 @@ def sweep_forever(stop: threading.Event) -> None:
 
     with ThreadPoolExecutor(max_workers=s.worker_concurrency, thread_name_prefix="sweeper") as pool:
         while not stop.is_set():
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + s.worker_heartbeat_seconds
+                try:
+                    heartbeat.beat(rt.redis, name)
+                except Exception:
+                    log.exception("worker heartbeat failed; retrying")
             free = 0
             while slots.acquire(blocking=False):
                 free += 1
@@ -64,10 +82,15 @@ def sweep_forever(stop: threading.Event) -> None:
                 due = []
             for _ in range(free - len(due)):
                 slots.release()
+            if due:
+                metrics.SWEEPER_CLAIMED.inc(len(due))
             for job_id in due:
                 pool.submit(run, job_id)
             try:
-                hooks_left = dispatch_webhooks(s.sweep_batch) == s.sweep_batch
+                queued = dispatch_webhooks(s.sweep_batch)
+                if queued:
+                    metrics.SWEEPER_WEBHOOKS.inc(queued)
+                hooks_left = queued == s.sweep_batch
             except Exception:
                 log.exception("queueing due webhooks failed; retrying")
                 hooks_left = False
@@ -83,12 +106,26 @@ class Sweeper(bootsteps.StartStopStep):
     def __init__(self, worker, **kwargs) -> None:
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
+        self.worker_name: str | None = None
 
     def start(self, worker) -> None:
-        self.thread = threading.Thread(target=sweep_forever, args=(self.stop_event,), name="gengate-sweeper", daemon=True)
+        from tasks.runtime import get_runtime
+
+        metrics.serve(get_runtime().settings)  # the worker's /metrics, if GENGATE_WORKER_METRICS_PORT is set
+        self.worker_name = getattr(worker, "hostname", None) or socket.gethostname()
+        self.thread = threading.Thread(target=sweep_forever, args=(self.stop_event, self.worker_name),
+                                       name="gengate-sweeper", daemon=True)
         self.thread.start()
 
     def stop(self, worker) -> None:
         self.stop_event.set()
         if self.thread is not None:
             self.thread.join(timeout=10)
+        if self.worker_name is not None:
+            try:  # a worker that stops cleanly stops counting as alive at once
+                from tasks.runtime import get_runtime
+
+                heartbeat.forget(get_runtime().redis, self.worker_name)
+            except Exception:
+                log.warning("could not remove the heartbeat of %s", self.worker_name)
+        metrics.stop_serving()

@@ -92,7 +92,8 @@ async def _create(request: Request, store, settings: Settings, principal, op: st
               provider=PROVIDER, endpoint=op, input=params, mode=op)
     return await idempotency.created(
         request, store.redis, principal.account_id, settings.idempotency_ttl_seconds,
-        lambda also: accept(store, settings, job, body, request.headers, cache.named_inputs(params), also=also),
+        lambda also: accept(store, settings, job, body, request.headers, cache.named_inputs(params),
+                            price=settings.media_price_cents, also=also),
     )
 
 

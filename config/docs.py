@@ -1,0 +1,143 @@
+"""The configuration reference, generated from `config.settings.Settings` so it cannot drift.
+
+`settings_table()` renders one Markdown row per `GENGATE_*` variable from each field's default and
+`description`; the per-provider settings appear once as `GENGATE_<PROVIDER>__<FIELD>`. README.md
+carries its output between the markers below (`tests/test_docs.py` fails when they differ):
+
+    python -m config.docs --write   # refresh README.md
+    gengate config docs             # print the table
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel, SecretStr
+from pydantic.fields import FieldInfo
+
+from config.settings import ProviderSettings, Settings
+
+BEGIN = "<!-- settings:begin -->"
+END = "<!-- settings:end -->"
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+_UNITS = ((1024**3, "GiB"), (1024**2, "MiB"))
+_SPANS = ((86400, "days", "day"), (3600, "h", "h"))
+
+
+def _hint(name: str, value: int | float) -> str:
+    """A reader's gloss of a large round number: `2592000` (30 days), `52428800` (50 MiB)."""
+    if isinstance(value, bool) or not value:
+        return ""
+    if name.endswith("_bytes"):
+        for size, unit in _UNITS:
+            if value >= size and value % size == 0:
+                return f" ({value // size:g} {unit})"
+    if name.endswith("_seconds"):
+        for size, plural, single in _SPANS:
+            if value >= size and value % size == 0:
+                n = value // size
+                return f" ({n:g} {single if n == 1 else plural})"
+    return ""
+
+
+def _default(name: str, field: FieldInfo) -> str:
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return "unset"
+    if isinstance(value, SecretStr):
+        return "set (hidden)"  # never print a secret, not even a default one
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, float):
+        return f"`{value:g}`{_hint(name, value)}"
+    if isinstance(value, int):
+        return f"`{value}`{_hint(name, value)}"
+    text = str(value)
+    return f"`{text}`" if text else "empty"
+
+
+def _markdown(text: str) -> str:
+    """One table cell: no line breaks, `|` escaped, `<...>` kept visible outside code spans."""
+    text = " ".join(text.split()).replace("|", "\\|")
+    parts = text.split("`")
+    for i in range(0, len(parts), 2):  # even parts are outside backticks
+        parts[i] = parts[i].replace("<", "&lt;").replace(">", "&gt;")
+    return "`".join(parts)
+
+
+def _providers() -> list[str]:
+    return [name for name, f in Settings.model_fields.items() if f.annotation is ProviderSettings]
+
+
+def _provider_default(field_name: str) -> str:
+    """One provider field's default, naming the providers whose own default differs."""
+    base = _default(field_name, ProviderSettings.model_fields[field_name])
+    odd = []
+    for provider in _providers():
+        value = getattr(Settings.model_fields[provider].default, field_name)
+        if value != ProviderSettings.model_fields[field_name].default:
+            odd.append(f"`{provider.upper()}`: {_default(field_name, FieldInfo(default=value))}")
+    return "; ".join([base, *odd])
+
+
+def rows() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) of every setting, in the class's order."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    nested = Settings.model_config.get("env_nested_delimiter", "__")
+    out = []
+    for name, field in Settings.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            continue  # nested provider settings follow, once for all providers
+        out.append((f"{prefix}{name}".upper(), _default(name, field), field.description or ""))
+    for name, field in ProviderSettings.model_fields.items():
+        out.append((f"{prefix}<PROVIDER>{nested}{name}".upper(), _provider_default(name), field.description or ""))
+    return out
+
+
+def variable_names() -> set[str]:
+    """Every concrete variable name, providers spelled out (`GENGATE_FAL__API_KEY`, ...)."""
+    names = set()
+    for var, _, _ in rows():
+        if "<PROVIDER>" in var:
+            names |= {var.replace("<PROVIDER>", p.upper()) for p in _providers()}
+        else:
+            names.add(var)
+    return names
+
+
+def settings_table() -> str:
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    lines += [f"| `{var}` | {default} | {_markdown(meaning)} |" for var, default, meaning in rows()]
+    providers = ", ".join(f"`{p.upper()}`" for p in _providers())
+    lines += ["", f"`<PROVIDER>` is one of {providers}: `GENGATE_FAL__API_KEY`, `GENGATE_ELEVENLABS__TIMEOUT`, ..."]
+    return "\n".join(lines) + "\n"
+
+
+def readme_block(text: str) -> str:
+    """What README.md has between the markers."""
+    match = re.search(re.escape(BEGIN) + r"\n(.*?)" + re.escape(END), text, re.S)
+    if match is None:
+        raise ValueError(f"README.md has no {BEGIN} ... {END} block")
+    return match.group(1)
+
+
+def write_readme(path: Path = README) -> bool:
+    """Put the current table into README.md; True if it changed."""
+    text = path.read_text()
+    block = readme_block(text)
+    table = settings_table()
+    if block == table:
+        return False
+    start = text.index(BEGIN) + len(BEGIN) + 1
+    path.write_text(text[:start] + table + text[start + len(block):])
+    return True
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--write"]:
+        print("README.md updated" if write_readme() else "README.md already current")
+    else:
+        print(settings_table(), end="")
