@@ -1,8 +1,11 @@
 """Fal, through the official `fal-client` SDK and its queue API (submit, status, result, cancel).
 
 Fal reports a failed run as COMPLETED with an `error` (it has no FAILED status) and exhausted
-balance as 403, not 402; both are mapped here. The SDK already retries 408/409/429 and transport
-errors inside one call, so what reaches us is either final or worth a later poll.
+balance as 403, not 402; both are mapped here. Every call is one request through the SDK's own
+authenticated client, with our timeout: the SDK's handle methods (`status()`, `cancel()`) wait up to
+120 s a try and retry transport errors, timeouts and 429s up to 10 times, which held a worker thread
+for minutes (20 for a provider that hangs). The pipeline retries instead, with its capped backoff,
+between polls and without holding a thread.
 """
 
 from __future__ import annotations
@@ -56,8 +59,12 @@ class FalAdapter:
         if response.status_code >= 400:
             raise failure_for_status(NAME, response.status_code, _detail(response),
                                      retry_after=retry_after_seconds(response.headers.get("retry-after")))
-        data = response.json()
-        return Submitted(handle={k: data[k] for k in ("request_id", "response_url", "status_url", "cancel_url")})
+        # An unreadable 2xx answer maps to a retryable failure without a status (it may have been
+        # accepted, so it is not resubmitted); it used to escape as a bare ValueError/KeyError.
+        with _mapped_errors():
+            data = response.json()
+            return Submitted(handle={k: str(data[k]) for k in ("request_id", "response_url", "status_url",
+                                                                "cancel_url")})
 
     def _handle(self, handle: dict[str, Any], key: str) -> fal_client.SyncRequestHandle:
         return fal_client.SyncRequestHandle(
@@ -71,26 +78,39 @@ class FalAdapter:
     def poll(self, handle: dict[str, Any], key: str) -> Running | Finished | Failed:
         h = self._handle(handle, key)
         with _mapped_errors():
-            status = h.status(with_logs=True)
-            if isinstance(status, fal_client.Queued):
-                return Running(queue_position=status.position)
-            if isinstance(status, fal_client.InProgress):
-                last = (status.logs or [{}])[-1]
-                return Running(message=last.get("message"))
-            if status.error:
-                return Failed(str(status.error), status.error_type)
+            # One GET (see the module docstring), read as `SyncRequestHandle.status()` reads it.
+            response = h.client.get(h.status_url, params={"logs": True}, timeout=self._timeout)
+            _raise_for_status(response)
+            data = response.json()
+            state = data.get("status") if isinstance(data, dict) else None
+            if state == "IN_QUEUE":
+                return Running(queue_position=data.get("queue_position"))
+            if state == "IN_PROGRESS":
+                last = (data.get("logs") or [{}])[-1]
+                return Running(message=last.get("message") if isinstance(last, dict) else None)
+            if state != "COMPLETED":  # a status Fal never documented: look again later, then give up
+                raise ProviderFailure(NAME, f"unexpected Fal request status {state!r}"[:500], retryable=True)
+            if data.get("error"):
+                return Failed(str(data["error"]), data.get("error_type"))
             response = h.client.get(h.response_url, timeout=self._timeout)
+            if response.status_code < 400:
+                result = response.json()
+                if not isinstance(result, dict):
+                    raise ValueError("the result is not a JSON object")
         if response.status_code >= 400:
             # A completed request whose result GET fails is a failed run (Fal has no FAILED status).
             failure = failure_for_status(NAME, response.status_code, _detail(response))
             if failure.retryable:
                 raise failure
             return Failed(failure.message, "result_error")
-        return Finished(outputs=outputs_from_result(response.json()), metadata=_metadata(response.json()))
+        return Finished(outputs=outputs_from_result(result), metadata=_metadata(result))
 
     def cancel(self, handle: dict[str, Any], key: str) -> None:
-        with _mapped_errors(ignore={400, 404}):  # already completed / unknown: nothing left to stop
-            self._handle(handle, key).cancel()
+        h = self._handle(handle, key)
+        with _mapped_errors():
+            response = h.client.put(h.cancel_url, timeout=self._timeout)
+        if response.status_code not in (400, 404):  # already completed / unknown: nothing left to stop
+            _raise_for_status(response)
 
 
 _IMAGE_SIZES = {
@@ -168,6 +188,13 @@ def _detail(response: httpx.Response) -> str:
     return error_message(response, lambda body, status: str(body.get("detail", body) if isinstance(body, dict) else body))
 
 
+def _raise_for_status(response: httpx.Response) -> None:
+    """An error answer as the `ProviderFailure` of its status, Retry-After kept."""
+    if response.status_code >= 400:
+        raise failure_for_status(NAME, response.status_code, _detail(response),
+                                 retry_after=retry_after_seconds(response.headers.get("retry-after")))
+
+
 class _mapped_errors:
     """Turn the SDK's and httpx's exceptions into `ProviderFailure`, cause kept."""
 
@@ -187,6 +214,6 @@ class _mapped_errors:
             raise failure_for_status(NAME, exc.status_code, str(exc.message)[:500], retry_after=retry_after) from exc
         if isinstance(exc, (httpx.TransportError, fal_sdk.FalClientTimeoutError)):
             raise ProviderFailure(NAME, f"{type(exc).__name__}: {exc}", retryable=True) from exc
-        if isinstance(exc, (ValueError, KeyError)):  # a status or body the SDK could not parse
+        if isinstance(exc, (ValueError, KeyError, TypeError)):  # a status or body that could not be parsed
             raise ProviderFailure(NAME, f"unexpected response: {exc}", retryable=True) from exc
         return False

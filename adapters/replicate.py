@@ -6,10 +6,12 @@ Wire facts this adapter relies on (checked in replicate 1.0.7's source):
   `httpx.Client`. The SDK sends `Authorization: Bearer <token>`, and with an empty token it would
   fall back to `REPLICATE_API_TOKEN` from the environment. So the header is always set explicitly
   here: a BYOK call can never run on the pooled key by accident.
-* The SDK wraps every client in a `RetryTransport`. It retries only HEAD/GET/PUT/DELETE/OPTIONS/TRACE
-  on 429/503/504 (up to 10 tries, honouring Retry-After). Create and cancel are POSTs, so they are
-  sent exactly once, and nothing here re-sends them. A poll may take a few seconds longer while the
-  SDK absorbs a 503.
+* The SDK wraps every client in a `RetryTransport`. It retries HEAD/GET/PUT/DELETE/OPTIONS/TRACE
+  on 429/503/504 up to 10 tries, sleeping ~50 s in all, or any Retry-After in whole seconds,
+  uncapped: a poll held a worker thread that long. Our transport is therefore mounted for every
+  URL (`mounts={"all://": ...}`, which httpx prefers to `transport`), so each call is one request;
+  the pipeline retries polls itself, with capped backoff and without holding a thread. Create and
+  cancel are POSTs: sent exactly once either way.
 * `ReplicateError` keeps status/title/detail but drops the response headers. An httpx response
   hook therefore records Retry-After for the error being mapped.
 * The SDK sends create with `timeout=None` unless `wait` is given, and in httpx that switches off
@@ -100,10 +102,12 @@ class ReplicateAdapter:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
+                floor = _TimeoutFloor(self._timeout)
                 client = replicate.Client(
                     api_token=key, base_url=self._base_url, timeout=self._timeout,
                     headers={"Authorization": f"Bearer {key}"},
-                    event_hooks={"response": [_remember_error]}, transport=_TimeoutFloor(self._timeout),
+                    event_hooks={"response": [_remember_error]}, transport=floor,
+                    mounts={"all://": floor},  # routes around the SDK's RetryTransport (see the docstring)
                 )
                 _ = client._client  # build the httpx client now: the SDK's lazy property is not thread-safe
                 self._clients[key] = client

@@ -8,8 +8,8 @@ from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 from redis.asyncio import Redis
 
-from api import errors, metrics
-from api.routes import account, files, generation, jobs, media, outputs, reference
+from api import errors, limits, metrics
+from api.routes import account, files, generation, jobs, media, outputs, provider_webhooks, reference
 from config import logs
 from config.settings import get_settings
 from jobs.store import AsyncJobStore
@@ -40,6 +40,9 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    # Before HttpMetrics, so that middleware (added last, so outermost) also counts the 413s.
+    app.add_middleware(limits.BodyLimit, max_bytes=get_settings().max_request_bytes,
+                       exempt=(("POST", "/v1/files"),))  # uploads stream to disk under their own cap
     app.add_middleware(metrics.HttpMetrics)
     app.include_router(metrics.router)  # /metrics, /readyz
     app.include_router(generation.router)
@@ -49,6 +52,7 @@ def create_app() -> FastAPI:
     app.include_router(outputs.router)
     app.include_router(files.router)
     app.include_router(account.router)
+    app.include_router(provider_webhooks.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:

@@ -55,6 +55,11 @@ async def _validation(request: Request, exc: RequestValidationError) -> ORJSONRe
         message = f"{field} is required"
     elif first.get("type") == "json_invalid":
         message, field = "Request body is not valid JSON", None
+    elif tuple(first.get("loc", ())) == ("body",):
+        # The body as a whole: absent (FastAPI says only "Field required"), or JSON but not an object,
+        # or not parsed as JSON at all because its Content-Type is not application/json.
+        message = ("A JSON object is required as the request body" if first.get("type") == "missing"
+                   else "The request body must be a JSON object, sent with Content-Type: application/json")
     else:
         message = f"{field}: {first.get('msg')}" if field else str(first.get("msg"))
     return error_response(ValidationError(message, field=field))
@@ -68,8 +73,25 @@ async def _http(request: Request, exc: HTTPException) -> ORJSONResponse:
     cls = _BY_STATUS.get(exc.status_code)
     if cls is None:
         body = {"error": "HTTPError", "message": str(exc.detail), "statusCode": exc.status_code}
-        return ORJSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
-    return error_response(cls(str(exc.detail) if exc.detail else "Not found"))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        return ORJSONResponse(body, status_code=exc.status_code, headers=headers)
+    detail = str(exc.detail) if exc.detail else "Not found"
+    if detail == "There was an error parsing the body":  # FastAPI's words for undecodable JSON (bad UTF-8,
+        detail = "Request body is not valid JSON"        # nesting too deep, a number too long)
+    return error_response(cls(detail))
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route at this path. Starlette's 405 names only the first route's methods
+    (GET /v1/jobs/{id} said `Allow: GET`, hiding DELETE), as FastAPI makes one route per method."""
+    from starlette.routing import Match
+
+    routes = request.app.router.routes  # routes, or FastAPI's included routers: both answer `matches`
+    methods = [m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+               if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)]
+    return ", ".join(methods)
 
 
 async def _redis_down(request: Request, exc: Exception) -> ORJSONResponse:

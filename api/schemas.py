@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from config.catalog import MODELS
+
 WEBHOOK_EVENTS = ("progress", "completed", "failed")
 VOICES = ("rachel", "domi", "sarah", "antoni", "elli", "josh", "arnold", "adam", "sam")
 
@@ -31,6 +33,15 @@ class _JobOptions(BaseModel):
 class _Request(_JobOptions):
     model: str = Field(min_length=1, max_length=200)
     provider_options: dict[str, Any] | None = Field(default=None, description="Passed to the provider untouched")
+
+
+def _model_field(capability: str) -> Any:
+    """`model` with the values its endpoint accepts listed (bare, or `provider:` prefixed) in the
+    OpenAPI document, which said only "a string": a client (or a fuzzer) could not know which. The
+    catalog check stays the one that refuses, with messages saying where a model belongs instead."""
+    names = [m.name for m in MODELS if m.capability == capability]
+    names += [f"{m.provider}:{m.name}" for m in MODELS if m.capability == capability]
+    return Field(min_length=1, max_length=200, json_schema_extra={"enum": names})
 
 
 # The request examples of the reference documents (spec/gateway-openapi.yaml and the newer image and
@@ -122,6 +133,7 @@ _TRANSCRIPTION_EXAMPLES = [
 
 
 class ImageRequest(_Request):
+    model: str = _model_field("image")
     prompt: str = Field(max_length=20000)
     aspect_ratio: str | None = None
     files: list[FileRef] | None = Field(default=None, max_length=8)
@@ -130,12 +142,14 @@ class ImageRequest(_Request):
 
 
 class VideoRequest(ImageRequest):
+    model: str = _model_field("video")
     duration: float | None = Field(default=None, gt=0, le=600)
 
     model_config = ConfigDict(json_schema_extra={"examples": _VIDEO_EXAMPLES})
 
 
 class SpeechRequest(_Request):
+    model: str = _model_field("speech")
     text: str = Field(min_length=1, max_length=50000)
     voice: Literal[VOICES] = "rachel"  # type: ignore[valid-type]
 
@@ -143,13 +157,17 @@ class SpeechRequest(_Request):
 
 
 class MusicRequest(_Request):
+    model: str = _model_field("music")
     prompt: str = Field(max_length=5000)
-    duration: float | None = Field(default=None, gt=0, le=600)
+    # The 3 s floor is documented here and enforced by the catalog check (api/submission.py), whose
+    # message names the music range.
+    duration: float | None = Field(default=None, gt=0, le=600, json_schema_extra={"minimum": 3})
 
     model_config = ConfigDict(json_schema_extra={"examples": _MUSIC_EXAMPLES})
 
 
 class TranscriptionRequest(_Request):
+    model: str = _model_field("transcription")
     audio_url: str = Field(min_length=1, max_length=4096)
     language: str | None = Field(default=None, max_length=16)
 

@@ -204,7 +204,10 @@ def resolve(model: str, capability: str) -> ModelSpec:
 
 def file_kind(url: str) -> str:
     """image | video | audio by the URL path's extension; "unknown" when it has none we know."""
-    path = urlsplit(url).path.lower()
+    try:
+        path = urlsplit(url).path.lower()
+    except ValueError:  # "http://[::1/x.png": refused later as a URL, but this must not raise (was a 500)
+        return "unknown"
     ext = path[path.rfind("."):] if "." in path.rsplit("/", 1)[-1] else ""
     if ext in IMAGE_EXT:
         return "image"

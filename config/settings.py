@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     job_ttl_seconds: int = Field(default=30 * 24 * 3600, description="How long a finished job stays readable.")
     poll_initial_seconds: float = Field(default=0.25, description="First provider poll after submission.")
     poll_max_seconds: float = Field(default=10.0, description="Cap of the poll backoff.")
+    provider_webhooks: str = Field(
+        default="auto",
+        description="Ask providers to call back when a job ends (auto: when GENGATE_PUBLIC_URL is set, since "
+        "providers must reach it; on; off). A callback only makes the job's next poll happen at once: "
+        "the poll stays the authority, and the fallback when a callback never comes.",
+    )
+    poll_max_with_webhooks_seconds: float = Field(
+        default=30.0, description="Cap of the poll backoff for jobs whose provider will call back.")
     poll_backoff: float = Field(default=1.5, description="Factor between successive provider polls.")
     step_lease_seconds: float = Field(
         default=60.0, description="A job whose pipeline step shows no progress for this long is re-driven by the sweeper."
@@ -69,6 +77,9 @@ class Settings(BaseSettings):
         "has its own cache, so no tenant can learn what another one generated.",
     )
     upload_max_bytes: int = Field(default=50 * 1024 * 1024, description="Largest file `POST /v1/files` accepts.")
+    max_request_bytes: int = Field(
+        default=1024 * 1024, description="Largest request body of any other endpoint (JSON): larger ones are "
+        "refused with 413 before they are read.")
     idempotency_ttl_seconds: int = Field(default=24 * 3600, description="How long an Idempotency-Key is remembered.")
 
     allow_private_hosts: str = Field(
@@ -130,6 +141,12 @@ class Settings(BaseSettings):
         description="How often each worker records that it is alive; /readyz counts workers seen within three of these.",
     )
 
+    crash_at: str = Field(
+        default="",
+        description="For resilience tests only, never in production: SIGKILL the worker at named pipeline points, "
+        "e.g. `submit.after_accept:0.3` (probability) or `poll.before:#3` (the 3rd time); see tasks/crashpoints.py.",
+    )
+
     fal: ProviderSettings = ProviderSettings()
     replicate: ProviderSettings = ProviderSettings()
     # ElevenLabs answers synchronously with the audio itself (long for music), inside one Celery task:
@@ -137,6 +154,10 @@ class Settings(BaseSettings):
     elevenlabs: ProviderSettings = ProviderSettings(timeout=90.0)
     higgsfield: ProviderSettings = ProviderSettings()
     piapi: ProviderSettings = ProviderSettings()
+
+    @property
+    def provider_webhooks_on(self) -> bool:
+        return self.provider_webhooks == "on" or (self.provider_webhooks == "auto" and self.public_url is not None)
 
     @property
     def webhook_delays(self) -> list[float]:

@@ -82,9 +82,14 @@ async def list_jobs(
     page: list[dict[str, Any]] = []
     last_returned: Position | None = None
     pos, scanned, gone = after, 0, []
+    # The first read takes just what a full page needs (limit + 1 tells whether a next page exists):
+    # reading and decoding a whole batch of 200 jobs for a page of 20 made the unfiltered list cost
+    # ~9 single-job lookups (bench/growth.py). Later reads, for filters that skip jobs, grow to `batch`.
+    want = limit + 1
     try:
         while True:
-            entries, exhausted = await _entries_after(redis, index, pos, min(batch, scan_cap - scanned))
+            entries, exhausted = await _entries_after(redis, index, pos, min(want, batch, scan_cap - scanned))
+            want = batch
             jobs = await _fetch(redis, [job_id for job_id, _ in entries])
             for (job_id, score), fetched in zip(entries, jobs):
                 if fetched is None:

@@ -48,6 +48,7 @@ class Job:
     error_detail: dict[str, Any] | None = None  # {code, provider, status}: kept for operators, not public
     handle: dict[str, Any] | None = None  # the provider's request handle, persisted before anything else
     submit_deadline: float | None = None  # unix time after which an unconfirmed submission is presumed dead
+    unsent: bool | None = None  # processing, and provably nothing sent to the provider yet (tasks/pipeline.py)
     result: dict[str, Any] | None = None  # provider outputs waiting for finalize
     progress: dict[str, Any] | None = None
     poll_interval: float | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import secrets
 from functools import lru_cache
@@ -55,3 +56,10 @@ def unseal(token: str | bytes) -> str:
         return _fernet().decrypt(token if isinstance(token, bytes) else token.encode()).decode()
     except InvalidToken as exc:
         raise SealError("sealed provider key cannot be opened with this server's secret") from exc
+
+
+def job_token(job_id: str) -> str:
+    """A per-job capability for provider webhook URLs: only a URL we gave a provider for this job
+    carries it, so a forged callback cannot even make us poll early."""
+    return hmac.new(hashlib.sha256(b"provider-webhook:" + _server_secret()).digest(), job_id.encode(),
+                    hashlib.sha256).hexdigest()[:40]

@@ -194,6 +194,11 @@ class JobStore:
         """Unconditional write of non-status fields (used for the provider handle, which must never be lost)."""
         self.redis.hset(keys.job(job_id), mapping=encode_fields(**patch))
 
+    def take_unsent(self, job_id: str) -> bool:
+        """Claim the one right to send the job's submission: True for exactly one caller, and only
+        while the job still carries the `unsent` mark that the move to processing gave it."""
+        return self.redis.hdel(keys.job(job_id), "unsent") == 1
+
     def schedule(self, job_id: str, at: float) -> None:
         self.redis.zadd(keys.SCHEDULE, {job_id: at})
 

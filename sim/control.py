@@ -9,6 +9,14 @@ simulator fills in through the hooks of `ControlledSimulator`; its wire protocol
 Knobs shared by all simulators: ``submit_status`` + ``submit_status_times`` (the first N tries of an
 identical body are rejected, counted by fingerprint, so a retry can be seen to succeed),
 ``retry_after``, ``hang`` and ``status_error``; knob values are read leniently by `number`.
+
+Transport-level faults (for the resilience suite), shared too: ``submit_fault`` and ``status_fault``
+``{"kind", "times", "seconds"}`` on the create call and on the status (poll) call, where ``kind`` is
+``reset`` (the connection is closed with a TCP RST before any answer), ``malformed`` (200 with a
+truncated JSON body), ``unknown_status`` (a well-formed answer whose status the provider never
+documented) or ``hang`` (the answer comes ``seconds`` late, after the client's read timeout);
+``times`` (default: every call) counts per request. ``output_status: {"status", "times"}`` makes the
+output file URL answer that HTTP status for its first ``times`` downloads (a CDN not yet caught up).
 """
 
 from __future__ import annotations
@@ -17,9 +25,13 @@ import asyncio
 import copy
 import hashlib
 import json
+import socket
+import struct
 from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from urllib.parse import urlencode
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -64,6 +76,29 @@ async def hang(knobs: JSON) -> None:
         await asyncio.sleep(seconds)
 
 
+def call_back_when_done(url: str, after: float, body: Any, *, headers: dict[str, str] | None = None,
+                        attempts: int = 3) -> None:
+    """A provider's completion webhook: after `after` seconds POST `body()` (called then, so it shows
+    the final state) to `url`, retrying a failing receiver a few times. Runs as a task of its own."""
+    async def deliver() -> None:
+        await asyncio.sleep(max(after, 0.0))
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            for attempt in range(attempts):
+                if attempt:
+                    await asyncio.sleep(0.2 * 2 ** (attempt - 1))
+                try:
+                    if (await client.post(url, json=body(), headers=headers)).is_success:
+                        return
+                except httpx.HTTPError:
+                    continue
+
+    _CALLBACKS.add(task := asyncio.get_running_loop().create_task(deliver()))
+    task.add_done_callback(_CALLBACKS.discard)
+
+
+_CALLBACKS: set[asyncio.Task] = set()  # strong references, so pending deliveries are not collected
+
+
 def status_error_due(knobs: JSON, served: int) -> JSON | None:
     """The ``status_error: {"status", "times", "detail", "retry_after"}`` knob while it is still due
     (``times`` defaults to 1), given how many of its errors were `served` already."""
@@ -71,6 +106,55 @@ def status_error_due(knobs: JSON, served: int) -> JSON | None:
     if isinstance(knob, dict) and served < int(number(knob.get("times"), 1)):
         return knob
     return None
+
+
+FAULT_KINDS = ("reset", "malformed", "unknown_status", "hang")
+UNKNOWN_STATUS = "warming_up"  # a status no provider documents: adapters must not take it for an end
+
+
+async def reset_connection(request: Request) -> Response:
+    """Close the client's connection with a TCP RST, before any byte of an answer (a provider's load
+    balancer restarting): the client sees "connection reset by peer". The ASGI `receive` of uvicorn
+    is a method of the request cycle, which holds the transport."""
+    transport = getattr(getattr(request.receive, "__self__", None), "transport", None)
+    if transport is None:  # not served by uvicorn: the nearest thing is an error answer
+        return Response(b"connection reset (simulated)", 502)
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:  # linger 0: close() sends RST instead of FIN
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
+    await asyncio.sleep(0.05)  # let the server see the connection gone: it then drops our answer
+    return Response(b"", 500)
+
+
+def malformed_json(headers: Mapping[str, str] | None = None) -> Response:
+    """200 with a JSON body cut off in the middle, declared as JSON."""
+    return Response(b'{"status": "COMPLETED", "request_id": "', 200, media_type="application/json",
+                    headers=dict(headers or {}))
+
+
+def with_output_fault(payload: Any, files_prefix: str, knobs: JSON, key: str) -> Any:
+    """`payload` with every URL under `files_prefix` carrying the ``output_status`` knob as a query
+    (signed CDN URLs carry queries too), so the file route can answer the injected status."""
+    knob = knobs.get("output_status")
+    if not isinstance(knob, dict):
+        return payload
+    query = urlencode({"sim_status": int(number(knob.get("status"), 404)),
+                       "sim_times": int(number(knob.get("times"), 1_000_000)), "sim_key": key})
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith(files_prefix) and "?" not in value:
+            return f"{value}?{query}"
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    return walk(payload)
 
 
 class ControlledSimulator(Generic[R]):
@@ -89,11 +173,13 @@ class ControlledSimulator(Generic[R]):
         self.config: JSON = {}
         self.stats: dict[str, int] = {}
         self.submit_failures: dict[str, int] = {}  # body fingerprint -> injected failures served
+        self.faults_served: dict[tuple[str, str], int] = {}  # (request id or URL, knob) -> served
         self.reset()
 
     def reset(self) -> None:
         self.config = copy.deepcopy(self.DEFAULT_CONFIG)
         self.submit_failures.clear()
+        self.faults_served.clear()
         self.stats = dict.fromkeys(self.COUNTERS, 0)
 
     def count(self, name: str, by: int = 1) -> None:
@@ -128,6 +214,46 @@ class ControlledSimulator(Generic[R]):
             return False
         self.submit_failures[key] = served + 1
         return True
+
+    def fault_due(self, knobs: JSON, knob: str, key: str) -> JSON | None:
+        """The ``submit_fault`` / ``status_fault`` knob `knob` while it is due for `key` (a request
+        id; for a submit, anything identifying the body), counting this call as served."""
+        spec = knobs.get(knob)
+        if not isinstance(spec, dict) or spec.get("kind") not in FAULT_KINDS:
+            return None
+        served = self.faults_served.get((key, knob), 0)
+        if "times" in spec and served >= int(number(spec.get("times"), 1)):
+            return None
+        self.faults_served[(key, knob)] = served + 1
+        return spec
+
+    async def fault_response(self, request: Request, spec: JSON, *, unknown: Any = None,
+                             headers: Mapping[str, str] | None = None) -> Response | None:
+        """The answer of a due fault; None when the call then goes on normally (after a ``hang``).
+        `unknown()` builds the provider's own answer with an undocumented status."""
+        kind = spec.get("kind")
+        if kind == "reset":
+            return await reset_connection(request)
+        if kind == "malformed":
+            return malformed_json(headers)
+        if kind == "hang":
+            await asyncio.sleep(number(spec.get("seconds"), 30.0))
+            return None
+        if kind == "unknown_status" and unknown is not None:
+            return JSONResponse(unknown(), 200, headers=dict(headers or {}))
+        return None
+
+    def output_fault(self, request: Request) -> Response | None:
+        """The ``output_status`` status for a file URL made by `with_output_fault`, while due."""
+        status = request.query_params.get("sim_status")
+        if status is None or not status.isdigit() or not 400 <= int(status) <= 599:
+            return None
+        key = (request.query_params.get("sim_key", "") + request.url.path, "output_status")
+        served = self.faults_served.get(key, 0)
+        if served >= int(number(request.query_params.get("sim_times"), 1)):
+            return None
+        self.faults_served[key] = served + 1
+        return JSONResponse({"detail": "Not Found" if status == "404" else "Simulated error"}, int(status))
 
     # -- hooks -------------------------------------------------------------------
     def records(self) -> Mapping[str, R]:

@@ -32,6 +32,7 @@ or failed); ``status_error`` has nothing to act on here because nothing is ever 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import time
@@ -306,6 +307,10 @@ class ElevenLabsSimulator(ControlledSimulator[Call]):
             self.count("submit_rejected")
             return payload
         knobs = self.knobs_for(payload)
+        fault = self.fault_due(knobs, "submit_fault", hashlib.sha256(raw).hexdigest())
+        if fault is not None and fault.get("kind") == "reset":  # before acceptance: nothing was recorded
+            self.count("submit_rejected")
+            return await self.fault_response(request, fault)
         output_format, bad_format = self.output_format(request)
         denied = self.rejection(request, raw, knobs, cost(payload)) or bad_format or validate(payload)
         limit = self.config.get("max_concurrent")

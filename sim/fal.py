@@ -14,6 +14,8 @@ Design choices, and why:
 * Faults and latency are injected per request through an optional ``"sim"``
   object in the submitted input (the gateway passes provider options through,
   so a test steers the job it creates), or globally via ``POST /_sim/config``.
+* Besides the shared fault knobs (``sim.control``), ``result_fault`` ``{"kind", "times"}`` injects
+  a transport fault (reset, malformed, hang) into the result GET of a completed request.
 * Anything the SDK depends on (field names, status codes, error bodies) follows
   ``fal_client/client.py`` and Fal's public docs; where the protocol is silent
   the choice is noted next to the code that makes it.
@@ -22,7 +24,9 @@ Design choices, and why:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import hashlib
 import heapq
 import json
 import math
@@ -39,7 +43,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sim import files, media
-from sim.control import JSON, ControlledSimulator, control_routes, hang, number, retry_after_header
+from sim.control import (
+    JSON, UNKNOWN_STATUS, ControlledSimulator, control_routes, hang, number, retry_after_header, with_output_fault,
+)
 
 #: Defaults that ``POST /_sim/reset`` restores.  Any per-request knob may also
 #: be given here and then applies to every request that does not override it.
@@ -279,6 +285,7 @@ class FalSimulator(ControlledSimulator[FalRequest]):
         self.requests: dict[str, FalRequest] = {}
         self.queues: dict[str, list[float]] = {}  # per app root: heap of queue-exit times
         self.tasks: set[asyncio.Task[None]] = set()
+        self._webhook_client: httpx.AsyncClient | None = None  # made in the running loop, on first use
         super().__init__()
 
     def reset(self) -> None:
@@ -348,6 +355,10 @@ class FalSimulator(ControlledSimulator[FalRequest]):
             return JSONResponse({"detail": [{"loc": ["body"], "msg": "Input should be a valid dictionary",
                                              "type": "dict_type"}]}, 422)
         knobs = self.knobs_for(payload)
+        fault = self.fault_due(knobs, "submit_fault", hashlib.sha256(raw).hexdigest())
+        if fault is not None and fault.get("kind") == "reset":  # before acceptance: nothing was recorded
+            self.count("submit_rejected")
+            return await self.fault_response(request, fault)
 
         rejection = self.submit_rejection(app_id, raw, knobs)
         if rejection is not None:
@@ -361,6 +372,10 @@ class FalSimulator(ControlledSimulator[FalRequest]):
         record = self.create(request, app_id, payload, knobs, key_suffix, webhook_url)
         self.count("submissions")
         await hang(knobs)
+        if fault is not None:  # accepted, then the answer is lost (malformed) or late (hang)
+            faulty = await self.fault_response(request, fault, headers={"x-fal-request-id": record.request_id})
+            if faulty is not None:
+                return faulty
         urls = self.urls(record)
         body = {"request_id": record.request_id, "gateway_request_id": record.request_id, **urls,
                 "status": "IN_QUEUE", "queue_position": record.initial_position}
@@ -440,6 +455,12 @@ class FalSimulator(ControlledSimulator[FalRequest]):
         forced = self.forced_error(record, "status_error")
         if forced is not None:
             return forced
+        fault = self.fault_due(record.knobs, "status_fault", record.request_id)
+        if fault is not None:
+            faulty = await self.fault_response(request, fault, headers=headers, unknown=lambda: {
+                "status": UNKNOWN_STATUS.upper(), "request_id": record.request_id, **self.urls(record)})
+            if faulty is not None:
+                return faulty
         with_logs = request.query_params.get("logs", "").lower() in ("true", "1", "yes")
         elapsed = record.elapsed()
         phase = record.phase(elapsed)
@@ -464,6 +485,11 @@ class FalSimulator(ControlledSimulator[FalRequest]):
         forced = self.forced_error(record, "result_error")
         if forced is not None:
             return forced
+        fault = self.fault_due(record.knobs, "result_fault", record.request_id)  # reset | malformed | hang
+        if fault is not None:
+            faulty = await self.fault_response(request, fault, headers=headers)
+            if faulty is not None:
+                return faulty
         if record.phase(record.elapsed()) != "COMPLETED":
             return JSONResponse({"detail": "Request is still in progress"}, 400, headers=headers)
         if record.outcome != "ok":
@@ -493,8 +519,8 @@ class FalSimulator(ControlledSimulator[FalRequest]):
         """The model output, built once per request; media bytes are made off the event loop."""
         if record.result is None:
             explicit = record.knobs.get("result")
-            record.result = explicit if isinstance(explicit, dict) else await run_in_threadpool(
-                self.build_output, record)
+            built = explicit if isinstance(explicit, dict) else await run_in_threadpool(self.build_output, record)
+            record.result = with_output_fault(built, f"{record.base_url}/files/", record.knobs, record.request_id)
         return record.result
 
     def build_output(self, record: FalRequest) -> JSON:
@@ -534,6 +560,9 @@ class FalSimulator(ControlledSimulator[FalRequest]):
                 "prompt": inp.get("prompt", ""), "timings": {"inference": record.latency}}
 
     async def file(self, request: Request) -> Response:
+        fault = self.output_fault(request)
+        if fault is not None:
+            return fault
         served = await files.serve(request.path_params["name"])
         if served is None:
             return JSONResponse({"detail": "File not found"}, 404)
@@ -561,7 +590,9 @@ class FalSimulator(ControlledSimulator[FalRequest]):
                 else f"Invalid status code: {status}"
             body.update(status="ERROR", payload=error_body, error=error)
         attempts = max(1, int(number(record.knobs.get("webhook_attempts"), 3)))
-        async with httpx.AsyncClient(timeout=10.0) as client:
+        # One client for every delivery: a new AsyncClient builds an SSL context (~10 ms of CPU), which
+        # made 86 % of the simulator's CPU with 10,000 jobs calling back (bench/inflight.py, py-spy).
+        async with contextlib.nullcontext(self.webhook_client()) as client:
             for attempt in range(attempts):
                 if attempt:
                     await asyncio.sleep(0.2 * 2 ** (attempt - 1))
@@ -579,6 +610,11 @@ class FalSimulator(ControlledSimulator[FalRequest]):
                     return
                 hook.last_error = f"receiver answered {answer.status_code}"
         self.count("webhooks_failed")
+
+    def webhook_client(self) -> httpx.AsyncClient:
+        if self._webhook_client is None:
+            self._webhook_client = httpx.AsyncClient(timeout=10.0)
+        return self._webhook_client
 
     # -- control API hooks -------------------------------------------------------
     def records(self) -> dict[str, FalRequest]:

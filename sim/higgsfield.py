@@ -17,11 +17,13 @@ Any non-empty key is accepted unless ``POST /_sim/config {"keys": [...]}`` lists
 As in ``sim.fal``, a request's phase is derived from the time since submission (``queue_time`` s
 queued, ``latency`` s in progress), so no task runs per request; media are generated when a file URL is
 fetched (every parameter is in the file name) and memoised by ``sim.media``. ``hf_webhook`` is recorded
+and called with the final status body when the request ends;
 but not delivered.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -35,7 +37,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sim import files
-from sim.control import JSON, ControlledSimulator, control_routes, hang, number, retry_after_header, status_error_due
+from sim.control import (
+    JSON,
+    ControlledSimulator,
+    call_back_when_done,
+    control_routes,
+    hang,
+    number,
+    retry_after_header,
+    status_error_due,
+    with_output_fault,
+    UNKNOWN_STATUS,
+)
 
 #: What ``POST /_sim/reset`` restores. Any per-request knob may be set here as a global default.
 DEFAULT_CONFIG: JSON = {"queue_time": 0.0, "latency": 0.0, "keys": None, "long_side": 256}
@@ -128,7 +141,7 @@ class HiggsfieldRequest:
         phase = self.phase()
         body: JSON = {"status": phase, "request_id": self.request_id, **self.urls()}
         if phase == "completed":
-            body.update(self.outputs())
+            body.update(with_output_fault(self.outputs(), f"{self.base_url}/files/", self.knobs, self.request_id))
         elif phase == "failed":
             body["error"] = str(self.knobs.get("fail"))
         return body
@@ -188,6 +201,10 @@ class HiggsfieldSimulator(ControlledSimulator[HiggsfieldRequest]):
             self.count("submit_rejected")
             return error(422, [{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}])
         knobs = self.knobs_for(payload)
+        fault = self.fault_due(knobs, "submit_fault", hashlib.sha256(raw).hexdigest())
+        if fault is not None and fault.get("kind") == "reset":  # before acceptance: nothing was recorded
+            self.count("submit_rejected")
+            return await self.fault_response(request, fault)
         rejection = self.submit_rejection(model_id, raw, knobs)
         if rejection is None:
             rejection = self.invalid(payload)
@@ -204,7 +221,13 @@ class HiggsfieldSimulator(ControlledSimulator[HiggsfieldRequest]):
         )
         self.requests[record.request_id] = record
         self.count("submissions")
+        if record.webhook_url:  # Higgsfield posts the final status body to `hf_webhook`
+            call_back_when_done(record.webhook_url, record.queue_time + record.latency, record.status_body)
         await hang(knobs)
+        if fault is not None:  # accepted, then the answer is lost (malformed) or late (hang)
+            faulty = await self.fault_response(request, fault)
+            if faulty is not None:
+                return faulty
         return JSONResponse({"status": "queued", "request_id": record.request_id, **record.urls()})
 
     def submit_rejection(self, model_id: str, raw: bytes, knobs: JSON) -> Response | None:
@@ -246,6 +269,12 @@ class HiggsfieldSimulator(ControlledSimulator[HiggsfieldRequest]):
         if knob is not None:
             record.status_errors_served += 1
             return error(int(number(knob.get("status"), 500)), knob.get("detail"), knob.get("retry_after"))
+        fault = self.fault_due(record.knobs, "status_fault", record.request_id)
+        if fault is not None:
+            faulty = await self.fault_response(request, fault,
+                                               unknown=lambda: {**record.status_body(), "status": UNKNOWN_STATUS})
+            if faulty is not None:
+                return faulty
         return JSONResponse(record.status_body())
 
     async def cancel(self, request: Request) -> Response:
@@ -262,6 +291,9 @@ class HiggsfieldSimulator(ControlledSimulator[HiggsfieldRequest]):
         return JSONResponse({"status": "canceled", "request_id": record.request_id}, 202)
 
     async def file(self, request: Request) -> Response:
+        fault = self.output_fault(request)
+        if fault is not None:
+            return fault
         served = await files.serve(request.path_params["name"])
         if served is None:
             return error(404, "File not found")

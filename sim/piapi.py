@@ -21,7 +21,7 @@ Choices where the docs are silent, made explicit:
   no Seedance task is ever cancelled here.
 * Zero timestamps in ``meta`` are Go's zero time, ``0001-01-01T00:00:00Z``.
 * Any non-empty key is accepted unless ``POST /_sim/config {"keys": [...]}`` lists the valid ones.
-  Webhooks (``config.webhook_config``) are recorded, not delivered.
+  Webhooks (``config.webhook_config``) are called with ``{timestamp, data: <task>}`` when the task ends.
 
 A task's phase is derived from the time since submission (``queue_time`` s pending, ``latency`` s
 processing), and media are generated when a file URL is fetched, as in ``sim.fal``.
@@ -30,6 +30,7 @@ processing), and media are generated when a file URL is fetched, as in ``sim.fal
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import time
 import uuid
@@ -43,7 +44,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sim import files
-from sim.control import JSON, ControlledSimulator, control_routes, hang, number, retry_after_header, status_error_due
+from sim.control import (
+    JSON,
+    ControlledSimulator,
+    call_back_when_done,
+    control_routes,
+    hang,
+    number,
+    retry_after_header,
+    status_error_due,
+    with_output_fault,
+    UNKNOWN_STATUS,
+)
 
 #: What ``POST /_sim/reset`` restores. Any per-request knob may be set here as a global default.
 DEFAULT_CONFIG: JSON = {"queue_time": 0.0, "latency": 0.0, "keys": None, "long_side": 256}
@@ -152,7 +164,8 @@ class PiapiTask:
         return {
             "task_id": self.task_id, "model": "seedance", "task_type": self.task_type,
             "status": self.spelled(phase), "config": config, "input": self.input,
-            "output": self.output() if phase == "completed" else None,
+            "output": with_output_fault(self.output(), f"{self.base_url}/files/", self.knobs, self.task_id)
+            if phase == "completed" else None,
             "meta": {
                 "created_at": _iso(self.submitted_at), "started_at": _iso(began), "ended_at": _iso(ended),
                 "usage": {"type": "point", "frozen": int(duration * 100000),
@@ -212,6 +225,10 @@ class PiapiSimulator(ControlledSimulator[PiapiTask]):
             self.count("submit_rejected")
             return envelope_error(400, "request body must be a JSON object")
         knobs = self.knobs_for(body.get("input"))
+        fault = self.fault_due(knobs, "submit_fault", hashlib.sha256(raw).hexdigest())
+        if fault is not None and fault.get("kind") == "reset":  # before acceptance: nothing was recorded
+            self.count("submit_rejected")
+            return await self.fault_response(request, fault)
         rejection = self.submit_rejection(raw, knobs) or self.invalid(body)
         if rejection is not None:
             self.count("submit_rejected")
@@ -226,7 +243,17 @@ class PiapiSimulator(ControlledSimulator[PiapiTask]):
         )
         self.tasks[task.task_id] = task
         self.count("submissions")
+        hook = (body.get("config") or {}).get("webhook_config") or {}
+        if isinstance(hook, dict) and hook.get("endpoint"):
+            # PiAPI posts {timestamp, data: <task>} with the configured secret in `x-webhook-secret`.
+            call_back_when_done(str(hook["endpoint"]), task.queue_time + task.latency,
+                                lambda: {"timestamp": int(time.time()), "data": task.data()},
+                                headers={"x-webhook-secret": str(hook.get("secret") or "")})
         await hang(knobs)
+        if fault is not None:  # accepted, then the answer is lost (malformed) or late (hang)
+            faulty = await self.fault_response(request, fault)
+            if faulty is not None:
+                return faulty
         return JSONResponse({"code": 200, "data": task.data(), "message": "success"})
 
     def submit_rejection(self, raw: bytes, knobs: JSON) -> Response | None:
@@ -277,6 +304,12 @@ class PiapiSimulator(ControlledSimulator[PiapiTask]):
         if knob is not None:
             task.status_errors_served += 1
             return envelope_error(int(number(knob.get("status"), 500)), knob.get("detail"), knob.get("retry_after"))
+        fault = self.fault_due(task.knobs, "status_fault", task.task_id)
+        if fault is not None:
+            faulty = await self.fault_response(request, fault, unknown=lambda: {
+                "code": 200, "data": {**task.data(), "status": UNKNOWN_STATUS}, "message": "success"})
+            if faulty is not None:
+                return faulty
         return JSONResponse({"code": 200, "data": task.data(), "message": "success"})
 
     async def cancel_task(self, request: Request) -> Response:
@@ -287,6 +320,9 @@ class PiapiSimulator(ControlledSimulator[PiapiTask]):
         return envelope_error(400, f"task_type {task.task_type} does not support cancellation")
 
     async def file(self, request: Request) -> Response:
+        fault = self.output_fault(request)
+        if fault is not None:
+            return fault
         served = await files.serve(request.path_params["name"])
         if served is None:
             return envelope_error(404, "file not found")

@@ -52,7 +52,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sim import files, media
-from sim.control import JSON, ControlledSimulator, control_routes, hang, number, retry_after_header, status_error_due
+from sim.control import (
+    JSON, UNKNOWN_STATUS, ControlledSimulator, control_routes, hang, number, retry_after_header, status_error_due,
+    with_output_fault,
+)
 
 #: Defaults that ``POST /_sim/reset`` restores.  Any per-prediction knob may also be set here and
 #: then applies to every prediction that does not override it.  ``keys``: when a list, only those
@@ -253,7 +256,8 @@ class SimPrediction:
         """The model output (URL strings as Replicate returns them), built once; bytes are made on download."""
         if self._output is None:
             explicit = self.knobs.get("result")
-            self._output = explicit if explicit is not None else self.build_output()
+            built = explicit if explicit is not None else self.build_output()
+            self._output = with_output_fault(built, f"{self.base_url}/files/", self.knobs, self.id)
         return self._output
 
     def size(self, default_ratio: tuple[float, float]) -> tuple[int, int]:
@@ -389,6 +393,10 @@ class ReplicateSimulator(ControlledSimulator[SimPrediction]):
             return problem(400, "The request body must be a JSON object.")
         inp = body.get("input")
         knobs = self.knobs_for(body, inp)
+        fault = self.fault_due(knobs, "submit_fault", hashlib.sha256(raw).hexdigest())
+        if fault is not None and fault.get("kind") == "reset":  # before acceptance: nothing was recorded
+            self.count("submit_rejected")
+            return await self.fault_response(request, fault)
 
         rejection = self.submit_rejection(request.url.path, raw, knobs)
         if rejection is not None:
@@ -401,6 +409,10 @@ class ReplicateSimulator(ControlledSimulator[SimPrediction]):
         record = self.accept(request, body, knobs, key_suffix, *invalid, deployment)
 
         await hang(knobs)
+        if fault is not None:  # accepted, then the answer is lost (malformed) or late (hang)
+            faulty = await self.fault_response(request, fault)
+            if faulty is not None:
+                return faulty
         headers = {"Location": record.urls()["get"]}
         wait = prefer_wait(request.headers.get("prefer"))
         if wait is None:
@@ -497,6 +509,12 @@ class ReplicateSimulator(ControlledSimulator[SimPrediction]):
             status = int(number(knob.get("status"), 500))
             return self.injected(status if 400 <= status <= 599 else 500,
                                  knob.get("retry_after", record.knobs.get("retry_after")), knob.get("detail"))
+        fault = self.fault_due(record.knobs, "status_fault", record.id)
+        if fault is not None:
+            faulty = await self.fault_response(request, fault,
+                                               unknown=lambda: {**record.as_json(), "status": UNKNOWN_STATUS})
+            if faulty is not None:
+                return faulty
         return JSONResponse(record.as_json())
 
     async def cancel(self, request: Request) -> Response:
@@ -567,6 +585,9 @@ class ReplicateSimulator(ControlledSimulator[SimPrediction]):
 
     # -- files -----------------------------------------------------------------
     async def file(self, request: Request) -> Response:
+        fault = self.output_fault(request)
+        if fault is not None:
+            return fault
         served = await files.serve(request.path_params["name"])
         if served is None:
             return problem(404)

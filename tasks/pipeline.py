@@ -5,7 +5,11 @@ Every step re-reads the job and acts on what it finds, so a redelivered or repea
 the job instead of repeating work. The provider's request handle is written before anything else
 after a submission, and a job is never submitted twice: a submission whose outcome is unknown
 (the worker died between sending it and saving the handle) fails the job rather than risk a
-second, billed provider run.
+second, billed provider run. A step that died before sending (the job still carries `unsent`) is
+no such case: the sweeper sends the job itself.
+
+`crashpoint(...)` lines are fault injection for the resilience suite (tasks/crashpoints.py); they do
+nothing unless GENGATE_CRASH_AT is set.
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderReq
 from config import logs
 from jobs import cache, keys, states
 from jobs.record import Job
-from jobs.sealing import SealError, unseal
+from jobs.sealing import SealError, job_token, unseal
 from storage.fetch import FetchError, UnsafeURL, fetch_hash
 from storage.local import TooLarge
 from tasks import enqueue as q
+from tasks.crashpoints import crashpoint, crashing
 from tasks import media
 from tasks.runtime import Runtime
 from workers import metrics as worker_metrics
@@ -35,6 +40,7 @@ log = logging.getLogger("gengate.pipeline")
 
 
 def submit(rt: Runtime, job_id: str) -> None:
+    crashpoint("submit.start")
     job = rt.store.get(job_id)
     if job is None:
         return
@@ -45,7 +51,7 @@ def submit(rt: Runtime, job_id: str) -> None:
         return
     if job.status == states.QUEUED:
         deadline = _submit_deadline(rt, job)
-        won, _ = rt.store.transition(job_id, states.PROCESSING, submit_deadline=deadline)
+        won, _ = rt.store.transition(job_id, states.PROCESSING, submit_deadline=deadline, unsent=True)
         if won:
             job.status, job.submit_deadline = states.PROCESSING, deadline
             _send(rt, job)
@@ -71,6 +77,8 @@ def resume(rt: Runtime, job: Job) -> None:
         elif job.provider == media.PROVIDER:
             fail_input(rt, job, "The media worker stopped while processing this job; submit it again",
                        error="ProcessingError", code="worker_lost")
+        elif job.unsent and _resend(rt, job):
+            pass  # the submit step died before sending anything: nothing to duplicate, sent from here
         else:
             fail(rt, job, "Submission to the provider was interrupted and its outcome is unknown; "
                  "not resubmitted to avoid a duplicate charge", code="submission_interrupted")
@@ -175,21 +183,47 @@ def _submit_deadline(rt: Runtime, job: Job) -> float:
     return time.time() + budget
 
 
-def provider_request(job: Job) -> ProviderRequest:
+def provider_request(job: Job, settings: Any = None) -> ProviderRequest:
     params = {k: v for k, v in job.input.items() if k != "provider_options"}
     if "files" in params:
         params["files"] = [f["url"] for f in params["files"]]
     return ProviderRequest(
         job_id=job.job_id, model=job.model.split(":", 1)[1], capability=job.capability, mode=job.mode,
         endpoint=job.endpoint, params=params, options=job.input.get("provider_options") or {},
+        webhook_url=provider_webhook_url(job, settings) if settings is not None else None,
     )
 
 
-def _send(rt: Runtime, job: Job) -> None:
-    req = provider_request(job)
+def provider_webhook_url(job: Job, settings: Any) -> str | None:
+    """Where the provider calls back (api/routes/provider_webhooks.py), when callbacks are on."""
+    if not settings.provider_webhooks_on:
+        return None
+    return f"{settings.base_public_url}/v1/providers/{job.provider}/webhooks/{job.job_id}/{job_token(job.job_id)}"
+
+
+def _resend(rt: Runtime, job: Job) -> bool:
+    """A job whose submit step died before sending anything (it still carries `unsent`): claim the
+    send and make it from here, under a new deadline. False if another caller claimed it first."""
+    if not rt.store.take_unsent(job.job_id):
+        return False
+    job.submit_deadline = _submit_deadline(rt, job)
+    if rt.store.patch_while(job.job_id, states.PROCESSING, submit_deadline=job.submit_deadline):  # not cancelled
+        rt.store.schedule(job.job_id, job.submit_deadline)  # the backstop, should this send die too
+        _send(rt, job, claimed=True)
+    return True
+
+
+def _send(rt: Runtime, job: Job, *, claimed: bool = False) -> None:
+    req = provider_request(job, rt.settings)
     adapter = get_adapter(job.provider)
     try:
         key = provider_key(rt, job)
+        crashpoint("submit.before_send")
+        # The one right to send (the `unsent` mark, taken atomically): a crash before this point left
+        # the outcome known, so the sweeper sends instead (`_resend`); after it, the outcome is unknown
+        # until the handle is saved, and the job fails rather than risk a second, billed run.
+        if not claimed and not rt.store.take_unsent(job.job_id):
+            return  # this step was so late that the sweeper already sent the job itself
         outcome = _submit_with_retries(rt, adapter, req, key, deadline=job.submit_deadline or time.time())
     except ProviderFailure as failure:
         fail(rt, job, failure.message, code="provider_error", status=failure.status)
@@ -198,10 +232,12 @@ def _send(rt: Runtime, job: Job) -> None:
         finalize(rt, job.job_id, outcome)
         return
     assert isinstance(outcome, Submitted)
+    crashpoint("submit.after_accept")
     # Persist the handle first, unconditionally: a cancel that raced us must still find it.
     job.handle = outcome.handle
     job.poll_interval = rt.settings.poll_initial_seconds
     rt.store.set_fields(job.job_id, handle=job.handle, poll_interval=job.poll_interval)
+    crashpoint("submit.after_handle")
     current = rt.store.get(job.job_id)
     if current is None or current.status != states.PROCESSING:
         if current is not None and current.status == states.CANCELLED:
@@ -243,6 +279,7 @@ def retry_delay(rt: Runtime, attempt: int, retry_after: float | None = None) -> 
 
 
 def poll(rt: Runtime, job: Job) -> None:
+    crashpoint("poll.before")
     adapter = get_adapter(job.provider)
     try:
         outcome = worker_metrics.provider_call(adapter.name, "poll", adapter.poll, job.handle or {},
@@ -265,6 +302,7 @@ def poll(rt: Runtime, job: Job) -> None:
     else:
         job.result = _encode_result(outcome)
         if rt.store.patch_while(job.job_id, states.PROCESSING, result=job.result):
+            crashpoint("poll.after_result")
             _schedule_finalize(rt, job)
 
 
@@ -276,8 +314,11 @@ def _schedule_finalize(rt: Runtime, job: Job) -> None:
 
 
 def _next_interval(rt: Runtime, job: Job) -> float:
+    """Backoff to a cap; a job whose provider will call back is polled far less (the callback pulls
+    its next poll forward), so ten thousand waiting jobs make few provider requests."""
     s = rt.settings
-    return min((job.poll_interval or s.poll_initial_seconds) * s.poll_backoff, s.poll_max_seconds)
+    cap = s.poll_max_with_webhooks_seconds if s.provider_webhooks_on else s.poll_max_seconds
+    return min((job.poll_interval or s.poll_initial_seconds) * s.poll_backoff, cap)
 
 
 def finalize(rt: Runtime, job_id: str, finished: Finished | None = None) -> None:
@@ -304,6 +345,7 @@ def finalize(rt: Runtime, job_id: str, finished: Finished | None = None) -> None
     except TooLarge as exc:
         fail(rt, job, str(exc), code="output_too_large")
         return
+    crashpoint("finalize.before_complete")
     complete(rt, job, cache.Entry(stored.sha256, stored.media_type, job_id), stored.url)
 
 
@@ -334,7 +376,8 @@ def _store_output(rt: Runtime, job: Job, out: Output):
             raise ProviderFailure(job.provider, f"output URL answered {response.status_code}",
                                   status=response.status_code, retryable=response.status_code in (404, 408, 429) or response.status_code >= 500)
         media_type = out.media_type or response.headers.get("content-type") or "application/octet-stream"
-        return rt.storage.put_output(job.job_id, response.iter_bytes(1 << 16), media_type, max_bytes=limit)
+        chunks = crashing("finalize.during_download", response.iter_bytes(1 << 16))
+        return rt.storage.put_output(job.job_id, chunks, media_type, max_bytes=limit)
 
 
 def cancel(rt: Runtime, job_id: str) -> None:

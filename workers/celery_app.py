@@ -6,9 +6,11 @@ from celery import Celery, signals
 
 from config import logs
 from config.settings import get_settings
+from workers import transport
 from workers.queues import ALL_QUEUES
 
 settings = get_settings()
+transport.install()  # kombu's Redis transport, fixed to survive a broker restart under load (see there)
 
 app = Celery("gengate", broker=settings.resolved_redis_url(), include=["tasks.steps"])
 app.conf.update(

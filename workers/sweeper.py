@@ -52,11 +52,25 @@ def sweep_forever(stop: threading.Event, name: str | None = None) -> None:
     rt = get_runtime()
     s = rt.settings
     slots = threading.BoundedSemaphore(s.worker_concurrency)
-    claim_lease = max(2 * s.fal.timeout, 30.0)
+    # A claimed job comes back by itself after this if its sweeper dies mid-resume: long enough for one
+    # resume (a poll is at most two provider calls), otherwise the step lease. Not a fixed 30 s floor:
+    # the resilience suite measured that floor as the re-drive time of every poll lost with its worker,
+    # whatever GENGATE_STEP_LEASE_SECONDS said.
+    claim_lease = max(2 * s.fal.timeout, s.step_lease_seconds)
     # Due webhook deliveries only become Celery messages (one LPUSH each), so they need no slots.
     dispatch_webhooks = webhooks.dispatcher(rt.redis, lease_seconds=webhooks.lease_seconds(s))
     name = name or socket.gethostname()
     next_beat = 0.0  # the heartbeat /readyz counts (jobs/heartbeat.py): at once, then every few seconds
+    # Sweeps in a row that could not reach Redis. While Redis is down (measured by the resilience
+    # suite: ~30 sweeps/s, each logging two tracebacks) the loop backs off to one sweep every 2 s and
+    # logs the first failure in full, then one line per sweep, then one line when Redis is back.
+    failing = 0
+
+    def failed(what: str, exc: Exception) -> None:
+        if failing == 0:
+            log.exception("%s failed; retrying", what)
+        else:
+            log.error("%s failed again (%s); retrying", what, exc)
 
     def run(job_id: str) -> None:
         try:
@@ -75,11 +89,12 @@ def sweep_forever(stop: threading.Event, name: str | None = None) -> None:
             free = 0
             while slots.acquire(blocking=False):
                 free += 1
+            ok = True
             try:
                 due = rt.store.claim_due(lease_seconds=claim_lease, limit=free) if free else []
-            except Exception:
-                log.exception("claiming due jobs failed; retrying")
-                due = []
+            except Exception as exc:
+                failed("claiming due jobs", exc)
+                due, ok = [], False
             for _ in range(free - len(due)):
                 slots.release()
             if due:
@@ -87,13 +102,20 @@ def sweep_forever(stop: threading.Event, name: str | None = None) -> None:
             for job_id in due:
                 pool.submit(run, job_id)
             try:
-                queued = dispatch_webhooks(s.sweep_batch)
+                queued = dispatch_webhooks(s.sweep_batch) if ok else 0
                 if queued:
                     metrics.SWEEPER_WEBHOOKS.inc(queued)
                 hooks_left = queued == s.sweep_batch
-            except Exception:
-                log.exception("queueing due webhooks failed; retrying")
-                hooks_left = False
+            except Exception as exc:
+                failed("queueing due webhooks", exc)
+                hooks_left, ok = False, False
+            if not ok:
+                failing += 1
+                stop.wait(min(s.sweep_interval_seconds * 2 ** min(failing, 8), 2.0))
+                continue
+            if failing:
+                log.warning("sweeping works again after %d failed sweeps", failing)
+                failing = 0
             if (len(due) < free or not free) and not hooks_left:
                 stop.wait(s.sweep_interval_seconds)
 

@@ -31,6 +31,11 @@ async def balance(principal: PrincipalDep, redis: RedisDep):
     return ORJSONResponse({"balance_cents": int(raw or 0), "currency": "usd"})
 
 
+# Declared as dates in /openapi.json, which said only "a string". Parsed here, strictly: pydantic's own
+# `date` would also take `to=0` (the epoch) or a Unix time.
+_DATE = {"pattern": r"^\d{4}-\d{2}-\d{2}$", "json_schema_extra": {"format": "date"}}
+
+
 def _day(value: str | None, field: str) -> date | None:
     if value is None:
         return None
@@ -42,8 +47,9 @@ def _day(value: str | None, field: str) -> date | None:
 
 @router.get("/usage", responses=error_responses(400, 401), operation_id="getUsage", summary="Get usage")
 async def usage(principal: PrincipalDep, redis: RedisDep,
-                from_: str | None = Query(default=None, alias="from", description="Start date (inclusive), e.g. 2026-01-01"),
-                to: str | None = Query(default=None, description="End date (inclusive), e.g. 2026-01-31")):
+                from_: str | None = Query(default=None, alias="from", description="Start date (inclusive), e.g. 2026-01-01",
+                                          **_DATE),
+                to: str | None = Query(default=None, description="End date (inclusive), e.g. 2026-01-31", **_DATE)):
     """Completed jobs in the date range (UTC days, both ends inclusive), oldest first, with what
     each cost: cache hits, BYOK jobs and jobs that shared another's provider call cost 0."""
     start, end = _day(from_, "from"), _day(to, "to")

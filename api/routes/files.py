@@ -62,9 +62,11 @@ def new_file_id() -> str:
              operation_id="uploadFile", summary="Upload file", openapi_extra=_BINARY_BODY)
 async def upload_file(
     request: Request, redis: RedisDep, settings: SettingsDep, principal: PrincipalDep,
-    x_content_hash: Annotated[str | None, Header(
-        alias="X-Content-Hash", description="sha256:<hex> of the content: an account's known file is "
-        "returned without reading the body")] = None,
+    # `str`, not `str | None`: an optional header is absent, never null (a nullable schema made clients
+    # and fuzzers send the text "null").
+    x_content_hash: Annotated[str, Header(
+        alias="X-Content-Hash", pattern=r"^sha256:[0-9a-fA-F]{64}$",  # declared, so /openapi.json says so
+        description="sha256:<hex> of the content: an account's known file is returned without reading the body")] = None,
 ):
     """Upload a file (raw body, any media type, up to 50 MiB) for use in generation requests."""
     account, storage = principal.account_id, get_storage()

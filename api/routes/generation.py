@@ -17,10 +17,11 @@ from api.schemas import (
     error_responses,
 )
 from api import idempotency
+from api.limits import StrictJSONRoute
 from api.submission import create_job
 
-router = APIRouter(prefix="/v1", tags=["Generation"])
-_RESPONSES = {202: {"model": JobResponse, "description": "Job created"}, **error_responses(400, 401, 402, 409, 422, 429, 500, 502)}
+router = APIRouter(prefix="/v1", tags=["Generation"], route_class=StrictJSONRoute)  # no NaN, no duplicate keys
+_RESPONSES = {202: {"model": JobResponse, "description": "Job created"}, **error_responses(400, 401, 402, 409, 413, 422, 429, 500, 502)}  # 413: api/limits.py
 
 
 async def _accept(

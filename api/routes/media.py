@@ -14,6 +14,7 @@ from fastapi.responses import ORJSONResponse
 
 from api import idempotency
 from api.deps import PrincipalDep, SettingsDep, StoreDep
+from api.limits import StrictJSONRoute
 from api.schemas import (
     CommandRequest,
     JobResponse,
@@ -34,17 +35,17 @@ from media import ops
 from media.run import Limits, MediaFailed, MediaToolMissing, job_dir, probe
 from media.sandbox import UnsafeCommand, plan_command
 from storage import get_storage
-from storage.fetch import FetchError, fetch_hash
+from storage.fetch import FetchError, UnsafeURL, fetch_hash
 from tasks.media import CAPABILITY, PROVIDER
 
-router = APIRouter(prefix="/v1/ffmpeg", tags=["Media Processing"])
-_RESPONSES = {202: {"model": JobResponse, "description": "Job created"}, **error_responses(400, 401, 409, 422, 429, 500)}
+router = APIRouter(prefix="/v1/ffmpeg", tags=["Media Processing"], route_class=StrictJSONRoute)  # no NaN, no duplicate keys
+_RESPONSES = {202: {"model": JobResponse, "description": "Job created"}, **error_responses(400, 401, 409, 413, 422, 429, 500)}
 _PLACEHOLDER = re.compile(r"^(in|out)_([1-9][0-9]?)$")
 _OUTPUT_NAME = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}\.(mp4|mov|webm|mkv|m4a|mp3|wav|ogg|flac|aac|gif|png|jpg|jpeg|webp)$")
 
 
-@router.post("/probe", response_model=ProbeResponse, responses=error_responses(400, 401, 500, 503),
+@router.post("/probe", response_model=ProbeResponse, responses=error_responses(400, 401, 413, 500, 503),
              operation_id="probeMedia", summary="Probe a media file")
 async def probe_media(body: ProbeRequest, store: StoreDep, settings: SettingsDep, principal: PrincipalDep):
     """ffprobe's figures for a file, at once. Our own files are read in place; others are fetched
@@ -55,6 +56,8 @@ async def probe_media(body: ProbeRequest, store: StoreDep, settings: SettingsDep
         figures = await asyncio.to_thread(_probe, body.url, local, settings)
     except FetchError as exc:
         raise ValidationError(f"url: could not fetch it: {exc}", field="url") from None
+    except UnsafeURL as exc:  # a redirect to a refused address: was an unhandled 500
+        raise ValidationError(f"url: {exc}", field="url") from None
     except MediaToolMissing as exc:
         raise UnavailableError(str(exc)) from None
     except MediaFailed:

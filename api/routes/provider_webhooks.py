@@ -1,0 +1,39 @@
+"""POST /v1/providers/{provider}/webhooks/{job_id}/{token}: a provider says a job of ours changed.
+
+The callback is only a nudge: it moves the job's next poll to now (the sweeper polls within its
+interval), and the poll, made with our own key against the provider's API, stays the authority on
+the outcome. So a callback's body is never trusted, a forged or replayed one costs one early poll at
+most, and a lost one costs nothing but the (long) fallback poll interval. The token in the path is
+an HMAC of the job id under the server's secret (`jobs.sealing.job_token`): only the URL we gave the
+provider for this job is accepted.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from fastapi import APIRouter
+from fastapi.responses import ORJSONResponse
+
+from api.deps import RedisDep, StoreDep
+from jobs import keys, states
+from jobs.errors import NotFoundError
+from jobs.sealing import job_token
+
+router = APIRouter(prefix="/v1/providers", include_in_schema=False)
+
+# Pull the job's due time forward only if it is scheduled at all (terminal jobs are not).
+_NUDGE_LUA = "if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1]) end return 0"
+
+
+@router.post("/{provider}/webhooks/{job_id}/{token}")
+async def provider_callback(provider: str, job_id: str, token: str, store: StoreDep, redis: RedisDep):
+    if not (job_id.startswith("job_") and len(job_id) <= 64 and hmac.compare_digest(token, job_token(job_id))):
+        raise NotFoundError("Unknown callback")
+    job = await store.get(job_id)
+    if job is None or job.provider != provider:
+        raise NotFoundError("Unknown callback")
+    if job.status == states.PROCESSING:
+        await redis.eval(_NUDGE_LUA, 1, keys.SCHEDULE, job_id, time.time())
+    return ORJSONResponse({"received": True})

@@ -1,0 +1,43 @@
+"""kombu's Redis transport, with one fix: a channel keeps the connection parameters it was made with.
+
+Celery 5.7.0 with kombu 5.7.0: when the broker connection drops while the worker both runs an
+`acks_late` task and waits in BRPOP for more (that is, most of the time), the consumer first
+`collect()`s the connection, which detaches its transport (`transport.client = None`), and then
+closes it. Whatever the old channel does next needs a new Redis pool, whose parameters kombu reads
+from `transport.client`: restoring the unacknowledged messages as the channel closes, and acking the
+tasks still running when they finish. Each raised `AttributeError("'NoneType' object has no
+attribute 'hostname'")`, which kombu's and Celery's error handling do not expect, and the worker
+exited ("Unrecoverable error"). Found by tests/resilience/test_redis.py (after a Redis restart under
+load no worker was left); reproduced with a bare Celery app (threads pool, -c 8, two acks_late tasks
+running, SIGTERM to redis-server).
+
+With the parameters remembered, those late calls reach Redis like any other: the messages are
+restored, the finished tasks acked, or (Redis still down) a connection error is raised, which both
+libraries handle. `install()` (workers/celery_app.py) makes it the class behind `redis://` and
+`rediss://` URLs, which stay as they are (Flower picks its broker client by the URL's scheme).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu.transport import TRANSPORT_ALIASES, redis
+
+
+class Channel(redis.Channel):
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        saved: dict[bool, dict[str, Any]] = self.__dict__.setdefault("_gengate_connparams", {})
+        if self.connection.client is None and asynchronous in saved:  # detached by collect(): see above
+            return dict(saved[asynchronous])
+        params = super()._connparams(asynchronous=asynchronous)
+        saved[asynchronous] = dict(params)
+        return params
+
+
+class Transport(redis.Transport):
+    Channel = Channel
+
+
+def install() -> None:
+    for scheme in ("redis", "rediss"):
+        TRANSPORT_ALIASES[scheme] = f"{__name__}:Transport"
