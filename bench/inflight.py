@@ -141,15 +141,15 @@ def measure(quick: bool = False, n: int | None = None, latency: float | None = N
         log += lines
         tag = "webhooks on" if hooks else "webhooks off"
         figs += [
-            Figure("4", f"worker RSS, {n:,} jobs in flight ({tag})", o["peak_rss"], "MB", "worker RSS idle", o["rss0"],
+            Figure("4", f"worker RSS, {n:,} jobs in flight ({tag}; 1 run)", o["peak_rss"], "MB", "worker RSS idle", o["rss0"],
                    o["peak_rss"] / o["rss0"], "≤ 300 MB", o["peak_rss"] <= 300),
-            Figure("4", f"Redis memory per in-flight job ({tag})", o["mem_per_job"], "B"),
-            Figure("4", f"completion delay after provider end, p50 / max ({tag})", o["delay_p50"], "s",
-                   "p99 / max", o["delay_p99"], None,
+            Figure("4", f"Redis memory per in-flight job ({tag}; 1 run)", o["mem_per_job"], "B"),
+            Figure("4", f"completion delay after the provider's end, p50 ({tag}; 1 run)", o["delay_p50"], "s",
+                   "p99 of the same run", o["delay_p99"], None,
                    "≤ 2 s" if hooks else f"≤ poll cap {o['cap']:g} s",
                    o["delay_p99"] <= (2.0 if hooks else o["cap"]),
                    note=f"max {o['delay_max']:.2f} s"),
-            Figure("4", f"provider status polls per job over {latency:g} s ({tag})", o["polls_per_job"], "polls",
+            Figure("4", f"provider status polls per job over {latency:g} s ({tag}; 1 run)", o["polls_per_job"], "polls",
                    "backoff schedule", o["expected_polls"], o["polls_per_job"] / o["expected_polls"],
                    "≤ 1 poll per backoff interval", o["polls_per_job"] <= o["expected_polls"] * 1.05,
                    note=f"peak {o['peak_poll_rate']:.0f} polls/s"),
