@@ -24,24 +24,38 @@ HEADERS = {
 MAX_KEY_LENGTH = 1024
 
 
-async def sealed_key_for(
-    provider: str, headers: Headers, redis: Redis, settings: Settings, account_id: str
-) -> str | None:
-    """The sealed user key to send with the job, or None for the pooled key."""
+def from_header(provider: str, headers: Headers) -> str | None:
+    """The user's own key for `provider` from its request header, sealed; None without the header."""
     header = HEADERS[provider]
     plain = headers.get(header)
-    if plain is not None:
-        plain = plain.strip()
-        if not plain or len(plain) > MAX_KEY_LENGTH:
-            raise ValidationError(f"{header} is empty or too long", field=header, provider=provider)
-        return seal(plain)
-    saved = await redis.hget(keys.account_provider_keys(account_id), provider)
+    if plain is None:
+        return None
+    plain = plain.strip()
+    if not plain or len(plain) > MAX_KEY_LENGTH:
+        raise ValidationError(f"{header} is empty or too long", field=header, provider=provider)
+    return seal(plain)
+
+
+def saved_or_pooled(provider: str, saved: bytes | None, settings: Settings) -> str | None:
+    """Without a header: the account's saved key (sealed), else None for the server's pooled key,
+    else a 400 saying how to give one."""
     if saved:
         return saved.decode()
     if getattr(settings, provider).api_key is not None:
         return None
+    header = HEADERS[provider]
     raise ValidationError(
         f"No API key for provider '{provider}': send {header}, save one with `gengate keys save-provider`, "
         f"or configure GENGATE_{provider.upper()}__API_KEY on the server",
         field=header, provider=provider,
     )
+
+
+async def sealed_key_for(
+    provider: str, headers: Headers, redis: Redis, settings: Settings, account_id: str
+) -> str | None:
+    """The sealed user key to send with the job, or None for the pooled key."""
+    sealed = from_header(provider, headers)
+    if sealed is not None:
+        return sealed
+    return saved_or_pooled(provider, await redis.hget(keys.account_provider_keys(account_id), provider), settings)

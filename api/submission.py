@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import NoScriptError
 from starlette.datastructures import Headers
 
-from api.provider_keys import sealed_key_for
+from api.provider_keys import from_header, saved_or_pooled
 from api.schemas import _JobOptions, _Request
 from config.catalog import PROMPT_OPTIONAL, ModelSpec, choose_mode, resolve
 from config.settings import Settings
@@ -29,15 +30,7 @@ from jobs.cache import (
     public_key,
     scope,
 )
-from jobs.accounts import (
-    CONCURRENCY_RETRY_AFTER,
-    RateDecision,
-    admission,
-    admit_args,
-    rate_args,
-    rate_decision,
-    unadmit_args,
-)
+from jobs.accounts import CONCURRENCY_RETRY_AFTER, Admission, RateDecision, rate_args, rate_decision, unadmit_args
 from jobs.errors import InsufficientBalanceError, RateLimitError, ValidationError
 from jobs.record import Job, new_job_id, utcnow_iso
 from jobs.store import AsyncJobStore
@@ -140,74 +133,106 @@ async def create_job(
         mode=mode,
     )
 
-    async def provider_key() -> str | None:
-        return await sealed_key_for(spec.provider, headers, store.redis, settings, account_id)
-
     return await accept(store, settings, job, body, headers, raw_files + named_inputs(params)[len(raw_files):],
-                        price=spec.price_cents, provider_key=provider_key, also=also)
+                        price=spec.price_cents, provider=spec.provider, also=also)
 
 
 async def accept(
     store: AsyncJobStore, settings: Settings, job: Job, options: _JobOptions, headers: Headers,
-    urls: list[tuple[str, str]], *, price: int, provider_key: Callable[[], Awaitable[str | None]] | None = None,
+    urls: list[tuple[str, str]], *, price: int, provider: str | None = None,
     also: Callable[[Job, dict[str, str]], Callable[[Any], None]] | None = None,
 ) -> Accepted:
     """Everything after a job's own validation, for generation and media jobs alike: the plan's
     request rate, URL safety, webhook, cache look-up (when the inputs' hashes are known here), the
-    plan's concurrency and the price held from the balance, then one round trip that writes the job
-    and queues its first step. `also(job, headers)` adds writes to that transaction."""
-    rate = await _within_rate(store, settings, job.account)
+    provider key (`provider`: None for jobs that call none), then admission (the plan's concurrency,
+    the price held from the balance) and the writes that create the job and queue its first step.
+    `also(job, headers)` adds writes to the creating script.
+
+    Round trips to Redis, for the usual job (no input URLs, so its cache key needs no I/O): one for
+    the rate, the cache look-up and the account's saved provider key together, one to admit and
+    create (besides authentication's). Jobs with input URLs look up the cache on their own after
+    their URLs were checked."""
+    job.cache_mode = mode_from_headers(headers.get("cache-control"))
+    header_key = from_header(provider, headers) if provider else None
+    if job.cache_mode != NO_STORE and not named_inputs(job.input):
+        job.cache_key = compute_key(job.capability, job.model, job.mode, job.input, [])
+    early = job.cache_key is not None and job.cache_mode == DEFAULT
+    rate, cached, saved = await _first_round(store, settings, job, look_up=early,
+                                             saved_key=provider if provider and header_key is None else None)
     if options.webhook_url:
         urls = [*urls, ("webhook_url", options.webhook_url)]
     await check_urls(urls, settings.base_public_url)
     job.webhook_url = options.webhook_url
     job.webhook_events = sorted(set(options.webhook_events)) if options.webhook_events else None
-    job.cache_mode = mode_from_headers(headers.get("cache-control"))
     answer = {"Location": f"/v1/jobs/{job.job_id}", "X-Cache": "BYPASS" if job.cache_mode == NO_STORE else "MISS",
               **rate.headers()}
     if job.cache_mode != NO_STORE:
-        hashes = await own_hashes(store.redis, named_inputs(job.input), settings.base_public_url)
-        if hashes is not None:
-            job.cache_key = compute_key(job.capability, job.model, job.mode, job.input, hashes)
+        if job.cache_key is None:
+            hashes = await own_hashes(store.redis, named_inputs(job.input), settings.base_public_url)
+            if hashes is not None:
+                job.cache_key = compute_key(job.capability, job.model, job.mode, job.input, hashes)
+        if job.cache_key:
             answer["X-Cache-Key"] = public_key(job.cache_key)
         answer["X-Cache-TTL"] = str(settings.cache_ttl_seconds)
     if job.cache_key and job.cache_mode == DEFAULT:
-        hit = await _cached(store, settings, job)
+        hit = await _hit(store, settings, job, cached if early else await _look_up(store, settings, job))
         if hit is not None:
             # A hit is free and takes no concurrency slot: nothing to admit.
             answer.update({"X-Cache": "HIT", "X-Cache-TTL": str(hit)})
-            await store.create(job, also=also(job, answer) if also else None)
+            await store.create(job, settings, admit=False, also=also(job, answer) if also else None)
             return Accepted(job, answer)
     # Only a job that will call the provider needs a key: a hit answers even when none is configured.
-    sealed_key = await provider_key() if provider_key else None
+    sealed_key = header_key or (saved_or_pooled(provider, saved, settings) if provider else None)
     job.byok = sealed_key is not None
     job.hold_cents = 0 if job.byok else price  # BYOK: the provider bills the user directly
-    await _admit(store, settings, job)
     queue_key, message = step_message(SUBMIT, job.job_id, job.capability)
     try:
-        await store.create(job, queue_key=queue_key, message=message, sealed_key=sealed_key,
-                           recheck_at=time.time() + settings.step_lease_seconds,
-                           also=also(job, answer) if also else None)
+        verdict = await store.create(job, settings, queue_key=queue_key, message=message, sealed_key=sealed_key,
+                                     recheck_at=time.time() + settings.step_lease_seconds,
+                                     also=also(job, answer) if also else None)
     except BaseException:
+        # The outcome is unknown (Redis went away mid-call?): give back whatever was admitted. A job
+        # that was written keeps working; only its hold and slot are returned, never charged twice.
         k, a = unadmit_args(job.account, job.job_id)
-        await store.accounts.unadmit(keys=k, args=a)  # the job was never created: give back its slot and hold
+        await store.accounts.unadmit(keys=k, args=a)
         raise
+    _refused(job, verdict)
     return Accepted(job, answer)
 
 
-async def _within_rate(store: AsyncJobStore, settings: Settings, account: str) -> RateDecision:
-    k, a = rate_args(account, settings)
-    rate = rate_decision(await store.accounts.rate(keys=k, args=a))
+async def _first_round(
+    store: AsyncJobStore, settings: Settings, job: Job, *, look_up: bool, saved_key: str | None
+) -> tuple[RateDecision, tuple[bytes | None, int], bytes | None]:
+    """The plan's request rate, and in the same round trip the cache entry (when `look_up`) and the
+    account's saved key for provider `saved_key` (when given). Raises on a refused rate."""
+    k, a = rate_args(job.account, settings)
+    script = store.accounts.rate
+    for attempt in (1, 2):
+        # EVALSHA by hand: redis-py's own script-in-pipeline support asks SCRIPT EXISTS first, which
+        # is one more round trip on every request. The script is loaded when Redis says it lacks it.
+        pipe = store.redis.pipeline(transaction=False)
+        pipe.evalsha(script.sha, len(k), *k, *a)
+        if look_up:
+            pipe.get(_cache_key(settings, job))
+            pipe.ttl(_cache_key(settings, job))
+        if saved_key:
+            pipe.hget(keys.account_provider_keys(job.account), saved_key)
+        try:
+            results = await pipe.execute()
+            break
+        except NoScriptError:
+            if attempt == 2:
+                raise
+            await store.redis.script_load(script.script)
+    rate = rate_decision(results[0])
     if not rate.allowed:
         raise RateLimitError(f"Rate limit exceeded: {rate.limit} job-creating requests a minute on this plan",
                              retry_after=rate.retry_after, headers=rate.headers())
-    return rate
+    cached = (results[1], results[2]) if look_up else (None, -2)
+    return rate, cached, results[-1] if saved_key else None
 
 
-async def _admit(store: AsyncJobStore, settings: Settings, job: Job) -> None:
-    """The plan's concurrent jobs and the job's price held from the balance, in one script."""
-    k, a = admit_args(job.account, job.job_id, job.hold_cents, settings)
-    verdict = admission(await store.accounts.admit(keys=k, args=a))
+def _refused(job: Job, verdict: Admission) -> None:
     if verdict.admitted:
         return
     if verdict.reason == "concurrency":
@@ -218,22 +243,31 @@ async def _admit(store: AsyncJobStore, settings: Settings, job: Job) -> None:
         f"Insufficient balance: this job costs {job.hold_cents} cents, {max(verdict.value, 0)} available")
 
 
-async def _cached(store: AsyncJobStore, settings: Settings, job: Job) -> int | None:
-    """On a hit, complete `job` in memory from the cached entry (its own output name, linked to the
-    same stored content) and return the entry's remaining TTL; None on a miss."""
+def _cache_key(settings: Settings, job: Job) -> str:
     assert job.cache_key is not None
-    key = keys.cache(scope(job.account, settings.cache_shared_across_accounts), job.cache_key)
+    return keys.cache(scope(job.account, settings.cache_shared_across_accounts), job.cache_key)
+
+
+async def _look_up(store: AsyncJobStore, settings: Settings, job: Job) -> tuple[bytes | None, int]:
     pipe = store.redis.pipeline(transaction=False)
-    pipe.get(key)
-    pipe.ttl(key)
+    pipe.get(_cache_key(settings, job))
+    pipe.ttl(_cache_key(settings, job))
     raw, ttl = await pipe.execute()
+    return raw, ttl
+
+
+async def _hit(store: AsyncJobStore, settings: Settings, job: Job, cached: tuple[bytes | None, int]) -> int | None:
+    """On a hit (`cached`: the entry and its TTL), complete `job` in memory from the cached entry (its
+    own output name, linked to the same stored content) and return the entry's remaining TTL; None
+    on a miss."""
+    raw, ttl = cached
     if raw is None:
         return None
     try:
         # Hard links: one metadata write each, cheap enough for the event loop.
         job.output, job.output_sha = Entry.decode(raw).materialize(get_storage(), job.job_id)
     except FileNotFoundError:
-        await store.redis.delete(key)  # the content is gone: the entry lies, forget it
+        await store.redis.delete(_cache_key(settings, job))  # the content is gone: the entry lies, forget it
         return None
     now = utcnow_iso()
     job.status, job.updated_at, job.completed_at = states.COMPLETED, now, now

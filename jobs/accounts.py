@@ -20,6 +20,7 @@ leaves at its terminal transition, whatever ended it.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,32 +79,44 @@ redis.call('SET', KEYS[2], tostring(new_tat), 'PX', math.ceil(new_tat - now) + 1
 return {1, rpm, 0, math.floor((now - allow_at) / interval), math.ceil((new_tat - now) / 1000)}
 """
 
-# Admission of a job. KEYS: account hash, active set, ledger index, ledger stream.
-# ARGV: plan table, job id, price (cents; 0 holds nothing), job key prefix.
+# Admission of a job and, when admitted, the writes that create it, in one script: the API's
+# submission costs one round trip here instead of two, and a refused job leaves nothing behind.
+# KEYS: account hash, active set, ledger index, ledger stream.
+# ARGV: plan table, job id, price (cents; 0 holds nothing), job key prefix, then optionally '1' to
+# admit or '0' to skip admission (a cache hit takes no slot), then the creating commands, each as
+# its number of words followed by the words (jobs/store.py `AsyncJobStore.create`).
 # -> {1} | {0, 'concurrency', limit} | {0, 'balance', available}
 _ADMIT_LUA = _LIMITS_LUA + """
-local _, conc = limits(KEYS[1], ARGV[1])
 local job, price = ARGV[2], tonumber(ARGV[3])
-if conc > 0 then
-  -- A job leaves the set at its terminal transition; prune any that expired without one.
-  for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-    local st = redis.call('HGET', ARGV[4] .. member, 'status')
-    if not st or st == '"completed"' or st == '"failed"' or st == '"cancelled"' then
-      redis.call('ZREM', KEYS[2], member)
+if ARGV[5] ~= '0' then
+  local _, conc = limits(KEYS[1], ARGV[1])
+  if conc > 0 then
+    -- A job leaves the set at its terminal transition; prune any that expired without one.
+    for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+      local st = redis.call('HGET', ARGV[4] .. member, 'status')
+      if not st or st == '"completed"' or st == '"failed"' or st == '"cancelled"' then
+        redis.call('ZREM', KEYS[2], member)
+      end
+    end
+    if redis.call('ZCARD', KEYS[2]) >= conc then return {0, 'concurrency', conc} end
+  end
+  if price > 0 then
+    local balance = tonumber(redis.call('HGET', KEYS[1], 'balance_cents')) or 0
+    local holds = tonumber(redis.call('HGET', KEYS[1], 'holds_cents')) or 0
+    if balance - holds < price then return {0, 'balance', balance - holds} end
+    if redis.call('HSETNX', KEYS[3], job .. '|hold', price) == 1 then
+      holds = redis.call('HINCRBY', KEYS[1], 'holds_cents', price)
+      redis.call('XADD', KEYS[4], '*', 'job', job, 'kind', 'hold', 'cents', price, 'balance', balance, 'holds', holds)
     end
   end
-  if redis.call('ZCARD', KEYS[2]) >= conc then return {0, 'concurrency', conc} end
+  redis.call('ZADD', KEYS[2], now_ms(), job)
 end
-if price > 0 then
-  local balance = tonumber(redis.call('HGET', KEYS[1], 'balance_cents')) or 0
-  local holds = tonumber(redis.call('HGET', KEYS[1], 'holds_cents')) or 0
-  if balance - holds < price then return {0, 'balance', balance - holds} end
-  if redis.call('HSETNX', KEYS[3], job .. '|hold', price) == 1 then
-    holds = redis.call('HINCRBY', KEYS[1], 'holds_cents', price)
-    redis.call('XADD', KEYS[4], '*', 'job', job, 'kind', 'hold', 'cents', price, 'balance', balance, 'holds', holds)
-  end
+local i = 6
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
 end
-redis.call('ZADD', KEYS[2], now_ms(), job)
 return {1}
 """
 
@@ -148,9 +161,14 @@ if acct_raw then
   if ARGV[2] == 'completed' then
     local f = redis.call('HMGET', KEYS[1], 'model', 'capability', 'created_at')
     local t = redis.call('TIME')
-    redis.call('ZADD', acct_key .. ':usage', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000),
+    local acct_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    redis.call('ZADD', acct_key .. ':usage', acct_ms,
       '{"job_id":"' .. job_id .. '","model":' .. f[1] .. ',"capability":' .. f[2] .. ',"cost_cents":' .. cost ..
       ',"cache_hit":' .. (hit and 'true' or 'false') .. ',"created_at":' .. f[3] .. '}')
+    -- The UTC day's total, atomically with its record: GET /v1/usage sums days instead of records.
+    if cost > 0 then
+      redis.call('HINCRBY', acct_key .. ':usage_days', math.floor(acct_ms / 86400000), cost)
+    end
   end
 end
 """.replace("__JOB_PREFIX_LEN__", str(len(keys.JOB.format("")))).replace("__ACCOUNT_PREFIX__", keys.ACCOUNT.format(""))
@@ -202,8 +220,14 @@ def _money_keys(account: str) -> list[str]:
             keys.account_ledger(account)]
 
 
-def admit_args(account: str, job_id: str, price: int, settings: Settings) -> tuple[list[str], list[Any]]:
-    return _money_keys(account), [plan_table(settings), job_id, price, keys.JOB.format("")]
+def admit_args(account: str, job_id: str, price: int, settings: Settings, *, admit: bool = True,
+               writes: Iterable[Sequence[Any]] = ()) -> tuple[list[str], list[Any]]:
+    """`writes`: the commands (word lists) that create the job, run only once it is admitted."""
+    args: list[Any] = [plan_table(settings), job_id, price, keys.JOB.format(""), "1" if admit else "0"]
+    for words in writes:
+        args.append(len(words))
+        args.extend(words)
+    return _money_keys(account), args
 
 
 def admission(ret: list) -> Admission:

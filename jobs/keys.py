@@ -32,6 +32,9 @@ ACCOUNT_RATE = PREFIX + ":account:{}:rate"  # string: GCRA theoretical arrival t
 ACCOUNT_LEDGER = PREFIX + ":account:{}:ledger"  # stream: every money movement (credit, hold, capture, release)
 ACCOUNT_LEDGER_INDEX = PREFIX + ":account:{}:ledger_index"  # hash "job|kind" -> cents: each movement happens once
 ACCOUNT_USAGE = PREFIX + ":account:{}:usage"  # zset completed ms -> usage record JSON
+# hash UTC day (days since 1970-01-01, as the Lua computes it) -> cents of that day's usage records;
+# written with the record in TERMINAL_LUA so GET /v1/usage totals a period by its days, not its records
+ACCOUNT_USAGE_DAYS = PREFIX + ":account:{}:usage_days"
 
 
 def job(job_id: str) -> str:
@@ -112,6 +115,10 @@ def account_ledger_index(account_id: str) -> str:
 
 def account_usage(account_id: str) -> str:
     return ACCOUNT_USAGE.format(account_id)
+
+
+def account_usage_days(account_id: str) -> str:
+    return ACCOUNT_USAGE_DAYS.format(account_id)
 
 
 def account_keys(account_id: str) -> str:

@@ -18,6 +18,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from config import logs
+from config.settings import Settings
 from jobs import accounts, keys, states, webhooks
 from jobs.record import PUBLIC_FIELDS, Job, encode_fields, utcnow_iso
 
@@ -233,14 +234,18 @@ class AsyncJobStore:
         return _result(await self._transition(keys=k, args=a))
 
     async def create(
-        self, job: Job, *, queue_key: str | None = None, message: bytes | None = None, recheck_at: float | None = None,
-        sealed_key: str | None = None, also: Callable[[Any], None] | None = None,
-    ) -> None:
-        """Write the job, its first event, its account index, its sweeper backstop and its Celery
-        submit message in one MULTI/EXEC round trip: the job exists iff its message was queued.
-        A job born terminal (a cache hit) has no message and no backstop. `also` adds the caller's
-        own writes (the idempotency record) to the same transaction."""
-        pipe = self.redis.pipeline(transaction=True)
+        self, job: Job, settings: Settings, *, admit: bool = True, queue_key: str | None = None,
+        message: bytes | None = None, recheck_at: float | None = None, sealed_key: str | None = None,
+        also: Callable[[Any], None] | None = None,
+    ) -> accounts.Admission:
+        """Admit the job (the plan's concurrency, its price held from the balance) and write it, its
+        first event, its account index, its sweeper backstop and its Celery submit message, all in
+        one script, one round trip: the job exists iff it was admitted and its message queued. A job
+        born terminal (a cache hit) skips admission and has no message and no backstop. `also` adds
+        the caller's own writes (the idempotency record)."""
+        # A pipeline that is never executed: it only spells the commands, which the admission
+        # script runs once the job is admitted.
+        pipe = self.redis.pipeline(transaction=False)
         jk = keys.job(job.job_id)
         pipe.hset(jk, mapping=job.to_fields())
         pipe.expire(jk, self.ttl)
@@ -268,10 +273,14 @@ class AsyncJobStore:
             pipe.hincrby(keys.STATS_CACHE, ("hit" if (job.cache or {}).get("hit") else "miss") + label, 1)
         if also is not None:
             also(pipe)
-        await pipe.execute()
-        logs.bind(job_id=job.job_id, account=job.account)
-        log.info("job %s created: %s%s", job.job_id, job.model,
-                 " (cache hit: completed)" if job.status == states.COMPLETED else "")
+        k, a = accounts.admit_args(job.account, job.job_id, job.hold_cents, settings, admit=admit,
+                                   writes=[words for words, _ in pipe.command_stack])
+        verdict = accounts.admission(await self.accounts.admit(keys=k, args=a))
+        if verdict.admitted:
+            logs.bind(job_id=job.job_id, account=job.account)
+            log.info("job %s created: %s%s", job.job_id, job.model,
+                     " (cache hit: completed)" if job.status == states.COMPLETED else "")
+        return verdict
 
 
 def _public_json(job: Job) -> bytes:

@@ -83,9 +83,7 @@ class LocalStorage:
                     digest.update(chunk)
                     f.write(chunk)
             sha = digest.hexdigest()
-            blob = self.blob_path(sha)
-            blob.parent.mkdir(exist_ok=True)
-            os.replace(tmp, blob)  # same content, same name: a concurrent writer's copy is identical
+            self._keep_blob(tmp, sha)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -93,6 +91,18 @@ class LocalStorage:
 
     def blob_path(self, sha: str) -> Path:
         return self.root / "objects" / sha[:2] / sha
+
+    def _keep_blob(self, tmp: str | Path, sha: str) -> None:
+        """Make the file `tmp` the blob of `sha`, unless that blob exists (same content, same name).
+        Never replaced: on Linux, linking a name that a rename replaces at that instant fails with
+        ENOENT (the old inode's last link is gone), which the fault matrix met as concurrent finalizes
+        of identical outputs. The caller removes `tmp` when it is not kept."""
+        blob = self.blob_path(sha)
+        blob.parent.mkdir(exist_ok=True)
+        try:
+            os.link(tmp, blob)
+        except FileExistsError:
+            pass
 
     def link_output(self, name_stem: str, sha: str, media_type: str, *, size: int | None = None) -> StoredFile:
         """Give a stored blob the stable name `o/<stem>.<ext>` (a cache hit reuses another job's blob)."""
@@ -122,8 +132,10 @@ class LocalStorage:
         """Move a finished upload into its blob and give it the stable name `u/<name>`."""
         sink.close()
         blob = self.blob_path(sink.sha256)
-        blob.parent.mkdir(exist_ok=True)
-        os.replace(sink.path, blob)  # same content, same name: a concurrent writer's copy is identical
+        try:
+            self._keep_blob(sink.path, sink.sha256)
+        finally:
+            Path(sink.path).unlink(missing_ok=True)
         uploads = self.root / "u"
         uploads.mkdir(exist_ok=True)
         os.link(blob, uploads / name)  # the name holds a fresh random file id: nothing to replace

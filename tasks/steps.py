@@ -14,6 +14,8 @@ def submit(job_id: str) -> None:
     pipeline.submit(get_runtime(), job_id)
 
 
+# The pipeline finalizes inline now (tasks/pipeline.py `_finalize_now`); the task stays registered for
+# messages an older version left in the queues.
 @app.task(name=q.FINALIZE)
 def finalize(job_id: str) -> None:
     pipeline.finalize(get_runtime(), job_id)

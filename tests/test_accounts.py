@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import subprocess
 import sys
 import uuid
+from datetime import date, datetime, timezone
+
 import httpx
+import orjson
 import pytest
 import redis
 
@@ -109,6 +113,9 @@ def test_balance_admits_exactly_what_it_covers(api: str, rds: redis.Redis, worke
         assert balance == {"balance_cents": start - completed * PRICE, "currency": "usd"}
         usage = c.get("/usage").json()
         assert usage["total_cents"] == completed * PRICE and len(usage["usage"]) == completed
+        assert usage["next_cursor"] is None
+    # The completing transition keeps the day's total beside each record (what total_cents sums).
+    assert sum(int(v) for v in rds.hvals(keys.account_usage_days(account))) == completed * PRICE
     assert accounts.ledger_sum(rds, account) == start - completed * PRICE
     assert int(rds.hget(keys.account(account), "holds_cents")) == 0
     captures = [e for _, e in rds.xrange(keys.account_ledger(account)) if e[b"kind"] == b"capture"]
@@ -139,12 +146,118 @@ def test_account_endpoints(api: str, rds: redis.Redis):
     with _client(api, rds, account) as c:
         assert c.get("/me").json() == {"userId": account, "email": "pro@example.com"}
         assert c.get("/balance").json() == {"balance_cents": 1234, "currency": "usd"}
-        assert c.get("/usage", params={"from": "2026-01-01", "to": "2026-01-31"}).json() == {"usage": [],
-                                                                                            "total_cents": 0}
+        assert c.get("/usage", params={"from": "2026-01-01", "to": "2026-01-31"}).json() == {
+            "usage": [], "total_cents": 0, "next_cursor": None}
         for params, field in (({"from": "yesterday"}, "from"), ({"to": "2026-13-01"}, "to"),
                               ({"from": "2026-02-01", "to": "2026-01-01"}, "to")):
             r = c.get("/usage", params=params)
             assert r.status_code == 400 and r.json()["field"] == field
+
+
+# --- GET /v1/usage: pages and the period's total -------------------------------------------------
+
+DAY_MS = 86_400_000
+MARCH_1 = int(datetime(2026, 3, 1, tzinfo=timezone.utc).timestamp() * 1000)
+
+
+def _seed_usage(rds: redis.Redis, account: str, records: list[tuple[int, int]]) -> list[str]:
+    """(completion ms, cents) records, written as TERMINAL_LUA leaves them: the record in the usage
+    zset and its cents on its UTC day. The job ids, in the order the API must return them."""
+    pipe = rds.pipeline(transaction=False)
+    members = []
+    for ms, cents in records:
+        record = {"job_id": f"job_{uuid.uuid4().hex}", "model": "fal:flux-schnell", "capability": "image",
+                  "cost_cents": cents, "cache_hit": False, "created_at": "2026-03-01T00:00:00Z"}
+        member = orjson.dumps(record)
+        members.append((ms, member, record["job_id"]))
+        pipe.zadd(keys.account_usage(account), {member: ms})
+        if cents:
+            pipe.hincrby(keys.account_usage_days(account), ms // DAY_MS, cents)
+    pipe.execute()
+    return [job_id for _, _, job_id in sorted(members)]  # Redis's order: score, then member bytes
+
+
+def _usage_pages(c: httpx.Client, **params) -> list[dict]:
+    pages, cursor = [], None
+    while True:
+        r = c.get("/usage", params={**params, **({"cursor": cursor} if cursor else {})})
+        assert r.status_code == 200, r.text
+        pages.append(r.json())
+        cursor = pages[-1]["next_cursor"]
+        if cursor is None:
+            return pages
+        assert len(pages) < 100, "the cursor does not advance"
+
+
+def test_usage_pages_keep_the_whole_periods_total(api: str, rds: redis.Redis):
+    account = _account(rds, "pro")
+    records = [(MARCH_1 + (i // 3) * 1000, i % 7) for i in range(250)]  # three records a millisecond
+    expected = _seed_usage(rds, account, records)
+    total = sum(cents for _, cents in records)
+    with _client(api, rds, account) as c:
+        for params in ({"limit": 100}, {"limit": 100, "from": "2026-03-01", "to": "2026-03-01"},
+                       {"limit": 100, "from": "2026-02-01"}):
+            pages = _usage_pages(c, **params)
+            assert [len(p["usage"]) for p in pages] == [100, 100, 50], params
+            assert [r["job_id"] for p in pages for r in p["usage"]] == expected, "each record once, oldest first"
+            assert {p["total_cents"] for p in pages} == {total}, "every page carries the period's total"
+        first = c.get("/usage").json()
+        assert len(first["usage"]) == 100 and first["next_cursor"], "the default page is 100 records"
+        assert len(c.get("/usage", params={"limit": 1000}).json()["usage"]) == 250
+
+
+def test_usage_records_of_one_millisecond_are_neither_skipped_nor_repeated(api: str, rds: redis.Redis):
+    account = _account(rds, "pro")
+    expected = _seed_usage(rds, account, [(MARCH_1, 1)] + [(MARCH_1 + 5, 2)] * 7 + [(MARCH_1 + 6, 3)] * 2)
+    with _client(api, rds, account) as c:
+        for limit in (1, 2, 3, 4, 7, 8, 10):
+            pages = _usage_pages(c, limit=limit)
+            assert [r["job_id"] for p in pages for r in p["usage"]] == expected, limit
+            assert {p["total_cents"] for p in pages} == {21}
+
+
+def test_usage_total_sums_the_days_of_the_range(api: str, rds: redis.Redis):
+    account = _account(rds, "pro")
+    # Feb 28 23:59:59.999, Mar 1 00:00, Mar 1 23:59:59.999, Mar 2, and a year and more later.
+    _seed_usage(rds, account, [(MARCH_1 - 1, 1), (MARCH_1, 10), (MARCH_1 + DAY_MS - 1, 100), (MARCH_1 + DAY_MS, 1000),
+                               (MARCH_1 + 400 * DAY_MS, 10000)])
+    with _client(api, rds, account) as c:
+        for params, cents in (({}, 11111),
+                              ({"from": "2026-03-01", "to": "2026-03-01"}, 110),
+                              ({"from": "2026-03-01"}, 11110),
+                              ({"to": "2026-03-01"}, 111),
+                              ({"from": "2026-02-28", "to": "2026-03-02"}, 1111),
+                              ({"from": "2025-01-01", "to": "2027-12-31"}, 11111),  # longer than a year
+                              ({"from": "0001-01-01", "to": "9999-12-31"}, 11111),
+                              ({"from": "2026-03-03", "to": "2027-04-01"}, 0)):
+            body = c.get("/usage", params=params).json()
+            assert body["total_cents"] == cents == sum(r["cost_cents"] for r in body["usage"]), params
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"limit": 0}, "limit"),
+    ({"limit": 1001}, "limit"),
+    ({"limit": "ten"}, "limit"),
+    ({"cursor": "%%%"}, "cursor"),
+    ({"cursor": "x" * 201}, "cursor"),
+    ({"cursor": _b64(b"soon:0")}, "cursor"),
+    ({"cursor": _b64(b"1772323200000:-1")}, "cursor"),
+    ({"cursor": _b64(b"1772323200000")}, "cursor"),
+    ({"cursor": _b64(b"1772323200000:3") + "=="}, "cursor"),
+    ({"cursor": _b64(b"1.5e12:0")}, "cursor"),
+    ({"cursor": _b64(b"1772323200000.0:job_1")}, "cursor"),  # a GET /v1/jobs cursor
+])
+def test_bad_usage_paging_is_400_with_the_field(api: str, rds: redis.Redis, params: dict, field: str):
+    with _client(api, rds, _account(rds, "pro")) as c:
+        r = c.get("/usage", params=params)
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert set(body) == {"error", "message", "field", "statusCode"}
+    assert body["error"] == "ValidationError" and body["field"] == field and body["statusCode"] == 400
 
 
 def _gengate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

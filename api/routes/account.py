@@ -1,12 +1,34 @@
-"""GET /v1/me, /v1/balance, /v1/usage: the caller's own account, as the spec shapes them."""
+"""GET /v1/me, /v1/balance, /v1/usage: the caller's own account, as the spec shapes them.
+
+Usage is read a page at a time (`limit`, `cursor`, `next_cursor`: gengate's additions, the spec has
+no paging), so an answer no longer grows with the account's history. The records live in the zset
+`keys.account_usage` (completion ms -> record JSON), which Redis orders by score, then member bytes.
+A cursor is a position in that order: the last page's final score and how many records with exactly
+that score were already returned. Those come first among their score, so the next page is one
+ZRANGEBYSCORE from that score with that offset: records completed in one millisecond are neither
+skipped nor repeated. (A record written later in that very millisecond, sorting before one already
+returned, would be seen twice: scores are the completion time, so only a page that ends at the
+newest record can meet one.)
+
+`total_cents` is the whole period's, on every page: summed from the per-UTC-day totals that the
+completing transition adds to `keys.account_usage_days` with each record, so it costs one field per
+day of the range (or per day the account spent anything, for a long or open-ended one), not one
+per record.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
+from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import ORJSONResponse
+from redis.asyncio import Redis
 
 from api.deps import PrincipalDep, RedisDep
 from api.schemas import error_responses
@@ -14,7 +36,13 @@ from jobs import keys
 from jobs.errors import ValidationError
 
 router = APIRouter(prefix="/v1", tags=["Account"])
-MAX_USAGE_RECORDS = 10_000
+USAGE_PAGE = 100  # 100 records are ~17 kB; the old unpaged answer ran to 1.7 MB at 10k jobs
+USAGE_PAGE_MAX = 1000
+# A closed range up to this many days reads exactly its days' fields; a longer or open-ended one
+# reads the whole day hash, which holds only the days the account spent anything (so it is never
+# asked for 3.6 million fields by from=0001-01-01&to=9999-12-31).
+DAYS_READ_ONE_BY_ONE = 366
+_EPOCH = date(1970, 1, 1)
 
 
 @router.get("/me", responses=error_responses(401), operation_id="getMe", summary="Get current user")
@@ -46,21 +74,114 @@ def _day(value: str | None, field: str) -> date | None:
 
 
 @router.get("/usage", responses=error_responses(400, 401), operation_id="getUsage", summary="Get usage")
-async def usage(principal: PrincipalDep, redis: RedisDep,
-                from_: str | None = Query(default=None, alias="from", description="Start date (inclusive), e.g. 2026-01-01",
-                                          **_DATE),
-                to: str | None = Query(default=None, description="End date (inclusive), e.g. 2026-01-31", **_DATE)):
+async def usage(
+    principal: PrincipalDep, redis: RedisDep,
+    from_: Annotated[str | None, Query(alias="from", description="Start date (inclusive), e.g. 2026-01-01",
+                                       **_DATE)] = None,
+    to: Annotated[str | None, Query(description="End date (inclusive), e.g. 2026-01-31", **_DATE)] = None,
+    limit: Annotated[int, Query(ge=1, le=USAGE_PAGE_MAX, description="Page size (a gengate addition)")] = USAGE_PAGE,
+    cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page "
+                                        "(a gengate addition)")] = None,
+):
     """Completed jobs in the date range (UTC days, both ends inclusive), oldest first, with what
-    each cost: cache hits, BYOK jobs and jobs that shared another's provider call cost 0."""
-    start, end = _day(from_, "from"), _day(to, "to")
-    if start and end and end < start:
+    each cost: cache hits, BYOK jobs and jobs that shared another's provider call cost 0.
+
+    A page holds up to `limit` records (default 100, at most 1,000); follow `next_cursor` until it
+    is null, with the same `from` and `to`. `total_cents` is the whole period's on every page."""
+    first, last = _day(from_, "from"), _day(to, "to")
+    if first and last and last < first:
         raise ValidationError("to must not be before from", field="to")
-    low = _ms(datetime.combine(start, time.min, timezone.utc)) if start else "-inf"
-    high = _ms(datetime.combine(end, time.max, timezone.utc)) if end else "+inf"
-    raw = await redis.zrangebyscore(keys.account_usage(principal.account_id), low, high, start=0,
-                                    num=MAX_USAGE_RECORDS)
-    records = [orjson.loads(r) for r in raw]
-    return ORJSONResponse({"usage": records, "total_cents": sum(r["cost_cents"] for r in records)})
+    after = _cursor(cursor) if cursor else None
+    low = _ms(datetime.combine(first, time.min, timezone.utc)) if first else None
+    high = _ms(datetime.combine(last, time.max, timezone.utc)) if last else None
+    resume = _resume(after, low)
+    entries, day_totals = await _read(redis, principal.account_id, resume, high, limit + 1, _day_fields(first, last))
+    page, next_pos = _page(entries, limit, resume)
+    return ORJSONResponse({"usage": [orjson.loads(member) for member, _ in page],
+                           "total_cents": _sum_days(day_totals, first, last),
+                           "next_cursor": _encode(next_pos) if next_pos else None})
+
+
+async def _read(redis: Redis, account: str, resume: Position | None, high: int | None, count: int,
+                days: list[int] | None) -> tuple[list[tuple[bytes, float]], list[bytes | None] | dict[bytes, bytes]]:
+    """Up to `count` records from `resume` on, and the day totals; in one MULTI, so the page and
+    the total are read at the same instant."""
+    pipe = redis.pipeline(transaction=True)
+    pipe.zrangebyscore(keys.account_usage(account), resume.score if resume else "-inf",
+                       "+inf" if high is None else high, start=resume.skip if resume else 0, num=count,
+                       withscores=True)
+    if days is None:
+        pipe.hgetall(keys.account_usage_days(account))
+    else:
+        pipe.hmget(keys.account_usage_days(account), days)
+    entries, day_totals = await pipe.execute()
+    return entries, day_totals
+
+
+@dataclass(frozen=True)
+class Position:
+    score: int  # completion ms of the last record returned
+    skip: int  # records with exactly that score returned so far: they come first among their score
+
+
+_CURSOR = re.compile(r"^(\d{1,15}):(\d{1,9})$")
+
+
+def _encode(pos: Position) -> str:
+    return base64.urlsafe_b64encode(f"{pos.score}:{pos.skip}".encode()).rstrip(b"=").decode()
+
+
+def _cursor(value: str) -> Position:
+    """The position a `next_cursor` names; anything `_encode` did not make is a 400 on `cursor`."""
+    try:
+        match = _CURSOR.match(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii"))
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        match = None
+    pos = Position(int(match[1]), int(match[2])) if match else None
+    # The round trip refuses what the lenient decoder would let through (stray characters, leading zeros).
+    if pos is None or _encode(pos) != value:
+        raise ValidationError("cursor is not a next_cursor of this endpoint", field="cursor")
+    return pos
+
+
+def _resume(after: Position | None, low: int | None) -> Position | None:
+    """Where the page starts: after the cursor, unless the range (changed since) starts later."""
+    if after is None or (low is not None and after.score < low):
+        return None if low is None else Position(low, 0)
+    return after
+
+
+def _page(entries: list[tuple[bytes, float]], limit: int,
+          resume: Position | None) -> tuple[list[tuple[bytes, float]], Position | None]:
+    """The page (`entries` holds one more than `limit` when a next page exists) and where it ended."""
+    if len(entries) <= limit:
+        return entries, None
+    page = entries[:limit]
+    score = int(page[-1][1])
+    ties = next((i for i, (_, s) in enumerate(reversed(page)) if int(s) != score), len(page))
+    if ties == len(page) and resume is not None and resume.score == score:
+        ties += resume.skip  # the whole page sat on the score the cursor had already skipped into
+    return page, Position(score, ties)
+
+
+def _epoch_day(day: date) -> int:
+    return (day - _EPOCH).days
+
+
+def _day_fields(first: date | None, last: date | None) -> list[int] | None:
+    """The day fields to read one by one, or None to read the whole hash."""
+    if first is None or last is None or (last - first).days >= DAYS_READ_ONE_BY_ONE:
+        return None
+    return list(range(_epoch_day(first), _epoch_day(last) + 1))
+
+
+def _sum_days(reply: list[bytes | None] | dict[bytes, bytes], first: date | None, last: date | None) -> int:
+    if isinstance(reply, list):  # HMGET of exactly the range's days
+        return sum(int(v) for v in reply if v is not None)
+    low = _epoch_day(first) if first else None
+    high = _epoch_day(last) if last else None
+    return sum(int(v) for k, v in reply.items()
+               if (low is None or int(k) >= low) and (high is None or int(k) <= high))
 
 
 def _ms(moment: datetime) -> int:

@@ -23,8 +23,14 @@ from jobs.sealing import job_token
 
 router = APIRouter(prefix="/v1/providers", include_in_schema=False)
 
-# Pull the job's due time forward only if it is scheduled at all (terminal jobs are not).
-_NUDGE_LUA = "if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1]) end return 0"
+# Pull the job's due time forward only while it waits on the provider: scheduled (terminal jobs are
+# not) and without a result yet. A job that has its result is being finalized already; a nudge would
+# only start a second finalize beside it (a provider may call back several times, e.g. Replicate).
+_NUDGE_LUA = """
+if redis.call('HEXISTS', KEYS[2], 'result') == 1 then return 0 end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1]) end
+return 0
+"""
 
 
 @router.post("/{provider}/webhooks/{job_id}/{token}")
@@ -35,5 +41,5 @@ async def provider_callback(provider: str, job_id: str, token: str, store: Store
     if job is None or job.provider != provider:
         raise NotFoundError("Unknown callback")
     if job.status == states.PROCESSING:
-        await redis.eval(_NUDGE_LUA, 1, keys.SCHEDULE, job_id, time.time())
+        await redis.eval(_NUDGE_LUA, 2, keys.SCHEDULE, keys.job(job_id), job_id, time.time())
     return ORJSONResponse({"received": True})

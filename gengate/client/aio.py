@@ -200,7 +200,13 @@ class AsyncGatewayClient:
         return await self._send(calls.balance())
 
     async def usage(self, from_: str | date | None = None, to: str | date | None = None) -> Usage:
-        return await self._send(calls.usage(from_, to))
+        """Every usage record of the period (the server pages them: this follows `next_cursor`)."""
+        page = await self._send(calls.usage(from_, to))
+        records = list(page.usage)
+        while page.next_cursor:
+            page = await self._send(calls.usage(from_, to, page.next_cursor))
+            records += page.usage
+        return Usage(records, page.total_cents)
 
     async def me(self) -> Me:
         return await self._send(calls.me())

@@ -175,8 +175,11 @@ def me() -> Call:
     return Call("GET", "/me", lambda r: types.me_from(r.json()))
 
 
-def usage(from_: str | date | None, to: str | date | None) -> Call:
-    query = {"from": _day(from_), "to": _day(to)}
+USAGE_PAGE = 1000  # the server's largest page: `usage()` reads every page of the period
+
+
+def usage(from_: str | date | None, to: str | date | None, cursor: str | None = None) -> Call:
+    query = {"from": _day(from_), "to": _day(to), "limit": USAGE_PAGE, "cursor": cursor}
     return Call("GET", "/usage", lambda r: types.usage_from(r.json()),
                 params={k: v for k, v in query.items() if v is not None})
 

@@ -198,7 +198,13 @@ class GatewayClient:
         return self._send(calls.balance())
 
     def usage(self, from_: str | date | None = None, to: str | date | None = None) -> Usage:
-        return self._send(calls.usage(from_, to))
+        """Every usage record of the period (the server pages them: this follows `next_cursor`)."""
+        page = self._send(calls.usage(from_, to))
+        records = list(page.usage)
+        while page.next_cursor:
+            page = self._send(calls.usage(from_, to, page.next_cursor))
+            records += page.usage
+        return Usage(records, page.total_cents)
 
     def me(self) -> Me:
         return self._send(calls.me())

@@ -109,6 +109,7 @@ class UsageRecord:
 class Usage:
     usage: list[UsageRecord]
     total_cents: float
+    next_cursor: str | None = None  # set on one page; the clients' `usage()` has followed them all
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def me_from(data: dict[str, Any]) -> Me:
 def usage_from(data: dict[str, Any]) -> Usage:
     records = [UsageRecord(r.get("job_id", ""), r.get("model"), r.get("capability"), r.get("cost_cents", 0),
                            bool(r.get("cache_hit")), r.get("created_at"), raw=r) for r in data.get("usage", [])]
-    return Usage(records, data.get("total_cents", 0))
+    return Usage(records, data.get("total_cents", 0), data.get("next_cursor"))
 
 
 def voices_from(data: dict[str, Any]) -> list[Voice]:
