@@ -51,7 +51,8 @@ class Settings(BaseSettings):
         "the poll stays the authority, and the fallback when a callback never comes.",
     )
     poll_max_with_webhooks_seconds: float = Field(
-        default=30.0, description="Cap of the poll backoff for jobs whose provider will call back.")
+        default=30.0, description="How often a job whose provider will call back is polled, as the fallback "
+        "for a lost callback (after the look right after submission).")
     poll_backoff: float = Field(default=1.5, description="Factor between successive provider polls.")
     step_lease_seconds: float = Field(
         default=60.0, description="A job whose pipeline step shows no progress for this long is re-driven by the sweeper."

@@ -235,7 +235,11 @@ def _send(rt: Runtime, job: Job, *, claimed: bool = False) -> None:
     crashpoint("submit.after_accept")
     # Persist the handle first, unconditionally: a cancel that raced us must still find it.
     job.handle = outcome.handle
-    job.poll_interval = rt.settings.poll_initial_seconds
+    # With callbacks on, the provider says when the job ends: no early polls (in bench/inflight.py they
+    # were ~5 a job in the first 30 s, CPU taken from the finalizes the callbacks asked for), only the
+    # fallback at the webhook cap, in case a callback is lost.
+    s = rt.settings
+    job.poll_interval = s.poll_max_with_webhooks_seconds if s.provider_webhooks_on else s.poll_initial_seconds
     rt.store.set_fields(job.job_id, handle=job.handle, poll_interval=job.poll_interval)
     crashpoint("submit.after_handle")
     current = rt.store.get(job.job_id)
