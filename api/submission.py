@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from starlette.datastructures import Headers
 
 from api.provider_keys import from_header, saved_or_pooled
@@ -190,9 +190,10 @@ async def accept(
         verdict = await store.create(job, settings, queue_key=queue_key, message=message, sealed_key=sealed_key,
                                      recheck_at=time.time() + settings.step_lease_seconds,
                                      also=also(job, answer) if also else None)
-    except BaseException:
-        # The outcome is unknown (Redis went away mid-call?): give back whatever was admitted. A job
-        # that was written keeps working; only its hold and slot are returned, never charged twice.
+    except ResponseError:
+        # The script failed part way (a write Redis refused): give back the slot and hold it took.
+        # Not on a lost connection: admission and creation are one script, so then both happened
+        # or neither, and returning the hold of a job that exists would unbalance its capture.
         k, a = unadmit_args(job.account, job.job_id)
         await store.accounts.unadmit(keys=k, args=a)
         raise

@@ -15,7 +15,7 @@ The points (each a one-line call in tasks/pipeline.py):
     submit.after_accept      the provider accepted the request, its handle not saved yet
     submit.after_handle      the handle saved, the first poll not made
     poll.before              about to poll the provider
-    poll.after_result        the provider's result recorded, finalize not enqueued
+    poll.after_result        the provider's result recorded, finalize not started
     finalize.during_download inside the copy of the provider's output into storage (first chunk)
     finalize.before_complete the output stored, the job not yet completed
 

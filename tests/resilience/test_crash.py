@@ -39,7 +39,7 @@ MATRIX = [
     ("submit.after_accept", "submit, provider accepted, handle not saved", False),
     ("submit.after_handle", "submit, handle saved, not yet polled", False),
     ("poll.before", "poll, before the provider call", False),
-    ("poll.after_result", "poll, result recorded, finalize not queued", False),
+    ("poll.after_result", "poll, result recorded, finalize not started", False),
     ("finalize.during_download", "finalize, during the copy into storage", False),
     ("finalize.before_complete", "finalize, stored, not yet completed", False),
 ]
