@@ -69,6 +69,11 @@ def main() -> int:
         cmd = [str(BIN / "gengate"), "up", *rest]
     else:
         cmd = [str(BIN / "python"), "-m", "pytest", *rest]
+    if os.name == "posix":
+        # Become the command: a SIGTERM (from `timeout`, a supervisor, CI) then reaches it, instead
+        # of stopping this wrapper and leaving `gengate up` and its processes running.
+        sys.stdout.flush()
+        os.execv(cmd[0], cmd)
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:
