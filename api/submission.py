@@ -9,7 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.datastructures import Headers
 
 from api.provider_keys import from_header, saved_or_pooled
@@ -31,7 +33,7 @@ from jobs.cache import (
     scope,
 )
 from jobs.accounts import CONCURRENCY_RETRY_AFTER, Admission, RateDecision, rate_args, rate_decision, unadmit_args
-from jobs.errors import InsufficientBalanceError, RateLimitError, ValidationError
+from jobs.errors import InsufficientBalanceError, RateLimitError, UnavailableError, ValidationError
 from jobs.record import Job, new_job_id, utcnow_iso
 from jobs.store import AsyncJobStore
 from storage import get_storage
@@ -39,6 +41,9 @@ from storage.fetch import UnsafeURL, check_url
 from tasks.enqueue import SUBMIT, step_message
 
 MUSIC_SECONDS = (3, 600)  # ElevenLabs music_length_ms 3,000-600,000
+# How long a submission whose creating script lost its connection waits for Redis to say whether the
+# job exists: longer than a Redis restart (the resilience suite's take 8 s), short of a client timeout.
+UNKNOWN_OUTCOME_WAIT_SECONDS = 15.0
 
 
 def check_params(spec: ModelSpec, params: dict[str, Any]) -> tuple[str, list[str]]:
@@ -197,8 +202,30 @@ async def accept(
         k, a = unadmit_args(job.account, job.job_id)
         await store.accounts.unadmit(keys=k, args=a)
         raise
+    except (RedisConnectionError, RedisTimeoutError) as lost:
+        # Redis may have run the script and gone away before answering (the resilience suite's
+        # Redis restarts met it: a job answered 503 that then ran and was charged). Ask again once
+        # Redis is back: a job that exists is answered 202 like any other.
+        if not await _exists_after_all(store, job.job_id):
+            raise UnavailableError(f"The job store went away while creating the job; it was not created "
+                                   f"if GET /v1/jobs/{job.job_id} answers 404. Retry with an Idempotency-Key "
+                                   "to be safe") from lost
+        verdict = Admission(True)  # the script writes a job only once it is admitted
     _refused(job, verdict)
     return Accepted(job, answer)
+
+
+async def _exists_after_all(store: AsyncJobStore, job_id: str) -> bool:
+    """Whether the job was written, asking Redis for up to `UNKNOWN_OUTCOME_WAIT_SECONDS` (False when
+    it stays unreachable: then nobody can tell, and the 503 says how to find out)."""
+    deadline = time.monotonic() + UNKNOWN_OUTCOME_WAIT_SECONDS
+    while True:
+        try:
+            return bool(await store.redis.exists(keys.job(job_id)))
+        except (RedisConnectionError, RedisTimeoutError):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.25)
 
 
 async def _first_round(

@@ -16,10 +16,11 @@ from collections.abc import Callable
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sim import fal
 from sim import replicate
@@ -47,7 +48,21 @@ def create_app() -> Starlette:
     """All simulated providers in one app: ``/fal/...`` etc., and ``GET /healthz``."""
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
     routes += [Mount(f"/{name}", app=factory()) for name, factory in PROVIDERS.items()]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(QuietDisconnects)])
+
+
+class QuietDisconnects:
+    """A client that goes away while its request body is read (the resilience suite SIGKILLs
+    workers mid-request) is not a simulator error: no "Exception in ASGI application" traceback."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            pass
 
 
 def bind(host: str, port: int) -> socket.socket:
