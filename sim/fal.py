@@ -24,7 +24,6 @@ Design choices, and why:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import heapq
@@ -44,7 +43,8 @@ from starlette.routing import Route
 
 from sim import files, media
 from sim.control import (
-    JSON, UNKNOWN_STATUS, ControlledSimulator, control_routes, hang, number, retry_after_header, with_output_fault,
+    JSON, UNKNOWN_STATUS, ControlledSimulator, callback_client, control_routes, hang, number, retry_after_header,
+    with_output_fault,
 )
 
 #: Defaults that ``POST /_sim/reset`` restores.  Any per-request knob may also
@@ -285,7 +285,6 @@ class FalSimulator(ControlledSimulator[FalRequest]):
         self.requests: dict[str, FalRequest] = {}
         self.queues: dict[str, list[float]] = {}  # per app root: heap of queue-exit times
         self.tasks: set[asyncio.Task[None]] = set()
-        self._webhook_client: httpx.AsyncClient | None = None  # made in the running loop, on first use
         super().__init__()
 
     def reset(self) -> None:
@@ -590,31 +589,24 @@ class FalSimulator(ControlledSimulator[FalRequest]):
                 else f"Invalid status code: {status}"
             body.update(status="ERROR", payload=error_body, error=error)
         attempts = max(1, int(number(record.knobs.get("webhook_attempts"), 3)))
-        # One client for every delivery: a new AsyncClient builds an SSL context (~10 ms of CPU), which
-        # made 86 % of the simulator's CPU with 10,000 jobs calling back (bench/inflight.py, py-spy).
-        async with contextlib.nullcontext(self.webhook_client()) as client:
-            for attempt in range(attempts):
-                if attempt:
-                    await asyncio.sleep(0.2 * 2 ** (attempt - 1))
-                hook.attempts += 1
-                self.count("webhook_attempts")
-                try:
-                    answer = await client.post(hook.url, json=body)
-                except httpx.HTTPError as exc:
-                    hook.last_error = f"{type(exc).__name__}: {exc}"
-                    continue
-                hook.last_status = answer.status_code
-                if answer.is_success:
-                    hook.delivered, hook.last_error = True, None
-                    self.count("webhooks_delivered")
-                    return
-                hook.last_error = f"receiver answered {answer.status_code}"
+        client = callback_client()
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(0.2 * 2 ** (attempt - 1))
+            hook.attempts += 1
+            self.count("webhook_attempts")
+            try:
+                answer = await client.post(hook.url, json=body)
+            except httpx.HTTPError as exc:
+                hook.last_error = f"{type(exc).__name__}: {exc}"
+                continue
+            hook.last_status = answer.status_code
+            if answer.is_success:
+                hook.delivered, hook.last_error = True, None
+                self.count("webhooks_delivered")
+                return
+            hook.last_error = f"receiver answered {answer.status_code}"
         self.count("webhooks_failed")
-
-    def webhook_client(self) -> httpx.AsyncClient:
-        if self._webhook_client is None:
-            self._webhook_client = httpx.AsyncClient(timeout=10.0)
-        return self._webhook_client
 
     # -- control API hooks -------------------------------------------------------
     def records(self) -> dict[str, FalRequest]:

@@ -53,8 +53,8 @@ from starlette.routing import Route
 
 from sim import files, media
 from sim.control import (
-    JSON, UNKNOWN_STATUS, ControlledSimulator, control_routes, hang, number, retry_after_header, status_error_due,
-    with_output_fault,
+    JSON, UNKNOWN_STATUS, ControlledSimulator, callback_client, control_routes, hang, number, retry_after_header,
+    status_error_due, with_output_fault,
 )
 
 #: Defaults that ``POST /_sim/reset`` restores.  Any per-prediction knob may also be set here and
@@ -613,20 +613,20 @@ class ReplicateSimulator(ControlledSimulator[SimPrediction]):
         """
         hook = record.webhook
         assert hook is not None
-        async with httpx.AsyncClient(timeout=10.0) as client:
-            if "start" in hook.events:
-                while record.elapsed() < min(record.queue_time, record.ends_after):
-                    record.changed.clear()
-                    try:
-                        await asyncio.wait_for(record.changed.wait(), record.queue_time - record.elapsed())
-                    except TimeoutError:
-                        pass
-                if record.began(record.elapsed()):
-                    await self.post_webhook(client, record, "start")
-            await self.wait_until_terminal(record, 24 * 3600)
-            status = record.status(record.elapsed())
-            if "completed" in hook.events or ("output" in hook.events and status == "succeeded"):
-                await self.post_webhook(client, record, "completed")
+        client = callback_client()
+        if "start" in hook.events:
+            while record.elapsed() < min(record.queue_time, record.ends_after):
+                record.changed.clear()
+                try:
+                    await asyncio.wait_for(record.changed.wait(), record.queue_time - record.elapsed())
+                except TimeoutError:
+                    pass
+            if record.began(record.elapsed()):
+                await self.post_webhook(client, record, "start")
+        await self.wait_until_terminal(record, 24 * 3600)
+        status = record.status(record.elapsed())
+        if "completed" in hook.events or ("output" in hook.events and status == "succeeded"):
+            await self.post_webhook(client, record, "completed")
 
     async def post_webhook(self, client: httpx.AsyncClient, record: SimPrediction, event: str) -> None:
         hook = record.webhook
