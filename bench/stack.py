@@ -98,9 +98,14 @@ class Stack:
         """One gengate worker (Celery + sweeper), as `gengate worker` runs it; waits until it is ready."""
         name = f"w{len(self.workers) + 1}-{uuid.uuid4().hex[:4]}@%h"
         log = self.data / f"worker-{len(self.workers) + 1}.log"
-        proc = procs.start(procs.worker_command(concurrency=concurrency, hostname=name), self.env, log)
-        procs.wait_until(lambda: log.exists() and b"ready." in log.read_bytes(), 90, "gengate worker", proc)
+        proc = self._start_celery(procs.worker_command(concurrency=concurrency, hostname=name), log, "gengate worker")
         self.workers.append(proc)
+        return proc
+
+    def _start_celery(self, cmd: list[str], log: Path, what: str) -> subprocess.Popen:
+        """Start a Celery worker and wait until its log says it is ready."""
+        proc = procs.start(cmd, self.env, log)
+        procs.wait_until(lambda: log.exists() and b"ready." in log.read_bytes(), 90, what, proc)
         return proc
 
     def stop_workers(self) -> None:
@@ -117,8 +122,7 @@ class Stack:
         cmd = [sys.executable, "-m", "celery", "-A", "bench.noop_app:app", "worker", "-Q", BENCH_QUEUE,
                "--pool", "threads", "-c", str(concurrency or Settings().worker_concurrency), "-l", "info",
                "--without-mingle", "-n", f"noop{n}-{uuid.uuid4().hex[:4]}@%h"]
-        proc = procs.start(cmd, self.env, log)
-        procs.wait_until(lambda: log.exists() and b"ready." in log.read_bytes(), 90, "no-op worker", proc)
+        proc = self._start_celery(cmd, log, "no-op worker")
         self.noop_workers.append(proc)
         return proc
 
