@@ -6,11 +6,9 @@ The user's key leaves here only sealed; the job record says no more than `byok: 
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
 from starlette.datastructures import Headers
 
 from config.settings import Settings
-from jobs import keys
 from jobs.errors import ValidationError
 from jobs.sealing import seal
 
@@ -49,13 +47,3 @@ def saved_or_pooled(provider: str, saved: bytes | None, settings: Settings) -> s
         f"or configure GENGATE_{provider.upper()}__API_KEY on the server",
         field=header, provider=provider,
     )
-
-
-async def sealed_key_for(
-    provider: str, headers: Headers, redis: Redis, settings: Settings, account_id: str
-) -> str | None:
-    """The sealed user key to send with the job, or None for the pooled key."""
-    sealed = from_header(provider, headers)
-    if sealed is not None:
-        return sealed
-    return saved_or_pooled(provider, await redis.hget(keys.account_provider_keys(account_id), provider), settings)

@@ -159,7 +159,8 @@ async def accept(
     their URLs were checked."""
     job.cache_mode = mode_from_headers(headers.get("cache-control"))
     header_key = from_header(provider, headers) if provider else None
-    if job.cache_mode != NO_STORE and not named_inputs(job.input):
+    inputs = named_inputs(job.input)
+    if job.cache_mode != NO_STORE and not inputs:
         job.cache_key = compute_key(job.capability, job.model, job.mode, job.input, [])
     early = job.cache_key is not None and job.cache_mode == DEFAULT
     rate, cached, saved = await _first_round(store, settings, job, look_up=early,
@@ -173,7 +174,7 @@ async def accept(
               **rate.headers()}
     if job.cache_mode != NO_STORE:
         if job.cache_key is None:
-            hashes = await own_hashes(store.redis, named_inputs(job.input), settings.base_public_url)
+            hashes = await own_hashes(store.redis, inputs, settings.base_public_url)
             if hashes is not None:
                 job.cache_key = compute_key(job.capability, job.model, job.mode, job.input, hashes)
         if job.cache_key:
@@ -241,8 +242,7 @@ async def _first_round(
         pipe = store.redis.pipeline(transaction=False)
         pipe.evalsha(script.sha, len(k), *k, *a)
         if look_up:
-            pipe.get(_cache_key(settings, job))
-            pipe.ttl(_cache_key(settings, job))
+            _cache_reads(pipe, settings, job)
         if saved_key:
             pipe.hget(keys.account_provider_keys(job.account), saved_key)
         try:
@@ -276,10 +276,16 @@ def _cache_key(settings: Settings, job: Job) -> str:
     return keys.cache(scope(job.account, settings.cache_shared_across_accounts), job.cache_key)
 
 
+def _cache_reads(pipe: Any, settings: Settings, job: Job) -> None:
+    """The cache entry and its TTL, as two commands of `pipe`."""
+    key = _cache_key(settings, job)
+    pipe.get(key)
+    pipe.ttl(key)
+
+
 async def _look_up(store: AsyncJobStore, settings: Settings, job: Job) -> tuple[bytes | None, int]:
     pipe = store.redis.pipeline(transaction=False)
-    pipe.get(_cache_key(settings, job))
-    pipe.ttl(_cache_key(settings, job))
+    _cache_reads(pipe, settings, job)
     raw, ttl = await pipe.execute()
     return raw, ttl
 
