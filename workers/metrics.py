@@ -10,6 +10,9 @@ process's default registry holds everything; each worker on one host needs its o
       sweeper's resumes (sweeper.resume); state success | failure | retry
   gengate_worker_step_duration_seconds{task}
   gengate_sweeper_claimed_jobs_total            due jobs the sweeper took from the schedule
+  gengate_sweeper_deferred_jobs_total{provider} due jobs put back: their provider held its share of
+      the sweeper's threads
+  gengate_sweeper_busy_threads{provider}        sweeper threads on that provider's jobs now
   gengate_sweeper_queued_webhooks_total         due webhook deliveries it queued
   gengate_webhook_deliveries_total{outcome}     attempts: delivered | gone (410) | retry | exhausted |
       refused (network policy) | dropped (job or secret gone)
@@ -26,7 +29,7 @@ from time import perf_counter
 from typing import Any, Callable, TypeVar
 
 from celery import signals
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from config import logs
 
@@ -44,6 +47,10 @@ STEP_SECONDS = Histogram(
     "gengate_worker_step_duration_seconds", "Duration of each pipeline step, by task.", ["task"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0))
 SWEEPER_CLAIMED = Counter("gengate_sweeper_claimed_jobs", "Due jobs this worker's sweeper claimed from the schedule.")
+SWEEPER_DEFERRED = Counter("gengate_sweeper_deferred_jobs", "Due jobs put back because their provider held its "
+                           "share of the sweeper's threads (GENGATE_SWEEPER_PROVIDER_SHARE).", ["provider"])
+SWEEPER_BUSY = Gauge("gengate_sweeper_busy_threads", "Sweeper threads moving a job of this provider on now.",
+                     ["provider"])
 SWEEPER_WEBHOOKS = Counter("gengate_sweeper_queued_webhooks", "Due webhook deliveries this worker's sweeper queued.")
 WEBHOOKS = Counter("gengate_webhook_deliveries", "Webhook delivery attempts by outcome.", ["outcome"])
 
