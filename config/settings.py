@@ -71,12 +71,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=16, description="Threads per worker process (steps are I/O-bound).")
     sweeper_threads: int = Field(
         default=64, ge=1,
-        description="Threads of each worker's sweeper, which polls providers for waiting jobs. A poll mostly waits "
-        "on the provider (up to its timeout when it hangs), so these are many and cheap.")
-    sweeper_provider_share: float = Field(
-        default=0.5, gt=0, le=1,
-        description="Most of the sweeper threads one provider's jobs may hold at once (1: no cap). A provider "
-        "that hangs then slows its own jobs, not every other provider's.")
+        description="Most threads of each worker's sweeper, which polls providers for waiting jobs. Up to "
+        "`GENGATE_WORKER_CONCURRENCY` of them work at once; one waiting over a second on its provider (a "
+        "provider that hangs) lets another start, up to this many.")
     max_output_bytes: int = Field(default=2 * 1024**3, description="Refuse provider outputs larger than this.")
 
     cache_ttl_seconds: int = Field(default=30 * 24 * 3600, description="How long a result stays in the cache.")

@@ -10,9 +10,8 @@ process's default registry holds everything; each worker on one host needs its o
       sweeper's resumes (sweeper.resume); state success | failure | retry
   gengate_worker_step_duration_seconds{task}
   gengate_sweeper_claimed_jobs_total            due jobs the sweeper took from the schedule
-  gengate_sweeper_deferred_jobs_total{provider} due jobs put back: their provider held its share of
-      the sweeper's threads
-  gengate_sweeper_busy_threads{provider}        sweeper threads on that provider's jobs now
+  gengate_sweeper_running_jobs                  jobs the sweeper's threads are moving on now
+  gengate_sweeper_waiting_jobs                  ... of them, waiting over a second (on a provider)
   gengate_sweeper_queued_webhooks_total         due webhook deliveries it queued
   gengate_webhook_deliveries_total{outcome}     attempts: delivered | gone (410) | retry | exhausted |
       refused (network policy) | dropped (job or secret gone)
@@ -47,10 +46,9 @@ STEP_SECONDS = Histogram(
     "gengate_worker_step_duration_seconds", "Duration of each pipeline step, by task.", ["task"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0))
 SWEEPER_CLAIMED = Counter("gengate_sweeper_claimed_jobs", "Due jobs this worker's sweeper claimed from the schedule.")
-SWEEPER_DEFERRED = Counter("gengate_sweeper_deferred_jobs", "Due jobs put back because their provider held its "
-                           "share of the sweeper's threads (GENGATE_SWEEPER_PROVIDER_SHARE).", ["provider"])
-SWEEPER_BUSY = Gauge("gengate_sweeper_busy_threads", "Sweeper threads moving a job of this provider on now.",
-                     ["provider"])
+SWEEPER_RUNNING = Gauge("gengate_sweeper_running_jobs", "Jobs the sweeper's threads are moving on now.")
+SWEEPER_WAITING = Gauge("gengate_sweeper_waiting_jobs", "Of those, the ones waiting over a second (on a "
+                        "provider, nearly always): they no longer count against GENGATE_WORKER_CONCURRENCY.")
 SWEEPER_WEBHOOKS = Counter("gengate_sweeper_queued_webhooks", "Due webhook deliveries this worker's sweeper queued.")
 WEBHOOKS = Counter("gengate_webhook_deliveries", "Webhook delivery attempts by outcome.", ["outcome"])
 

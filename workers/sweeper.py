@@ -6,11 +6,17 @@ claims what is due and hands it to a thread pool running `tasks.pipeline.resume`
 become Celery countdowns (an ETA beyond the visibility timeout runs several times, celery#5935), and
 ten thousand waiting jobs cost ten thousand zset entries, not ten thousand messages in a worker.
 
-The pool has its own size (`GENGATE_SWEEPER_THREADS`), larger than the task pool's: a poll is one
-provider call that may wait its whole timeout on a provider that hangs. Sized like the task pool,
-eight threads held by hung polls queued every other due job behind them (tests/resilience/
-test_faults.py: 33.5 s for a job whose bound was 25 s). A per-provider cap (`Bulkhead`) keeps one
-hanging provider from holding all of them.
+How many resumes run at once: up to `GENGATE_WORKER_CONCURRENCY`, as in the task pool, while
+they use the CPU; but a resume that has waited `WAITING_AFTER_SECONDS` (on a provider, nearly always)
+stops counting, and another starts beside it, up to `GENGATE_SWEEPER_THREADS` in all. A poll of a
+provider that hangs holds its thread for the provider's whole timeout: with a fixed pool of eight,
+such polls queued every other due job behind them (tests/resilience/test_faults.py, long run: 33.5 s
+for a job whose bound was 25 s). A fixed pool of 64 instead took CPU from the submissions whenever
+many polls were due (bench/inflight.py, webhooks off: 8.3 polls a job instead of 4.7, the last
+submission reached the provider after 96 s instead of 32 s), and a per-provider cap, with one
+schedule for all providers, could only defer over-cap jobs and re-claim them, a loop that cost 100 s
+of completion delay (same benchmark, webhooks on). Waiting threads are cheap; running ones are not.
+
 Due webhook deliveries (`gengate:webhooks:due`) are claimed the same way and queued as
 `gengate.webhook` Celery messages (tasks/webhooks.py).
 """
@@ -18,68 +24,59 @@ Due webhook deliveries (`gengate:webhooks:due`) are claimed the same way and que
 from __future__ import annotations
 
 import logging
-import math
-import random
 import socket
 import threading
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from celery import bootsteps
 
 from config import logs
-from jobs import heartbeat, keys
+from jobs import heartbeat
 from workers import metrics
 
 log = logging.getLogger("gengate.sweeper")
 
-# How long a job whose provider holds its full share of threads waits before it is claimed again:
-# short, because a busy provider frees threads within a poll; jittered, so deferred jobs spread out.
-DEFER_SECONDS = 1.0
+# A provider call usually answers well within this; a resume still going after it is waiting, not
+# working, and lets another one start.
+WAITING_AFTER_SECONDS = 1.0
 
 
-class Bulkhead:
-    """Caps the sweeper threads one provider's jobs hold at once. The schedule holds job ids only, so
-    the claimed jobs' providers are read in one round trip; a job over its provider's cap goes back on
-    the schedule a moment later (its claim lease would hold it back for seconds), behind other
-    providers' due jobs, without taking a thread."""
+class Slots:
+    """The sweeper's count of resumes: at most `working` that started less than WAITING_AFTER_SECONDS
+    ago, at most `threads` in all. Used from the sweeper's loop (`free`, `begin`) and from the pool's
+    threads (`end`)."""
 
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.busy: Counter[str] = Counter()
+    def __init__(self, working: int, threads: int) -> None:
+        self.working_cap, self.threads_cap = working, threads
         self._lock = threading.Lock()
+        self._young: dict[int, float] = {}  # run id -> start (monotonic), for runs not yet waiting
+        self._running = 0
+        self._next_id = 0
 
-    def admit(self, redis, job_ids: list[str]) -> list[tuple[str, str]]:
-        """The (job id, provider) pairs that may run now; the others are deferred."""
-        pipe = redis.pipeline(transaction=False)
-        for job_id in job_ids:
-            pipe.hget(keys.job(job_id), "provider")
-        admitted, deferred = [], []
+    def free(self) -> int:
+        """How many more resumes may start now."""
+        now = time.monotonic()
         with self._lock:
-            for job_id, raw in zip(job_ids, pipe.execute()):
-                # The field is JSON; a job that vanished has none and runs (resume unschedules it).
-                provider = raw.decode().strip('"') if raw else ""
-                if provider and self.busy[provider] >= self.cap:
-                    deferred.append(job_id)
-                    metrics.SWEEPER_DEFERRED.labels(provider).inc()
-                else:
-                    self.busy[provider] += 1
-                    metrics.SWEEPER_BUSY.labels(provider or "unknown").inc()
-                    admitted.append((job_id, provider))
-        if deferred:
-            now = time.time()
-            try:  # XX: a job that ended meanwhile left the schedule and must not come back to it
-                redis.zadd(keys.SCHEDULE, {j: now + DEFER_SECONDS * random.uniform(0.5, 1.5) for j in deferred},
-                           xx=True)
-            except Exception:  # the admitted jobs still run; the deferred ones come back after their claim lease
-                log.warning("could not put back %d jobs over their provider's share", len(deferred))
-        return admitted
+            for run_id, started in list(self._young.items()):
+                if now - started >= WAITING_AFTER_SECONDS:
+                    del self._young[run_id]
+            metrics.SWEEPER_RUNNING.set(self._running)
+            metrics.SWEEPER_WAITING.set(self._running - len(self._young))
+            return max(0, min(self.working_cap - len(self._young), self.threads_cap - self._running))
 
-    def release(self, provider: str) -> None:
+    def begin(self) -> int:
         with self._lock:
-            self.busy[provider] -= 1
-        metrics.SWEEPER_BUSY.labels(provider or "unknown").dec()
+            run_id = self._next_id
+            self._next_id += 1
+            self._young[run_id] = time.monotonic()
+            self._running += 1
+            return run_id
+
+    def end(self, run_id: int) -> None:
+        with self._lock:
+            self._young.pop(run_id, None)
+            self._running -= 1
 
 
 def _resume(job_id: str) -> None:
@@ -107,8 +104,7 @@ def sweep_forever(stop: threading.Event, name: str | None = None) -> None:
 
     rt = get_runtime()
     s = rt.settings
-    slots = threading.BoundedSemaphore(s.sweeper_threads)
-    bulkhead = Bulkhead(max(1, math.ceil(s.sweeper_threads * s.sweeper_provider_share)))
+    slots = Slots(working=s.worker_concurrency, threads=max(s.sweeper_threads, s.worker_concurrency))
     # A claimed job comes back by itself after this if its sweeper dies mid-resume: long enough for one
     # resume (a poll is at most two provider calls), otherwise the step lease. Not a fixed 30 s floor:
     # the resilience suite measured that floor as the re-drive time of every poll lost with its worker,
@@ -129,14 +125,14 @@ def sweep_forever(stop: threading.Event, name: str | None = None) -> None:
         else:
             log.error("%s failed again (%s); retrying", what, exc)
 
-    def run(job_id: str, provider: str) -> None:
+    def run(job_id: str, run_id: int) -> None:
         try:
             _resume(job_id)
         finally:
-            bulkhead.release(provider)
-            slots.release()
+            slots.end(run_id)
 
-    with ThreadPoolExecutor(max_workers=s.sweeper_threads, thread_name_prefix="sweeper") as pool:
+    with ThreadPoolExecutor(max_workers=max(s.sweeper_threads, s.worker_concurrency),
+                            thread_name_prefix="sweeper") as pool:
         while not stop.is_set():
             if time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + s.worker_heartbeat_seconds
@@ -144,23 +140,17 @@ def sweep_forever(stop: threading.Event, name: str | None = None) -> None:
                     heartbeat.beat(rt.redis, name)
                 except Exception:
                     log.exception("worker heartbeat failed; retrying")
-            free = 0
-            while slots.acquire(blocking=False):
-                free += 1
+            free = slots.free()
             ok = True
-            admitted: list[tuple[str, str]] = []
             try:
                 due = rt.store.claim_due(lease_seconds=claim_lease, limit=free) if free else []
-                if due:
-                    metrics.SWEEPER_CLAIMED.inc(len(due))
-                    admitted = bulkhead.admit(rt.redis, due)
-            except Exception as exc:  # claimed jobs not admitted come back after their claim lease
+            except Exception as exc:
                 failed("claiming due jobs", exc)
                 due, ok = [], False
-            for _ in range(free - len(admitted)):
-                slots.release()
-            for job_id, provider in admitted:
-                pool.submit(run, job_id, provider)
+            if due:
+                metrics.SWEEPER_CLAIMED.inc(len(due))
+            for job_id in due:
+                pool.submit(run, job_id, slots.begin())
             try:
                 queued = dispatch_webhooks(s.sweep_batch) if ok else 0
                 if queued:

@@ -120,16 +120,16 @@ class Stack:
         self.start_redis()
         self.sim_proc, self.sim_url = procs.start_sim()
         api_port = procs.free_port()
-        self.env = dict(
-            os.environ,
-            GENGATE_REDIS_URL=self.redis_url,
-            GENGATE_DATA_DIR=str(self.root / "data"),
-            GENGATE_API_PORT=str(api_port),
+        self.env = {
+            **os.environ,
+            "GENGATE_REDIS_URL": self.redis_url,
+            "GENGATE_DATA_DIR": str(self.root / "data"),
+            "GENGATE_API_PORT": str(api_port),
             **{f"GENGATE_{p.upper()}__BASE_URL": f"{self.sim_url}/{p}" for p in PROVIDERS},
             **{f"GENGATE_{p.upper()}__API_KEY": f"pooled-{p}-key" for p in PROVIDERS},
             **FAST_ENV,
-            **self.overrides,
-        )
+            **self.overrides,  # last: a scenario may change any of the above
+        }
         self.env.pop("GENGATE_CRASH_AT", None)
         self.api_proc = procs.start(procs.api_command("127.0.0.1", api_port), self.env, self.root / "api.log")
         self.api_url = f"http://127.0.0.1:{api_port}"
