@@ -104,7 +104,8 @@ def sweep_forever(stop: threading.Event, name: str | None = None) -> None:
 
     rt = get_runtime()
     s = rt.settings
-    slots = Slots(working=s.worker_concurrency, threads=max(s.sweeper_threads, s.worker_concurrency))
+    threads = max(s.sweeper_threads, s.worker_concurrency)
+    slots = Slots(working=s.worker_concurrency, threads=threads)
     # A claimed job comes back by itself after this if its sweeper dies mid-resume: long enough for one
     # resume (a poll is at most two provider calls), otherwise the step lease. Not a fixed 30 s floor:
     # the resilience suite measured that floor as the re-drive time of every poll lost with its worker,
@@ -131,8 +132,7 @@ def sweep_forever(stop: threading.Event, name: str | None = None) -> None:
         finally:
             slots.end(run_id)
 
-    with ThreadPoolExecutor(max_workers=max(s.sweeper_threads, s.worker_concurrency),
-                            thread_name_prefix="sweeper") as pool:
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sweeper") as pool:
         while not stop.is_set():
             if time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + s.worker_heartbeat_seconds
