@@ -28,7 +28,7 @@ import hashlib
 import json
 import socket
 import struct
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from urllib.parse import urlencode
 
@@ -89,6 +89,33 @@ def callback_client() -> httpx.AsyncClient:
     if client is None:
         client = _CALLBACK_CLIENTS[loop] = httpx.AsyncClient(timeout=10.0)
     return client
+
+
+async def send_webhook(hook: Any, knobs: JSON, count: Callable[[str], None],
+                       send: Callable[[], Awaitable[httpx.Response]]) -> bool:
+    """One webhook as Fal's and Replicate's simulators deliver it: `send()` tried up to the
+    ``webhook_attempts`` knob's times (default 3) with a growing pause, each try recorded on `hook`
+    (`attempts`, `last_status`, `last_error`) and counted (`webhook_attempts`, then
+    `webhooks_delivered` or `webhooks_failed`). True once the receiver took it."""
+    attempts = max(1, int(number(knobs.get("webhook_attempts"), 3)))
+    for attempt in range(attempts):
+        if attempt:
+            await asyncio.sleep(0.2 * 2 ** (attempt - 1))
+        hook.attempts += 1
+        count("webhook_attempts")
+        try:
+            answer = await send()
+        except httpx.HTTPError as exc:
+            hook.last_error = f"{type(exc).__name__}: {exc}"
+            continue
+        hook.last_status = answer.status_code
+        if answer.is_success:
+            hook.last_error = None
+            count("webhooks_delivered")
+            return True
+        hook.last_error = f"receiver answered {answer.status_code}"
+    count("webhooks_failed")
+    return False
 
 
 def call_back_when_done(url: str, after: float, body: Any, *, headers: dict[str, str] | None = None,

@@ -44,7 +44,7 @@ from starlette.routing import Route
 from sim import files, media
 from sim.control import (
     JSON, UNKNOWN_STATUS, ControlledSimulator, callback_client, control_routes, hang, number, retry_after_header,
-    with_output_fault,
+    send_webhook, with_output_fault,
 )
 
 #: Defaults that ``POST /_sim/reset`` restores.  Any per-request knob may also
@@ -588,25 +588,8 @@ class FalSimulator(ControlledSimulator[FalRequest]):
             error = record.status_error()[0] if record.outcome in ("cancelled", "timeout") \
                 else f"Invalid status code: {status}"
             body.update(status="ERROR", payload=error_body, error=error)
-        attempts = max(1, int(number(record.knobs.get("webhook_attempts"), 3)))
         client = callback_client()
-        for attempt in range(attempts):
-            if attempt:
-                await asyncio.sleep(0.2 * 2 ** (attempt - 1))
-            hook.attempts += 1
-            self.count("webhook_attempts")
-            try:
-                answer = await client.post(hook.url, json=body)
-            except httpx.HTTPError as exc:
-                hook.last_error = f"{type(exc).__name__}: {exc}"
-                continue
-            hook.last_status = answer.status_code
-            if answer.is_success:
-                hook.delivered, hook.last_error = True, None
-                self.count("webhooks_delivered")
-                return
-            hook.last_error = f"receiver answered {answer.status_code}"
-        self.count("webhooks_failed")
+        hook.delivered = await send_webhook(hook, record.knobs, self.count, lambda: client.post(hook.url, json=body))
 
     # -- control API hooks -------------------------------------------------------
     def records(self) -> dict[str, FalRequest]:

@@ -54,7 +54,7 @@ from starlette.routing import Route
 from sim import files, media
 from sim.control import (
     JSON, UNKNOWN_STATUS, ControlledSimulator, callback_client, control_routes, hang, number, retry_after_header,
-    status_error_due, with_output_fault,
+    send_webhook, status_error_due, with_output_fault,
 )
 
 #: Defaults that ``POST /_sim/reset`` restores.  Any per-prediction knob may also be set here and
@@ -632,25 +632,9 @@ class ReplicateSimulator(ControlledSimulator[SimPrediction]):
         hook = record.webhook
         assert hook is not None
         body = json.dumps(record.as_json()).encode()
-        attempts = max(1, int(number(record.knobs.get("webhook_attempts"), 3)))
-        for attempt in range(attempts):
-            if attempt:
-                await asyncio.sleep(0.2 * 2 ** (attempt - 1))
-            hook.attempts += 1
-            self.count("webhook_attempts")
-            try:
-                answer = await client.post(hook.url, content=body, headers=self.signed_headers(body))
-            except httpx.HTTPError as exc:
-                hook.last_error = f"{type(exc).__name__}: {exc}"
-                continue
-            hook.last_status = answer.status_code
-            if answer.is_success:
-                hook.delivered.append(event)
-                hook.last_error = None
-                self.count("webhooks_delivered")
-                return
-            hook.last_error = f"receiver answered {answer.status_code}"
-        self.count("webhooks_failed")
+        if await send_webhook(hook, record.knobs, self.count,
+                              lambda: client.post(hook.url, content=body, headers=self.signed_headers(body))):
+            hook.delivered.append(event)
 
     # -- control API hooks -------------------------------------------------------
     def records(self) -> dict[str, SimPrediction]:
