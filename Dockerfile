@@ -16,13 +16,13 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /app
 # The dependencies first, in a layer of their own that only a pyproject.toml change rebuilds.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['server']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 COPY . .
-# The runtime only: no test extras.
-RUN pip install . && rm -rf build *.egg-info
+# The server (the `server` extra), no test extras.
+RUN pip install ".[server]" && rm -rf build *.egg-info
 
 # Not root. /data (private state, local storage of outputs and uploads) belongs to this user, and a
 # new named volume mounted there takes over that ownership.

@@ -36,7 +36,9 @@ def ensure_env() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("installing gengate and its dependencies into .venv ...", flush=True)
     subprocess.run([str(BIN / "python"), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
-    subprocess.run([str(BIN / "python"), "-m", "pip", "install", "-q", "-e", f"{ROOT}[test]"], check=True)
+    # The server extra (the gateway itself) and the test tools; an editable install, so a change to
+    # the source needs no reinstall.
+    subprocess.run([str(BIN / "python"), "-m", "pip", "install", "-q", "-e", f"{ROOT}[server,test]"], check=True)
     STAMP.write_text(wanted)
 
 

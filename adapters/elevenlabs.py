@@ -25,11 +25,11 @@ from elevenlabs.client import ElevenLabs
 from elevenlabs.core.api_error import ApiError
 from elevenlabs.core.request_options import RequestOptions
 
-from adapters.base import (
+from gengate.adapters.base import (
     Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, failure_for_status, header_value,
     retry_after_seconds,
 )
-from config.settings import ProviderSettings
+from gengate.config.settings import ProviderSettings
 
 NAME = "elevenlabs"
 

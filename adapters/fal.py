@@ -19,13 +19,13 @@ import fal_client.client as fal_sdk
 import httpx
 import orjson
 
-from adapters.base import (
+from gengate.adapters.base import (
     Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, header_value,
     retry_after_seconds,
 )
-from adapters.http import error_message
-from config import catalog
-from config.settings import ProviderSettings
+from gengate.adapters.http import error_message
+from gengate.config import catalog
+from gengate.config.settings import ProviderSettings
 
 NAME = "fal"
 

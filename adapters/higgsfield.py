@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
-from adapters.http import error_message, json_object, send
-from adapters.http import client as http_client
-from config.settings import ProviderSettings
+from gengate.adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
+from gengate.adapters.http import error_message, json_object, send
+from gengate.adapters.http import client as http_client
+from gengate.config.settings import ProviderSettings
 
 NAME = "higgsfield"
 BASE_URL = "https://platform.higgsfield.ai"

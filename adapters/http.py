@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from adapters.base import ProviderFailure, failure_for_status, retry_after_seconds
-from config.settings import ProviderSettings
+from gengate.adapters.base import ProviderFailure, failure_for_status, retry_after_seconds
+from gengate.config.settings import ProviderSettings
 
 
 def client(settings: ProviderSettings) -> httpx.Client:

@@ -22,10 +22,10 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status
-from adapters.http import error_message, json_object, send
-from adapters.http import client as http_client
-from config.settings import ProviderSettings
+from gengate.adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status
+from gengate.adapters.http import error_message, json_object, send
+from gengate.adapters.http import client as http_client
+from gengate.config.settings import ProviderSettings
 
 NAME = "piapi"
 BASE_URL = "https://api.piapi.ai"

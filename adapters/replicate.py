@@ -41,10 +41,10 @@ from replicate.exceptions import ReplicateError
 from replicate.helpers import FileOutput
 from replicate.prediction import Prediction
 
-from adapters.base import (
+from gengate.adapters.base import (
     Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, retry_after_seconds,
 )
-from config.settings import ProviderSettings
+from gengate.config.settings import ProviderSettings
 
 NAME = "replicate"
 DEFAULT_BASE_URL = "https://api.replicate.com"

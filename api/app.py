@@ -8,11 +8,11 @@ from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 from redis.asyncio import Redis
 
-from api import errors, limits, metrics
-from api.routes import account, files, generation, jobs, media, outputs, provider_webhooks, reference
-from config import logs
-from config.settings import get_settings
-from jobs.store import AsyncJobStore
+from gengate.api import errors, limits, metrics
+from gengate.api.routes import account, files, generation, jobs, media, outputs, provider_webhooks, reference
+from gengate.config import logs
+from gengate.config.settings import get_settings
+from gengate.jobs.store import AsyncJobStore
 
 
 @asynccontextmanager

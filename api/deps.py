@@ -8,11 +8,11 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
-from config import logs
-from config.settings import Settings, get_settings
-from jobs.apikeys import Principal, authenticate
-from jobs.errors import AuthError
-from jobs.store import AsyncJobStore
+from gengate.config import logs
+from gengate.config.settings import Settings, get_settings
+from gengate.jobs.apikeys import Principal, authenticate
+from gengate.jobs.errors import AuthError
+from gengate.jobs.store import AsyncJobStore
 
 
 # Every dependency is `async def`, trivial as they are: FastAPI runs a plain `def` dependency in its

@@ -11,7 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
-from jobs.errors import (
+from gengate.jobs.errors import (
     AuthError,
     ConflictError,
     GatewayError,

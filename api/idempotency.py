@@ -22,8 +22,8 @@ from fastapi import Request
 from fastapi.responses import ORJSONResponse
 from redis.asyncio import Redis
 
-from jobs import keys
-from jobs.errors import ConflictError, UnprocessableError, ValidationError
+from gengate.jobs import keys
+from gengate.jobs.errors import ConflictError, UnprocessableError, ValidationError
 
 HEADER = "idempotency-key"
 MAX_KEY_LENGTH = 255

@@ -28,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from jobs.errors import PayloadTooLargeError
-from api.errors import error_response
+from gengate.jobs.errors import PayloadTooLargeError
+from gengate.api.errors import error_response
 
 
 class BodyTooLarge(HTTPException):

@@ -30,11 +30,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from redis.exceptions import RedisError
 
-from config import logs
-from config.settings import get_settings
-from jobs import heartbeat, keys
-from jobs.errors import UnavailableError
-from workers.queues import ALL_QUEUES
+from gengate.config import logs
+from gengate.config.settings import get_settings
+from gengate.jobs import heartbeat, keys
+from gengate.jobs.errors import UnavailableError
+from gengate.tasks.queues import ALL_QUEUES
 
 REDIS_TIMEOUT_SECONDS = 2.0
 UNMATCHED = "<unmatched>"  # the route label of requests no route matched (never the raw path: cardinality)

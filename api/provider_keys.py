@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from starlette.datastructures import Headers
 
-from config.settings import Settings
-from jobs.errors import ValidationError
-from jobs.sealing import seal
+from gengate.config.settings import Settings
+from gengate.jobs.errors import ValidationError
+from gengate.jobs.sealing import seal
 
 HEADERS = {
     "fal": "X-Provider-Key-Fal",

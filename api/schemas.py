@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from config.catalog import MODELS
+from gengate.config.catalog import MODELS
 
 WEBHOOK_EVENTS = ("progress", "completed", "failed")
 VOICES = ("rachel", "domi", "sarah", "antoni", "elli", "josh", "arnold", "adam", "sam")

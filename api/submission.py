@@ -14,12 +14,13 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.datastructures import Headers
 
-from api.provider_keys import from_header, saved_or_pooled
-from api.schemas import _JobOptions, _Request
-from config.catalog import PROMPT_OPTIONAL, ModelSpec, choose_mode, resolve
-from config.settings import Settings
-from jobs import keys, states
-from jobs.cache import (
+from gengate.api.provider_keys import from_header, saved_or_pooled
+from gengate.api.schemas import _JobOptions, _Request
+from gengate.api.resolve import choose_mode, resolve
+from gengate.config.catalog import PROMPT_OPTIONAL, ModelSpec
+from gengate.config.settings import Settings
+from gengate.jobs import keys, states
+from gengate.jobs.cache import (
     DEFAULT,
     NO_STORE,
     Entry,
@@ -32,13 +33,13 @@ from jobs.cache import (
     public_key,
     scope,
 )
-from jobs.accounts import CONCURRENCY_RETRY_AFTER, Admission, RateDecision, rate_args, rate_decision, unadmit_args
-from jobs.errors import InsufficientBalanceError, RateLimitError, UnavailableError, ValidationError
-from jobs.record import Job, new_job_id, utcnow_iso
-from jobs.store import AsyncJobStore
-from storage import get_storage
-from storage.fetch import UnsafeURL, check_url
-from tasks.enqueue import SUBMIT, step_message
+from gengate.jobs.accounts import CONCURRENCY_RETRY_AFTER, Admission, RateDecision, rate_args, rate_decision, unadmit_args
+from gengate.jobs.errors import InsufficientBalanceError, RateLimitError, UnavailableError, ValidationError
+from gengate.jobs.record import Job, new_job_id, utcnow_iso
+from gengate.jobs.store import AsyncJobStore
+from gengate.storage import get_storage
+from gengate.storage.fetch import UnsafeURL, check_url
+from gengate.tasks.enqueue import SUBMIT, step_message
 
 MUSIC_SECONDS = (3, 600)  # ElevenLabs music_length_ms 3,000-600,000
 # How long a submission whose creating script lost its connection waits for Redis to say whether the

@@ -36,8 +36,8 @@ REQUESTS = {
 
 
 def seed(s: Stack, start: int, stop: int) -> list[str]:
-    from jobs import keys, states
-    from jobs.record import Job, new_job_id, utcnow_iso
+    from gengate.jobs import keys, states
+    from gengate.jobs.record import Job, new_job_id, utcnow_iso
 
     ids = []
     now_ms = int(time.time() * 1000)

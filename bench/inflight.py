@@ -42,8 +42,8 @@ def polls_per_job(latency: float, initial: float, factor: float, cap: float) -> 
 
 
 def run_mode(webhooks: bool, n: int, latency: float) -> tuple[dict, list[str]]:
-    from config.settings import Settings
-    from jobs import keys
+    from gengate.config.settings import Settings
+    from gengate.jobs import keys
 
     env = {"GENGATE_PROVIDER_WEBHOOKS": "on" if webhooks else "off"}
     log: list[str] = []

@@ -1,7 +1,7 @@
 """The pipeline baselines: a Celery app with gengate's broker and worker settings (workers/celery_app.py)
 and one no-op task, plus a Redis result backend for the round-trip figure (apply_async -> no-op -> result).
 
-The throughput baseline queues `bench.noop` messages built by workers/wire.py (what the API and the
+The throughput baseline queues `bench.noop` messages built by tasks/wire.py (what the API and the
 steps push) and ignores results, exactly like gengate's own tasks.
 """
 
@@ -11,8 +11,8 @@ import os
 
 from celery import Celery
 
-from config.settings import Settings
-from workers.celery_conf import celery_settings
+from gengate.config.settings import Settings
+from gengate.workers.celery_conf import celery_settings
 
 BROKER = os.environ.get("GENGATE_REDIS_URL", "redis://127.0.0.1:6379/0")
 

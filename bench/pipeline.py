@@ -7,7 +7,7 @@
 3. Throughput: N jobs created by the API's own code (`api.submission.create_job`, in this process)
    while no worker runs, their submit messages held aside; then the workers start, the messages
    are put back in one RENAME, and the clock runs until the N-th job is `completed`. The baseline
-   is N no-op task messages (workers/wire.py, the format the API pushes) drained the same way by
+   is N no-op task messages (tasks/wire.py, the format the API pushes) drained the same way by
    workers of the same pool, concurrency and Celery settings. With 1 and with 2 worker processes.
 
     .venv/bin/python bench/pipeline.py [--quick] [--latency-only | --throughput-only]
@@ -42,14 +42,14 @@ SIM_OPTIONS = {"sim": {"latency": 0, "long_side": 64}}
 
 
 def completed_count(s: Stack) -> int:
-    from jobs import keys
+    from gengate.jobs import keys
 
     stats = s.r.hgetall(keys.STATS_JOBS)
     return sum(int(v) for k, v in stats.items() if k.startswith((b"completed|", b"failed|")))
 
 
 def failed_count(s: Stack) -> int:
-    from jobs import keys
+    from gengate.jobs import keys
 
     return sum(int(v) for k, v in s.r.hgetall(keys.STATS_JOBS).items() if k.startswith(b"failed|"))
 
@@ -60,10 +60,10 @@ def create_jobs(s: Stack, n: int, *, tag: str, batch: int = 64) -> None:
     from redis.asyncio import Redis as AsyncRedis
     from starlette.datastructures import Headers
 
-    from api.schemas import ImageRequest
-    from api.submission import create_job
-    from config.settings import Settings
-    from jobs.store import AsyncJobStore
+    from gengate.api.schemas import ImageRequest
+    from gengate.api.submission import create_job
+    from gengate.config.settings import Settings
+    from gengate.jobs.store import AsyncJobStore
 
     settings = Settings()
 
@@ -163,7 +163,7 @@ def gengate_rate(s: Stack, n: int, workers: int) -> float:
 
 
 def noop_rate(s: Stack, n: int, workers: int) -> float:
-    from workers.wire import celery_message
+    from gengate.tasks.wire import celery_message
 
     s.stop_noop_workers()
     pipe = s.r.pipeline(transaction=False)

@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from config.catalog import PROVIDERS  # noqa: E402
+from gengate.config.catalog import PROVIDERS  # noqa: E402
 from gengate import procs  # noqa: E402
-from jobs.apikeys import create_account, create_key  # noqa: E402
+from gengate.jobs.apikeys import create_account, create_key  # noqa: E402
 
 BENCH_QUEUE = "bench"  # the no-op baseline's Celery queue
 
@@ -68,7 +68,7 @@ class Stack:
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = dict(
             os.environ, GENGATE_REDIS_URL=self.redis_url, GENGATE_DATA_DIR=str(self.data),
-            GENGATE_API_PORT=str(self.port), PYTHONPATH=str(ROOT),
+            GENGATE_API_PORT=str(self.port),
             **{f"GENGATE_{p.upper()}__BASE_URL": f"{self.sim_url}/{p}" for p in PROVIDERS},
             **{f"GENGATE_{p.upper()}__API_KEY": "bench" for p in PROVIDERS},
         )
@@ -102,9 +102,9 @@ class Stack:
         self.workers.append(proc)
         return proc
 
-    def _start_celery(self, cmd: list[str], log: Path, what: str) -> subprocess.Popen:
+    def _start_celery(self, cmd: list[str], log: Path, what: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start a Celery worker and wait until its log says it is ready."""
-        proc = procs.start(cmd, self.env, log)
+        proc = procs.start(cmd, env or self.env, log)
         procs.wait_until(lambda: log.exists() and b"ready." in log.read_bytes(), 90, what, proc)
         return proc
 
@@ -115,14 +115,14 @@ class Stack:
 
     def add_noop_worker(self, concurrency: int | None = None) -> subprocess.Popen:
         """The baseline: a Celery worker of `bench.noop_app` with gengate's worker settings and pool."""
-        from config.settings import Settings
+        from gengate.config.settings import Settings
 
         n = len(self.noop_workers) + 1
         log = self.data / f"noop-{n}.log"
         cmd = [sys.executable, "-m", "celery", "-A", "bench.noop_app:app", "worker", "-Q", BENCH_QUEUE,
                "--pool", "threads", "-c", str(concurrency or Settings().worker_concurrency), "-l", "info",
                "--without-mingle", "-n", f"noop{n}-{uuid.uuid4().hex[:4]}@%h"]
-        proc = self._start_celery(cmd, log, "no-op worker")
+        proc = self._start_celery(cmd, log, "no-op worker", self.baseline_env())
         self.noop_workers.append(proc)
         return proc
 
@@ -131,11 +131,18 @@ class Stack:
             procs.stop(w)
         self.noop_workers.clear()
 
+    def baseline_env(self) -> dict[str, str]:
+        """The baselines are modules of bench/, found from the repository's root; gengate's own
+        processes need no such path."""
+        return dict(self.env, PYTHONPATH=str(ROOT))
+
     def start_bare(self) -> str:
-        """The bare baseline app (bench/bare_app.py) under the very uvicorn command of the API."""
+        """The bare baseline app (bench/bare_app.py), served by the very function that serves the API
+        (`gengate api`: gengate/cli_server.py `serve_asgi`)."""
         self.bare_port = procs.free_port()
-        cmd = ["bench.bare_app:app" if c == "api.app:app" else c for c in procs.api_command("127.0.0.1", self.bare_port)]
-        self.bare = procs.start(cmd, self.env, self.data / "bare.log")
+        cmd = [sys.executable, "-P", "-c", "import sys; from gengate.cli_server import serve_asgi; "
+               "serve_asgi('bench.bare_app:app', '127.0.0.1', int(sys.argv[1]), 1)", str(self.bare_port)]
+        self.bare = procs.start(cmd, self.baseline_env(), self.data / "bare.log")
         procs.wait_http(f"http://127.0.0.1:{self.bare_port}/healthz", 60, self.bare)
         return f"http://127.0.0.1:{self.bare_port}"
 
@@ -152,7 +159,7 @@ class Stack:
 
     def wait_idle(self, timeout: float = 120) -> None:
         """Until every Celery queue and the unacked hash are empty (nothing left in flight)."""
-        from workers.queues import ALL_QUEUES
+        from gengate.tasks.queues import ALL_QUEUES
 
         def idle() -> bool:
             pipe = self.r.pipeline()

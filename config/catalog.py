@@ -1,20 +1,17 @@
 """The model catalog as data: one row per public model name of the spec.
 
 A row names the provider that serves the model, the provider's own endpoint id for each mode the
-model has (and where that id comes from), the parameter rules, and a price in integer cents. The
-mode of a request is chosen from the files it carries (`choose_mode`): none -> text-to-X, one image
--> edit / image-to-video / upscale, two images -> keyframes, a visual plus an audio -> lipsync, ...
+model has (and where that id comes from), the parameter rules, and a price in integer cents. Pure
+data and pure functions: this bottom layer imports nothing of gengate's (api/resolve.py turns a
+request into a row and a mode, refusing what the catalog does not hold).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import permutations
 from types import MappingProxyType
 from typing import Mapping
 from urllib.parse import urlsplit
-
-from jobs.errors import ValidationError
 
 CAPABILITIES = ("image", "video", "speech", "music", "transcription")
 IMAGE_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4")
@@ -105,7 +102,7 @@ MODELS: tuple[ModelSpec, ...] = (
     _fal("grok-imagine-image", "image", {"text-to-image": "xai/grok-imagine-image"}, 7, ratios=IMAGE_RATIOS,
          source=FAL_UNCONFIRMED),
     ModelSpec("soul", "image", "higgsfield", MappingProxyType({"text-to-image": "higgsfield-ai/soul/standard"}),
-              "PROVIDERS.md (Higgsfield) and " + SPEC_OVERVIEW, 6, IMAGE_RATIOS + ("21:9",)),
+              "docs/providers.md (Higgsfield) and " + SPEC_OVERVIEW, 6, IMAGE_RATIOS + ("21:9",)),
     # --- image: editing -------------------------------------------------------------------------
     _fal("nano-banana-pro/edit", "image", {"edit": "fal-ai/nano-banana-pro/edit"}, 15, ratios=IMAGE_RATIOS,
          images="image_urls"),
@@ -134,10 +131,10 @@ MODELS: tuple[ModelSpec, ...] = (
     _kling("kling-v3-standard", "v3/standard", 30, tuple(range(3, 16)), source=FAL_CONFIRMED),
     ModelSpec("seedance-2-preview", "video", "piapi", MappingProxyType({
         "text-to-video": "seedance-2-preview", "image-to-video": "seedance-2-preview",
-        "video-edit": "seedance-2-preview"}), "PROVIDERS.md (PiAPI task_type)", 60, WIDE_VIDEO_RATIOS, (5, 10, 15)),
+        "video-edit": "seedance-2-preview"}), "docs/providers.md (PiAPI task_type)", 60, WIDE_VIDEO_RATIOS, (5, 10, 15)),
     ModelSpec("seedance-2-fast-preview", "video", "piapi", MappingProxyType({
         "text-to-video": "seedance-2-fast-preview", "image-to-video": "seedance-2-fast-preview"}),
-        "PROVIDERS.md (PiAPI task_type)", 35, WIDE_VIDEO_RATIOS, (5, 10, 15)),
+        "docs/providers.md (PiAPI task_type)", 35, WIDE_VIDEO_RATIOS, (5, 10, 15)),
     _t2v_i2v("sora-2", "fal-ai/sora-2", 40, ratios=VIDEO_RATIOS, source=FAL_CONFIRMED),
     _t2v_i2v("sora-2-pro", "fal-ai/sora-2", 100, t2v="text-to-video/pro", i2v="image-to-video/pro", ratios=VIDEO_RATIOS,
              source=FAL_CONFIRMED),
@@ -172,11 +169,11 @@ MODELS: tuple[ModelSpec, ...] = (
     _kling("kling-v2.1", "v2.1/master", 60, (5, 10), legacy=True),
     _kling("kling-v2", "v2/master", 60, (5, 10), legacy=True),
     # --- speech, music, transcription -----------------------------------------------------------
-    *(ModelSpec(name, "speech", "elevenlabs", MappingProxyType({"tts": name}), "PROVIDERS.md (ElevenLabs model_id)",
+    *(ModelSpec(name, "speech", "elevenlabs", MappingProxyType({"tts": name}), "docs/providers.md (ElevenLabs model_id)",
                 price) for name, price in (("eleven_v3", 3), ("eleven_multilingual_v2", 3), ("eleven_flash_v2_5", 2),
                                            ("eleven_turbo_v2", 2))),
     ModelSpec("music_v1", "music", "elevenlabs", MappingProxyType({"music": "music_v1"}),
-              "PROVIDERS.md (ElevenLabs /v1/music)", 10),
+              "docs/providers.md (ElevenLabs /v1/music)", 10),
     _fal("whisper", "transcription", {"transcription": "fal-ai/whisper"}, 1),
 )
 
@@ -186,20 +183,6 @@ PROVIDERS = ("fal", "replicate", "elevenlabs", "higgsfield", "piapi")
 
 def get(name: str) -> ModelSpec:
     return BY_NAME[name]
-
-
-def resolve(model: str, capability: str) -> ModelSpec:
-    """`provider:model` or a bare name -> the row; refuses unknown models and the wrong endpoint."""
-    provider, sep, name = model.partition(":") if ":" in model else ("", "", model)
-    spec = BY_NAME.get(name)
-    if spec is None:
-        raise ValidationError(f"Unknown model '{model}'", field="model")
-    if sep and provider != spec.provider:
-        raise ValidationError(f"Model '{name}' is served by '{spec.provider}', not '{provider}'", field="model")
-    if spec.capability != capability:
-        raise ValidationError(f"Model '{name}' is a {spec.capability} model; use POST /v1/{spec.capability}",
-                              field="model")
-    return spec
 
 
 def file_kind(url: str) -> str:
@@ -216,38 +199,3 @@ def file_kind(url: str) -> str:
     if ext in AUDIO_EXT:
         return "audio"
     return "unknown"
-
-
-def _fits(wanted: str, kind: str) -> bool:
-    # A URL without a known extension is taken as an image (uploads, CDNs), never as video or audio.
-    if wanted == "visual":
-        return kind in ("image", "video", "unknown")
-    return kind == wanted or (wanted == "image" and kind == "unknown")
-
-
-def choose_mode(spec: ModelSpec, files: list[str]) -> tuple[str, list[str]]:
-    """The model's mode for these input files, and the files in the order that mode wants them."""
-    kinds = [file_kind(f) for f in files]
-    for mode in spec.modes:
-        wanted = MODE_FILES[mode]
-        if len(wanted) != len(files):
-            continue
-        for order in permutations(range(len(files))):
-            if all(_fits(w, kinds[i]) for w, i in zip(wanted, order)):
-                return mode, [files[i] for i in order]
-    raise ValidationError(f"{spec.name} accepts {_describe(spec)}; got {_describe_kinds(kinds)}", field="files")
-
-
-def _describe(spec: ModelSpec) -> str:
-    names = {"image": "an image", "video": "a video (.mp4, .webm, .mov)", "audio": "an audio file",
-             "visual": "a video or image"}
-    ways = []
-    for mode in spec.modes:
-        wanted = MODE_FILES[mode]
-        ways.append("no files" if not wanted else " + ".join(names[w] for w in wanted))
-    return " or ".join(dict.fromkeys(ways))
-
-
-def _describe_kinds(kinds: list[str]) -> str:
-    return "no files" if not kinds else ", ".join(f"{k} file" if k != "unknown" else "a file of unknown type"
-                                                   for k in kinds)

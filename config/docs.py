@@ -4,7 +4,7 @@
 `description`; the per-provider settings appear once as `GENGATE_<PROVIDER>__<FIELD>`. README.md
 carries its output between the markers below (`tests/test_docs.py` fails when they differ):
 
-    python -m config.docs --write   # refresh README.md
+    python -m gengate.config.docs --write   # refresh README.md (in a source checkout)
     gengate config docs             # print the table
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from config.settings import ProviderSettings, Settings
+from gengate.config.settings import ProviderSettings, Settings
 
 BEGIN = "<!-- settings:begin -->"
 END = "<!-- settings:end -->"

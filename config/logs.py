@@ -232,7 +232,7 @@ def configure(service: str, settings: Any = None) -> None:
     """Send this process's logs, uvicorn's and Celery's included, through one redacting handler on
     standard error. Idempotent; leaves handlers it did not install alone (a test's capture)."""
     if settings is None:
-        from config.settings import get_settings
+        from gengate.config.settings import get_settings
 
         settings = get_settings()
     level = logging.getLevelName(str(settings.log_level).upper())

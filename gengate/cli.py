@@ -1,249 +1,130 @@
-"""The `gengate` command: `up` (a whole local gateway), `api`, `worker`, `flower`, `sim`, `config docs`, `keys`
-(API keys, provider keys, webhook secrets); `generate` and `jobs` (a client of any gateway, in `cli_generate.py`)."""
+"""The `gengate` command.
+
+The client's commands, `generate` and `jobs` (cli_generate.py), need only the base install. The
+server's commands (`up`, `api`, `worker`, `flower`, `sim`, `config`, `keys`, `accounts`, `credit`;
+cli_server.py and cli_accounts.py) need the server extra: this module imports them only when one
+runs, and says in one line how to install the extra when it is missing.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
+import importlib
+import importlib.util
 import sys
-import threading
+from collections.abc import Callable
 
-import redis
+from gengate.config.plans import PLANS
 
-from config.catalog import PROVIDERS
-from config.settings import get_settings
-from gengate import procs
-
-
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().resolved_redis_url())
+# What no server command runs without; all of them come with `gengate[server]`.
+SERVER_MODULES = ("celery", "fastapi", "uvicorn", "redis", "pydantic_settings", "prometheus_client")
+SERVER_EXTRA_HINT = 'pip install "gengate[server]"'
 
 
-def cmd_keys_create(args: argparse.Namespace) -> int:
-    from jobs.apikeys import create_account, create_key
-    from jobs.webhooks import ensure_secret
-
-    r = _redis()
-    account = args.account or create_account(r, email=args.email, plan=args.plan)
-    key = create_key(r, account)
-    print(f"account: {account}", file=sys.stderr)
-    secret = ensure_secret(r, account)
-    if secret is not None:  # shown once, when created; `keys webhook-secret` makes a new one
-        print(f"webhook secret: {secret}")
-    print(key)
-    return 0
+def missing_server_modules() -> list[str]:
+    return [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
 
 
-def cmd_keys_webhook_secret(args: argparse.Namespace) -> int:
-    """Replace the account's webhook signing secret and print the new one (alone on the last line)."""
-    from jobs import keys
-    from jobs.webhooks import rotate_secret
+def _server(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """A server command, imported when it runs."""
 
-    r = _redis()
-    if not r.exists(keys.account(args.account)):
-        print(f"no account {args.account!r}", file=sys.stderr)
-        return 2
-    secret = rotate_secret(r, args.account)
-    print(f"new webhook secret for {args.account}; the previous one no longer verifies", file=sys.stderr)
-    print(secret)
-    return 0
-
-
-def cmd_keys_save_provider(args: argparse.Namespace) -> int:
-    """Save an account's own provider key (sealed), used when a request brings none in its headers."""
-    from jobs import keys
-    from jobs.sealing import seal
-
-    if args.provider not in PROVIDERS:
-        print(f"unknown provider {args.provider!r}; one of {', '.join(PROVIDERS)}", file=sys.stderr)
-        return 2
-    plain = args.key if args.key is not None else sys.stdin.readline().strip()
-    if not plain:
-        print("no key given (use --key or pass it on standard input)", file=sys.stderr)
-        return 2
-    _redis().hset(keys.account_provider_keys(args.account), args.provider, seal(plain))
-    print(f"saved the {args.provider} key for {args.account}")
-    return 0
-
-
-def api_argv(args: argparse.Namespace) -> list[str]:
-    s = get_settings()
-    return procs.api_command(args.host or s.api_host, args.port or s.api_port, args.workers or s.api_workers)
-
-
-def cmd_api(args: argparse.Namespace) -> int:
-    os.execv(sys.executable, api_argv(args))
-
-
-def worker_argv(args: argparse.Namespace) -> list[str]:
-    return procs.worker_command(args.queues, args.concurrency, args.hostname)
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    os.execv(sys.executable, worker_argv(args))
-
-
-def flower_argv(args: argparse.Namespace) -> list[str]:
-    return procs.flower_command(args.port, args.address)
-
-
-def cmd_flower(args: argparse.Namespace) -> int:
-    """Flower on the workers' task events. Credentials go to Flower through its environment
-    (`FLOWER_BASIC_AUTH`), never its command line; without them it serves loopback only."""
-    env = dict(os.environ)
-    if args.basic_auth:
-        env["FLOWER_BASIC_AUTH"] = args.basic_auth
-    auth = env.get("FLOWER_BASIC_AUTH", "")
-    if auth and not all(":" in pair for pair in auth.split(",")):
-        print("basic auth must be user:password (several comma-separated)", file=sys.stderr)
-        return 2
-    if not auth:
-        if args.address not in ("127.0.0.1", "localhost", "::1"):
-            print(f"refusing to serve Flower on {args.address} without credentials: "
-                  "set FLOWER_BASIC_AUTH=user:password (or --basic-auth)", file=sys.stderr)
+    def run(args: argparse.Namespace) -> int:
+        missing = missing_server_modules()
+        if missing:
+            print(f"`gengate {args.command}` is part of the gateway server, which is not installed "
+                  f"(no {', '.join(missing)}): {SERVER_EXTRA_HINT}", file=sys.stderr)
             return 2
-        print("Flower without basic auth, on loopback only; set FLOWER_BASIC_AUTH=user:password", file=sys.stderr)
-    os.execve(sys.executable, flower_argv(args), env)
+        return getattr(importlib.import_module(module), name)(args)
+
+    return run
 
 
-def cmd_config_docs(args: argparse.Namespace) -> int:
-    from config.docs import settings_table
-
-    print(settings_table(), end="")
-    return 0
-
-
-def cmd_sim(args: argparse.Namespace) -> int:
-    from sim.server import serve
-
-    serve(args.host, args.port, ready=lambda url: print(f"SIM_READY {url}", flush=True))
-    return 0
-
-
-def cmd_up(args: argparse.Namespace) -> int:
-    """One process tree for a newcomer. Ctrl-C stops everything it started."""
-    s = get_settings()
-    data = s.data_dir.resolve()
-    run = data / "run"
-    logs = data / "logs"
-    run.mkdir(parents=True, exist_ok=True)
-    logs.mkdir(parents=True, exist_ok=True)
-    children: list = []
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    recorded = run / "redis.url"
-    try:
-        env = dict(os.environ, GENGATE_DATA_DIR=str(data), PYTHONUNBUFFERED="1")
-        if s.redis_url and procs.redis_answers(s.redis_url):
-            url = s.redis_url
-            print(f"redis      {url} (configured)")
-        else:
-            if s.redis_url:
-                print(f"redis      nothing answers at {s.redis_url}; starting a private one")
-            proc, url = procs.start_redis(data / "redis")
-            children.append(proc)
-            recorded.write_text(url)
-            print(f"redis      {url} (private, data in {data / 'redis'})")
-        env["GENGATE_REDIS_URL"] = url
-
-        simulated = [name for name in PROVIDERS if getattr(s, name).api_key is None]
-        if simulated:
-            sim_proc, sim_url = procs.start_sim(env)
-            children.append(sim_proc)
-        for name in simulated:
-            env[f"GENGATE_{name.upper()}__BASE_URL"] = f"{sim_url}/{name}"
-            env[f"GENGATE_{name.upper()}__API_KEY"] = "simulator"
-            print(f"{name:<10} simulator at {sim_url}/{name} (no GENGATE_{name.upper()}__API_KEY set)")
-
-        from workers.queues import ALL_QUEUES, MEDIA_QUEUE
-
-        provider_queues = ",".join(q for q in ALL_QUEUES if q != MEDIA_QUEUE)
-        children.append(procs.start(procs.worker_command(provider_queues), env, logs / "worker.log"))
-        print(f"worker     1 process (queues {provider_queues}), logs in {logs / 'worker.log'}")
-        # FFmpeg work is CPU-bound: a worker of its own with few threads, so it never starves provider steps.
-        media_env = dict(env)
-        if s.worker_metrics_port:  # two workers on one host: each needs its own metrics port
-            media_env["GENGATE_WORKER_METRICS_PORT"] = str(s.worker_metrics_port + 1)
-        children.append(procs.start(procs.worker_command(MEDIA_QUEUE, 2, "media@%h"), media_env,
-                                    logs / "media-worker.log"))
-        print(f"media      1 process (queue {MEDIA_QUEUE}), logs in {logs / 'media-worker.log'}")
-        api = procs.start(procs.api_command(s.api_host, s.api_port), env, logs / "api.log")
-        children.append(api)
-        base = f"http://127.0.0.1:{s.api_port}"
-        procs.wait_http(f"{base}/healthz", 30, api)
-        print(f"api        {base} (docs at {base}/docs, logs in {logs / 'api.log'})")
-
-        from jobs.apikeys import create_account, create_key
-
-        r = redis.Redis.from_url(url)
-        key = create_key(r, create_account(r, email="dev@localhost", plan="dev"))
-        print("\nReady. In another shell:\n")
-        print(f"export GENGATE_API_KEY={key}")
-        print(f"export GENGATE_BASE_URL={base}/v1")
-        print('curl -s -X POST "$GENGATE_BASE_URL/image" -H "Authorization: Bearer $GENGATE_API_KEY" '
-              "-H 'Content-Type: application/json' -d '{\"model\": \"flux-schnell\", \"prompt\": \"sunset over mountains\"}'")
-        print("\nCtrl-C stops everything.", flush=True)
-        while not stop.is_set():
-            if any(c.poll() is not None for c in children):
-                print("a gateway process exited; stopping", file=sys.stderr)
-                return 1
-            stop.wait(0.5)
-        return 0
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        for child in reversed(children):
-            procs.stop(child)
-        recorded.unlink(missing_ok=True)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Every subcommand; `exec_argv` on the parsed arguments of `api`, `worker` and `flower` is the
-    command line they exec (the compose file's commands are checked against it)."""
-    parser = argparse.ArgumentParser(prog="gengate", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="run a whole local gateway (private Redis, simulators, API, worker)").set_defaults(fn=cmd_up)
+def _register_server(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    server = "gengate.cli_server"
+    sub.add_parser("up", help="run a whole local gateway (private Redis, simulators, API, worker)").set_defaults(
+        fn=_server(server, "cmd_up"))
     p = sub.add_parser("api", help="run the HTTP API (uvicorn)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--workers", type=int, help="API processes (default GENGATE_API_WORKERS, 1)")
-    p.set_defaults(fn=cmd_api, exec_argv=api_argv)
+    p.set_defaults(fn=_server(server, "cmd_api"), long_running=True)
     p = sub.add_parser("worker", help="run a Celery worker with the sweeper")
     p.add_argument("--queues", "-Q")
     p.add_argument("--concurrency", "-c", type=int)
     p.add_argument("--hostname", "-n")
-    p.set_defaults(fn=cmd_worker, exec_argv=worker_argv)
+    p.set_defaults(fn=_server(server, "cmd_worker"), long_running=True)
     p = sub.add_parser("flower", help="run Flower, the Celery monitor (live tasks, workers, queues)")
     p.add_argument("--port", type=int, default=5555)
     p.add_argument("--address", default="127.0.0.1")
     p.add_argument("--basic-auth", help="user:password; better in the environment as FLOWER_BASIC_AUTH")
-    p.set_defaults(fn=cmd_flower, exec_argv=flower_argv)
+    p.set_defaults(fn=_server(server, "cmd_flower"), long_running=True)
     config = sub.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)
-    config.add_parser("docs", help="print the table of every GENGATE_* setting (Markdown)").set_defaults(fn=cmd_config_docs)
+    config.add_parser("docs", help="print the table of every GENGATE_* setting (Markdown)").set_defaults(
+        fn=_server(server, "cmd_config_docs"))
     p = sub.add_parser("sim", help="run the provider simulators")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
-    p.set_defaults(fn=cmd_sim)
+    p.set_defaults(fn=_server(server, "cmd_sim"))
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
     p = keys.add_parser("create", help="create a key (and an account unless --account); prints the key last")
     p.add_argument("--account")
     p.add_argument("--email")
-    p.add_argument("--plan", default="dev", choices=("free", "pro", "enterprise", "dev"),
+    p.add_argument("--plan", default="dev", choices=PLANS,
                    help="plan of the new account when no --account is given (dev: no limits, ample credit; "
                         "for customers use `gengate accounts create --plan ...`)")
-    p.set_defaults(fn=cmd_keys_create)
+    p.set_defaults(fn=_server(server, "cmd_keys_create"))
     p = keys.add_parser("save-provider", help="save an account's own provider key (BYOK), sealed")
     p.add_argument("--account", required=True)
     p.add_argument("--provider", required=True)
     p.add_argument("--key", help="the provider key; read from standard input when omitted")
-    p.set_defaults(fn=cmd_keys_save_provider)
+    p.set_defaults(fn=_server(server, "cmd_keys_save_provider"))
     p = keys.add_parser("webhook-secret", help="replace an account's webhook signing secret; prints the new one last")
     p.add_argument("--account", required=True)
-    p.set_defaults(fn=cmd_keys_webhook_secret)
-    from gengate import cli_accounts, cli_generate  # operators: accounts, credit; the client side: generate, jobs
+    p.set_defaults(fn=_server(server, "cmd_keys_webhook_secret"))
+    return keys
 
-    cli_accounts.register(sub, keys)
+
+def _register_accounts(sub: argparse._SubParsersAction, keys_sub: argparse._SubParsersAction) -> None:
+    """The operator's account commands (cli_accounts.py)."""
+    accounts = "gengate.cli_accounts"
+    acc = sub.add_parser("accounts", help="accounts, plans and limits").add_subparsers(dest="accounts_command",
+                                                                                       required=True)
+    p = acc.add_parser("create", help="create an account; prints its id alone on the last line")
+    p.add_argument("--plan", choices=PLANS, default="free")
+    p.add_argument("--email")
+    p.add_argument("--credit", type=int, default=None, help="starting credit in cents (dev plan: ample by default)")
+    p.set_defaults(fn=_server(accounts, "cmd_accounts_create"))
+    p = acc.add_parser("show", help="plan, limits, balance, holds, live jobs")
+    p.add_argument("account")
+    p.set_defaults(fn=_server(accounts, "cmd_accounts_show"))
+    p = acc.add_parser("plan", help="change an account's plan; --rpm / --concurrent set its own limits (0 = none)")
+    p.add_argument("account")
+    p.add_argument("plan", choices=PLANS)
+    p.add_argument("--rpm", type=int)
+    p.add_argument("--concurrent", type=int)
+    p.set_defaults(fn=_server(accounts, "cmd_accounts_plan"))
+    credit = sub.add_parser("credit", help="prepaid balance").add_subparsers(dest="credit_command", required=True)
+    p = credit.add_parser("add", help="add credit (cents; negative takes it back)")
+    p.add_argument("account")
+    p.add_argument("cents", type=int)
+    p.set_defaults(fn=_server(accounts, "cmd_credit_add"))
+    p = keys_sub.add_parser("list", help="an account's keys (ids only: keys are shown once, at creation)")
+    p.add_argument("--account", required=True)
+    p.set_defaults(fn=_server(accounts, "cmd_keys_list"))
+    p = keys_sub.add_parser("revoke", help="revoke a key (the key or its id); it answers 401 from then on")
+    p.add_argument("key")
+    p.set_defaults(fn=_server(accounts, "cmd_keys_revoke"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand; `long_running` marks those a deployment runs as a service (api, worker,
+    flower: the compose file's commands are checked against them)."""
+    from gengate import cli_generate  # the client side: generate, jobs
+
+    parser = argparse.ArgumentParser(prog="gengate", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    keys = _register_server(sub)
+    _register_accounts(sub, keys)
     cli_generate.register(sub)
     return parser
 

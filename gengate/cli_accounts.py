@@ -1,5 +1,6 @@
-"""The operator's account commands: `gengate accounts create|show|limits`, `gengate keys list|revoke`,
-`gengate credit add`. They talk to Redis directly (the operator runs them where the gateway runs)."""
+"""The operator's account commands: `gengate accounts create|show|plan`, `gengate keys list|revoke`,
+`gengate credit add` (their arguments are in cli.py). They talk to Redis directly (the operator runs
+them where the gateway runs) and need the server extra."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import sys
 
 import redis
 
-from config.settings import get_settings
-from jobs import accounts, keys, states
+from gengate.config.settings import get_settings
+from gengate.jobs import accounts, keys, states
 
 
 def _redis() -> redis.Redis:
@@ -24,7 +25,7 @@ def _exists(r: redis.Redis, account: str) -> bool:
 
 
 def cmd_accounts_create(args: argparse.Namespace) -> int:
-    from jobs.apikeys import create_account
+    from gengate.jobs.apikeys import create_account
 
     account = create_account(_redis(), email=args.email, plan=args.plan, credit_cents=args.credit)
     print(account)  # alone on the last line, for scripts
@@ -32,7 +33,7 @@ def cmd_accounts_create(args: argparse.Namespace) -> int:
 
 
 def cmd_accounts_show(args: argparse.Namespace) -> int:
-    from jobs.apikeys import list_keys
+    from gengate.jobs.apikeys import list_keys
 
     r = _redis()
     if not _exists(r, args.account):
@@ -80,7 +81,7 @@ def cmd_credit_add(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    from jobs.apikeys import list_keys
+    from gengate.jobs.apikeys import list_keys
 
     r = _redis()
     if not _exists(r, args.account):
@@ -91,7 +92,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    from jobs.apikeys import parse_key_id, revoke_key
+    from gengate.jobs.apikeys import parse_key_id, revoke_key
 
     key_id = parse_key_id(args.key) or args.key  # the whole key or its id
     if not revoke_key(_redis(), key_id):
@@ -99,33 +100,3 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
         return 2
     print(f"revoked {key_id}")
     return 0
-
-
-def register(sub: argparse._SubParsersAction, keys_sub: argparse._SubParsersAction) -> None:
-    acc = sub.add_parser("accounts", help="accounts, plans and limits").add_subparsers(dest="accounts_command",
-                                                                                       required=True)
-    p = acc.add_parser("create", help="create an account; prints its id alone on the last line")
-    p.add_argument("--plan", choices=accounts.PLANS, default="free")
-    p.add_argument("--email")
-    p.add_argument("--credit", type=int, default=None, help="starting credit in cents (dev plan: ample by default)")
-    p.set_defaults(fn=cmd_accounts_create)
-    p = acc.add_parser("show", help="plan, limits, balance, holds, live jobs")
-    p.add_argument("account")
-    p.set_defaults(fn=cmd_accounts_show)
-    p = acc.add_parser("plan", help="change an account's plan; --rpm / --concurrent set its own limits (0 = none)")
-    p.add_argument("account")
-    p.add_argument("plan", choices=accounts.PLANS)
-    p.add_argument("--rpm", type=int)
-    p.add_argument("--concurrent", type=int)
-    p.set_defaults(fn=cmd_accounts_plan)
-    credit = sub.add_parser("credit", help="prepaid balance").add_subparsers(dest="credit_command", required=True)
-    p = credit.add_parser("add", help="add credit (cents; negative takes it back)")
-    p.add_argument("account")
-    p.add_argument("cents", type=int)
-    p.set_defaults(fn=cmd_credit_add)
-    p = keys_sub.add_parser("list", help="an account's keys (ids only: keys are shown once, at creation)")
-    p.add_argument("--account", required=True)
-    p.set_defaults(fn=cmd_keys_list)
-    p = keys_sub.add_parser("revoke", help="revoke a key (the key or its id); it answers 401 from then on")
-    p.add_argument("key")
-    p.set_defaults(fn=cmd_keys_revoke)

@@ -68,8 +68,15 @@ def start_redis(directory: Path, port: int | None = None, *, appendonly: bool = 
     return proc, url
 
 
+def gengate_command(*args: str) -> list[str]:
+    """`python -P -m gengate ARGS`, with this interpreter. `-P` keeps the current directory off
+    `sys.path`: whatever folders the directory holds (`config`, `storage`, ...), the process runs
+    gengate's own modules."""
+    return [sys.executable, "-P", "-m", "gengate", *args]
+
+
 def start_sim(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "sim", "--host", "127.0.0.1", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "gengate.sim", "--host", "127.0.0.1", "--port", "0"],
                             stdout=subprocess.PIPE, text=True, env=env, preexec_fn=_own_session_dying_with_parent)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
@@ -79,35 +86,42 @@ def start_sim(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]
     return proc, line.split(" ", 1)[1]
 
 
-def worker_command(queues: str | None = None, concurrency: int | None = None, hostname: str | None = None) -> list[str]:
-    from config.settings import get_settings
-    from workers.queues import ALL_QUEUES
+# The arguments of the long-running `gengate` subcommands, as `gengate up` starts them and as
+# docker-compose.yml's services run them (tests/test_compose.py compares the two).
 
-    # JSON logs: no startup banner (it is printed, not logged); "celery@... ready." is still logged.
-    quiet = ["--quiet"] if get_settings().log_format == "json" else []
-    cmd = [sys.executable, "-m", "celery", "-A", "workers.celery_app:app", *quiet, "worker",
-           "-Q", queues or ",".join(ALL_QUEUES), "--pool", "threads",
-           "-c", str(concurrency or get_settings().worker_concurrency), "-l", "info", "--without-mingle"]
+def worker_args(queues: str | None = None, concurrency: int | None = None, hostname: str | None = None) -> list[str]:
+    from gengate.tasks.queues import ALL_QUEUES
+
+    args = ["worker", "-Q", queues or ",".join(ALL_QUEUES)]
+    if concurrency:
+        args += ["-c", str(concurrency)]
     if hostname:
-        cmd += ["-n", hostname]
-    return cmd
+        args += ["-n", hostname]
+    return args
+
+
+def api_args(host: str, port: int, workers: int = 1) -> list[str]:
+    """`workers` > 1 runs that many API processes behind one socket (the API holds no state of its
+    own, so they need nothing else)."""
+    return ["api", "--host", host, "--port", str(port), "--workers", str(workers)]
+
+
+def flower_args(port: int = 5555, address: str = "127.0.0.1") -> list[str]:
+    return ["flower", "--address", address, "--port", str(port)]
+
+
+def worker_command(queues: str | None = None, concurrency: int | None = None, hostname: str | None = None) -> list[str]:
+    return gengate_command(*worker_args(queues, concurrency, hostname))
 
 
 def api_command(host: str, port: int, workers: int = 1) -> list[str]:
-    """uvicorn serving `api.app:app`; `workers` > 1 runs that many API processes behind one socket
-    (the API holds no state of its own, so they need nothing else)."""
-    cmd = [sys.executable, "-m", "uvicorn", "api.app:app", "--host", host, "--port", str(port),
-           "--no-access-log", "--timeout-graceful-shutdown", "5"]
-    if workers > 1:
-        cmd += ["--workers", str(workers)]
-    return cmd
+    return gengate_command(*api_args(host, port, workers))
 
 
 def flower_command(port: int = 5555, address: str = "127.0.0.1") -> list[str]:
-    """Flower watching the workers' task events. Its basic-auth credentials are never on the command
-    line (where `ps` shows them): Flower reads them from `FLOWER_BASIC_AUTH` in its environment."""
-    return [sys.executable, "-m", "celery", "-A", "workers.celery_app:app", "flower",
-            f"--address={address}", f"--port={port}"]
+    """Flower's basic-auth credentials are never on the command line (where `ps` shows them): Flower
+    reads them from `FLOWER_BASIC_AUTH` in its environment."""
+    return gengate_command(*flower_args(port, address))
 
 
 def start(cmd: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen:

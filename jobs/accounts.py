@@ -24,10 +24,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from config.settings import Settings
-from jobs import keys
+from gengate.config.plans import PLANS
+from gengate.config.settings import Settings
+from gengate.jobs import keys
 
-PLANS = ("free", "pro", "enterprise", "dev")
 UNLIMITED = 0
 # A concurrency slot frees when one of the account's jobs ends, which cannot be known here: a short
 # Retry-After is the honest answer.

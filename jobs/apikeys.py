@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from config.settings import get_settings
-from jobs import accounts, keys
-from jobs.record import utcnow_iso
+from gengate.config.settings import get_settings
+from gengate.jobs import accounts, keys
+from gengate.jobs.record import utcnow_iso
 
 PREFIX = "gg_live_"
 

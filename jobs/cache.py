@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from jobs import keys
+from gengate.jobs import keys
 
 DEFAULT, NO_CACHE, NO_STORE = "default", "no-cache", "no-store"
 # Request fields that name inputs by URL: their content hashes stand in for them in the key.
@@ -215,8 +215,8 @@ def decode_own_hash(raw: bytes | None, encoding: str) -> str | None:
 
 
 class Scripts:
-    """The two scripts on one client; with `redis.asyncio` their calls return awaitables."""
+    """The decision script on one client; with `redis.asyncio` its calls return awaitables. (The
+    release script runs through the job stores: `JobStore.release_followers`.)"""
 
     def __init__(self, redis: Any) -> None:
         self.decide = redis.register_script(_DECIDE_LUA)
-        self.release = redis.register_script(RELEASE_LUA)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs import keys
+from gengate.jobs import keys
 
 FORGET_SECONDS = 24 * 3600  # stamps older than this are pruned by every beat
 

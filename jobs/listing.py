@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from jobs import keys
-from jobs.record import PUBLIC_FIELDS
+from gengate.jobs import keys
+from gengate.jobs.record import PUBLIC_FIELDS
 
 SCAN_CAP = 2000
 BATCH = 200

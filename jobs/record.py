@@ -13,7 +13,12 @@ from typing import Any
 
 import orjson
 
-from jobs import states
+from gengate.jobs import states
+
+# A media job (trim, resize, slice, FFmpeg command) is a job like any other whose "provider" is our
+# own FFmpeg, on a capability (and queue) of its own: the API creates them, the media worker runs them.
+MEDIA_PROVIDER = "ffmpeg"
+MEDIA_CAPABILITY = "media"
 
 # The JobResponse of the spec, in its order. Only these ever reach a client.
 PUBLIC_FIELDS = ("job_id", "status", "model", "created_at", "completed_at", "output", "cache", "error")

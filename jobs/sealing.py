@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from config.settings import get_settings
+from gengate.config.settings import get_settings
 
 
 class SealError(Exception):

@@ -17,10 +17,10 @@ import orjson
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from config import logs
-from config.settings import Settings
-from jobs import accounts, keys, states, webhooks
-from jobs.record import PUBLIC_FIELDS, Job, encode_fields, utcnow_iso
+from gengate.config import logs
+from gengate.config.settings import Settings
+from gengate.jobs import accounts, cache, keys, states, webhooks
+from gengate.jobs.record import PUBLIC_FIELDS, Job, encode_fields, utcnow_iso
 
 EVENTS_MAXLEN = 200
 log = logging.getLogger("gengate.jobs")
@@ -135,6 +135,21 @@ return due
 """
 
 
+# A provider's callback pulls the job's due time forward, only while it waits on the provider:
+# scheduled (terminal jobs are not) and without a result yet. A job that has its result is being
+# finalized already; a nudge would only start a second finalize beside it (a provider may call back
+# several times, e.g. Replicate).
+_NUDGE_LUA = """
+if redis.call('HEXISTS', KEYS[2], 'result') == 1 then return 0 end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1]) end
+return 0
+"""
+
+
+def _decoded(ids: Iterable[bytes | str]) -> list[str]:
+    return [i.decode() if isinstance(i, bytes) else i for i in ids]
+
+
 def _transition_call(
     job_id: str, to: str, allowed_from: Iterable[str] | None, fields: dict[str, bytes], ttl: int, emit: bool
 ) -> tuple[list[str], list[Any]]:
@@ -167,6 +182,7 @@ class JobStore:
         self.ttl = ttl_seconds
         self._transition = redis.register_script(_TRANSITION_LUA)
         self._claim = redis.register_script(_CLAIM_LUA)
+        self._release = redis.register_script(cache.RELEASE_LUA)
 
     def get(self, job_id: str) -> Job | None:
         raw = self.redis.hgetall(keys.job(job_id))
@@ -208,8 +224,12 @@ class JobStore:
 
     def claim_due(self, *, lease_seconds: float, limit: int) -> list[str]:
         now = time.time()
-        due = self._claim(keys=[keys.SCHEDULE], args=[now, now + lease_seconds, limit])
-        return [d.decode() if isinstance(d, bytes) else d for d in due]
+        return _decoded(self._claim(keys=[keys.SCHEDULE], args=[now, now + lease_seconds, limit]))
+
+    def release_followers(self, scope_id: str, cache_key: str, leader: str) -> list[str]:
+        """The leader of identical jobs gives up its lead; returns the jobs that were waiting on it."""
+        k, a = cache.release_args(scope_id, cache_key, leader)
+        return _decoded(self._release(keys=k, args=a))
 
 
 class AsyncJobStore:
@@ -220,6 +240,8 @@ class AsyncJobStore:
         self.ttl = ttl_seconds
         self.byok_ttl = byok_ttl_seconds
         self._transition = redis.register_script(_TRANSITION_LUA)
+        self._release = redis.register_script(cache.RELEASE_LUA)
+        self._nudge = redis.register_script(_NUDGE_LUA)
         self.accounts = accounts.Scripts(redis)
 
     async def get(self, job_id: str) -> Job | None:
@@ -232,6 +254,16 @@ class AsyncJobStore:
         ttl = self.ttl if to in states.TERMINAL else 0
         k, a = _transition_call(job_id, to, allowed_from, _transition_fields(to, patch), ttl, True)
         return _result(await self._transition(keys=k, args=a))
+
+    async def release_followers(self, scope_id: str, cache_key: str, leader: str) -> list[str]:
+        """As JobStore.release_followers (a cancelled leader releases from the API)."""
+        k, a = cache.release_args(scope_id, cache_key, leader)
+        return _decoded(await self._release(keys=k, args=a))
+
+    async def nudge(self, job_id: str, at: float) -> bool:
+        """Make a job waiting on its provider due at `at` (a provider's callback); False when the
+        job is not waiting (terminal, unscheduled, or its result already in)."""
+        return bool(await self._nudge(keys=[keys.SCHEDULE, keys.job(job_id)], args=[job_id, at]))
 
     async def create(
         self, job: Job, settings: Settings, *, admit: bool = True, queue_key: str | None = None,

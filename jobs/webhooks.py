@@ -23,9 +23,9 @@ from typing import Any
 import orjson
 from redis import Redis
 
-from jobs import keys
-from jobs.record import Job
-from jobs.sealing import seal, unseal
+from gengate.jobs import keys
+from gengate.jobs.record import Job
+from gengate.jobs.sealing import seal, unseal
 
 EVENTS = ("progress", "completed", "failed")
 DEFAULT_EVENTS = ("completed", "failed")

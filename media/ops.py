@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from media.sandbox import input_guard
+from gengate.media.sandbox import input_guard
 
 PREAMBLE = ["-nostdin", "-hide_banner", "-y", "-loglevel", "error"]
 VIDEO_ENCODE = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-movflags", "+faststart"]

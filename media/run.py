@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from media.sandbox import INPUT_GUARD
+from gengate.media.sandbox import INPUT_GUARD
 
 STDERR_TAIL_BYTES = 16 * 1024
 MAX_PROBE_OUTPUT_BYTES = 4 * 1024 * 1024

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from sim.server import serve
+from gengate.sim.server import serve
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,7 @@
 Point the SDK at it with ``ElevenLabs(api_key=..., base_url="http://HOST:PORT/elevenlabs")``;
 it calls ``<base>/v1/...`` exactly as against ``api.elevenlabs.io``. Mounted at ``/elevenlabs``.
 
-What it speaks (see PROVIDERS.md, "ElevenLabs"):
+What it speaks (see docs/providers.md, "ElevenLabs"):
 
 * ``POST /v1/text-to-speech/{voice_id}[/stream]?output_format=...`` and ``POST /v1/music`` answer
   with the audio bytes themselves (a real MP3, or WAV/PCM when asked), after the simulated
@@ -47,8 +47,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sim import media
-from sim.control import JSON, ControlledSimulator, control_routes, number, retry_after_header
+from gengate.sim import media
+from gengate.sim.control import JSON, ControlledSimulator, control_routes, number, retry_after_header
 
 DEFAULT_CONFIG: JSON = {"queue_time": 0.0, "latency": 0.0, "keys": None, "max_concurrent": None}
 GLOBAL_ONLY = ("keys", "max_concurrent", "voices")  # account settings, not per-call knobs

@@ -13,7 +13,7 @@ import re
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from sim import media
+from gengate.sim import media
 
 MAX_SECONDS = 10.0  # longer asks get a shorter clip: the simulators keep media small
 VIDEO_FPS = 8

@@ -43,8 +43,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sim import files
-from sim.control import (
+from gengate.sim import files
+from gengate.sim.control import (
     JSON,
     ControlledSimulator,
     call_back_when_done,

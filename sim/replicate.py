@@ -51,8 +51,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from sim import files, media
-from sim.control import (
+from gengate.sim import files, media
+from gengate.sim.control import (
     JSON, UNKNOWN_STATUS, ControlledSimulator, callback_client, control_routes, hang, number, retry_after_header,
     send_webhook, status_error_due, with_output_fault,
 )

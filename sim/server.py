@@ -22,11 +22,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sim import fal
-from sim import replicate
-from sim import elevenlabs
-from sim import higgsfield
-from sim import piapi
+from gengate.sim import fal
+from gengate.sim import replicate
+from gengate.sim import elevenlabs
+from gengate.sim import higgsfield
+from gengate.sim import piapi
 
 #: Mounted providers, by URL prefix.  Add the others here as they are written:
 #: "replicate", "elevenlabs", "higgsfield", "piapi" (each module exposing

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from config.settings import get_settings
-from storage.local import LocalStorage
+from gengate.config.settings import get_settings
+from gengate.storage.local import LocalStorage
 
 
 @lru_cache(maxsize=1)

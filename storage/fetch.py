@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from config.settings import get_settings
+from gengate.config.settings import get_settings
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -54,7 +54,7 @@ def _rules(spec: str) -> dict[str, tuple[str, float]]:
 
 
 def _spec() -> str:
-    from config.settings import get_settings
+    from gengate.config.settings import get_settings
 
     return get_settings().crash_at
 

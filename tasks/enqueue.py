@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.queues import queue_for
-from workers.wire import celery_message
+from gengate.tasks.queues import queue_for
+from gengate.tasks.wire import celery_message
 
 SUBMIT = "gengate.submit"
 FINALIZE = "gengate.finalize"

@@ -17,21 +17,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from jobs import cache, states
-from jobs.record import Job
-from media import ops
-from media.run import Limits, MediaCancelled, MediaFailed, MediaToolMissing, job_dir, probe, run_ffmpeg
-from media.sandbox import UnsafeCommand, plan_command
-from storage.fetch import FetchError, UnsafeURL, fetch_hash
-from storage.local import StoredFile, extension_for, media_type_for
-from tasks import pipeline
-from tasks.runtime import Runtime
+from gengate.jobs import cache, states
+from gengate.jobs.record import Job
+from gengate.media import ops
+from gengate.media.run import Limits, MediaCancelled, MediaFailed, MediaToolMissing, job_dir, probe, run_ffmpeg
+from gengate.media.sandbox import UnsafeCommand, plan_command
+from gengate.storage.fetch import FetchError, UnsafeURL, fetch_hash
+from gengate.storage.local import StoredFile, extension_for, media_type_for
+from gengate.tasks import ending
+from gengate.tasks.runtime import Runtime
 
 log = logging.getLogger("gengate.media")
-
-PROVIDER = "ffmpeg"
-CAPABILITY = "media"
-OPERATIONS = ("trim", "resize", "slice", "command")
 
 
 class _Input:
@@ -47,16 +43,15 @@ def limits(rt: Runtime, deadline: float) -> Limits:
 
 
 def run(rt: Runtime, job: Job) -> None:
-    if job.status != states.QUEUED:
-        pipeline.resume(rt, job)
-        return
+    """The submit step of a queued media job (tasks/pipeline.py hands it here; a job past this step
+    is moved on by the pipeline's `resume` like any other)."""
     with job_dir() as workdir:
         try:
             inputs = _fetch_inputs(rt, job, workdir)
         except (UnsafeURL, FetchError) as exc:
-            pipeline.fail_input(rt, job, str(exc))
+            ending.fail_input(rt, job, str(exc))
             return
-        if pipeline.settled_by_cache(rt, job, [i.sha for i in inputs.values()]):
+        if ending.settled_by_cache(rt, job, [i.sha for i in inputs.values()]):
             return
         deadline = time.time() + rt.settings.media_time_limit_seconds
         won, _ = rt.store.transition(job.job_id, states.PROCESSING, allowed_from=(states.QUEUED,),
@@ -71,10 +66,10 @@ def run(rt: Runtime, job: Job) -> None:
             rt.store.unschedule(job.job_id)
             return
         except (UnsafeCommand, ValueError) as exc:
-            pipeline.fail_input(rt, job, str(exc))
+            ending.fail_input(rt, job, str(exc))
             return
         except (MediaFailed, MediaToolMissing) as exc:
-            pipeline.fail_input(rt, job, str(exc), error="ProcessingError", code="ffmpeg_failed")
+            ending.fail_input(rt, job, str(exc), error="ProcessingError", code="ffmpeg_failed")
             return
         _complete(rt, job, made)
 
@@ -241,7 +236,7 @@ def _complete(rt: Runtime, job: Job, made: Made) -> None:
         metadata = _with_urls(metadata, stored)
     entry = cache.Entry(main.sha256, main.media_type, job.job_id,
                         tuple((sfx, f.sha256, f.media_type) for sfx, f in stored.items() if sfx), metadata)
-    pipeline.complete(rt, job, entry, main.url)
+    ending.complete(rt, job, entry, main.url)
 
 
 def _store(rt: Runtime, stem: str, path: Path) -> StoredFile:

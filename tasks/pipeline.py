@@ -22,19 +22,18 @@ from typing import Any
 
 import httpx
 
-from adapters import get_adapter
-from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
-from config import logs
-from jobs import cache, keys, states
-from jobs.record import Job
-from jobs.sealing import SealError, job_token, unseal
-from storage.fetch import FetchError, UnsafeURL, fetch_hash
-from storage.local import TooLarge
-from tasks import enqueue as q
-from tasks.crashpoints import crashpoint, crashing
-from tasks import media
-from tasks.runtime import Runtime
-from workers import metrics as worker_metrics
+from gengate.adapters import get_adapter
+from gengate.adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
+from gengate.config import logs
+from gengate.jobs import cache, states
+from gengate.jobs.record import MEDIA_PROVIDER, Job
+from gengate.jobs.sealing import SealError, job_token, unseal
+from gengate.storage.local import TooLarge
+from gengate.tasks import ending, media
+from gengate.tasks import enqueue as q
+from gengate.tasks import metrics as step_metrics
+from gengate.tasks.crashpoints import crashing, crashpoint
+from gengate.tasks.runtime import Runtime
 
 log = logging.getLogger("gengate.pipeline")
 
@@ -44,10 +43,10 @@ def submit(rt: Runtime, job_id: str) -> None:
     job = rt.store.get(job_id)
     if job is None:
         return
-    if job.provider == media.PROVIDER:
-        media.run(rt, job)
+    if job.provider == MEDIA_PROVIDER and job.status == states.QUEUED:
+        media.run(rt, job)  # media jobs have a submit step of their own; once past it, resume below
         return
-    if job.status == states.QUEUED and settled_by_cache(rt, job):
+    if job.status == states.QUEUED and ending.settled_by_cache(rt, job):
         return
     if job.status == states.QUEUED:
         deadline = _submit_deadline(rt, job)
@@ -74,104 +73,18 @@ def resume(rt: Runtime, job: Job) -> None:
     elif job.handle is None:
         if job.submit_deadline is not None and time.time() < job.submit_deadline:
             rt.store.schedule(job.job_id, job.submit_deadline)  # a submission may still be in flight
-        elif job.provider == media.PROVIDER:
-            fail_input(rt, job, "The media worker stopped while processing this job; submit it again",
+        elif job.provider == MEDIA_PROVIDER:
+            ending.fail_input(rt, job, "The media worker stopped while processing this job; submit it again",
                        error="ProcessingError", code="worker_lost")
         elif job.unsent and _resend(rt, job):
             pass  # the submit step died before sending anything: nothing to duplicate, sent from here
         else:
-            fail(rt, job, "Submission to the provider was interrupted and its outcome is unknown; "
+            ending.fail(rt, job, "Submission to the provider was interrupted and its outcome is unknown; "
                  "not resubmitted to avoid a duplicate charge", code="submission_interrupted")
     elif job.result is not None:
         _finalize_now(rt, job)
     else:
         poll(rt, job)
-
-
-def settled_by_cache(rt: Runtime, job: Job, hashes: list[str] | None = None) -> bool:
-    """The cache's turn, before any provider call: complete from a cached result, join an identical
-    job that is already running, or lead (go on to submit). True when the job needs nothing more now.
-    `hashes`: the inputs' content hashes when the caller already has them (media jobs fetch anyway)."""
-    if job.cache_mode == cache.NO_STORE:
-        return False
-    if job.cache_key is None:
-        if hashes is None:
-            try:
-                hashes = input_hashes(rt, cache.input_urls(job.input))
-            except (UnsafeURL, FetchError) as exc:
-                fail_input(rt, job, str(exc))
-                return True
-        job.cache_key = cache.compute_key(job.capability, job.model, job.mode, job.input, hashes)
-        rt.store.set_fields(job.job_id, cache_key=job.cache_key)
-    k, a = cache.decide_args(_scope(rt, job), job.cache_key, job.job_id, job.cache_mode)
-    decision = cache.decision(rt.cache.decide(keys=k, args=a))
-    if decision.kind == "hit" and decision.entry is not None:
-        return complete_from_cache(rt, job, decision.entry)
-    if decision.kind == "follow":
-        # The schedule entry written at creation stays as the backstop: if the leader's release
-        # were lost, the sweeper sends this job through submit again, which finds the result.
-        rt.store.patch_while(job.job_id, states.QUEUED, leader=decision.leader)
-        return True
-    return False
-
-
-def input_hashes(rt: Runtime, urls: list[str]) -> list[str]:
-    """sha256 of each input's content: our own files from their records, others fetched (SSRF-safe)."""
-    hashes = []
-    for url in urls:
-        own = cache.own_name(url, rt.settings.base_public_url)
-        if own is not None:
-            key, field, encoding = cache.own_hash_lookup(*own)
-            sha = cache.decode_own_hash(rt.redis.hget(key, field), encoding)
-            if sha is None:
-                raise FetchError(f"{url} is not a file of this gateway (unknown or expired)")
-            hashes.append(sha)
-        else:
-            hashes.append(fetch_hash(url).sha256)
-    return hashes
-
-
-def complete_from_cache(rt: Runtime, job: Job, entry: cache.Entry) -> bool:
-    """Give the job its own name for the cached content and complete it; False if the blob is gone."""
-    try:
-        output, sha = entry.materialize(rt.storage, job.job_id)
-    except FileNotFoundError:
-        rt.redis.delete(keys.cache(_scope(rt, job), job.cache_key or ""))
-        return False
-    rt.store.transition(
-        job.job_id, states.COMPLETED, allowed_from=(states.QUEUED, states.PROCESSING), output=output,
-        cache={"hit": True, "key": cache.public_key(job.cache_key or "")}, output_sha=sha,
-    )
-    rt.store.unschedule(job.job_id)
-    return True
-
-
-def release_followers(rt: Runtime, job: Job, entry: cache.Entry | None) -> None:
-    """After a leader ends: its followers complete from its result, or (it failed or was cancelled)
-    go through submit again, where one of them leads."""
-    if job.cache_key is None or job.cache_mode != cache.DEFAULT:
-        return
-    k, a = cache.release_args(_scope(rt, job), job.cache_key, job.job_id)
-    for raw in rt.cache.release(keys=k, args=a):
-        follower = rt.store.get(raw.decode() if isinstance(raw, bytes) else raw)
-        if follower is None or follower.terminal:
-            continue
-        if entry is None or not complete_from_cache(rt, follower, entry):
-            q.enqueue(rt.redis, q.SUBMIT, follower.job_id, follower.capability)
-
-
-def _scope(rt: Runtime, job: Job) -> str:
-    return cache.scope(job.account, rt.settings.cache_shared_across_accounts)
-
-
-def fail_input(rt: Runtime, job: Job, message: str, *, error: str = "ValidationError",
-               code: str = "input_unavailable") -> None:
-    """A failure that is not the provider's: an input URL refused or unreadable, a media command
-    that failed. The error string starts with the spec's error name."""
-    detail = {"error": error, "code": code, "provider": job.provider, "status": None}
-    rt.store.transition(job.job_id, states.FAILED, error=f"{error}: {message}", error_detail=detail)
-    rt.store.unschedule(job.job_id)
-    release_followers(rt, job, None)
 
 
 def _submit_deadline(rt: Runtime, job: Job) -> float:
@@ -226,7 +139,7 @@ def _send(rt: Runtime, job: Job, *, claimed: bool = False) -> None:
             return  # this step was so late that the sweeper already sent the job itself
         outcome = _submit_with_retries(rt, adapter, req, key, deadline=job.submit_deadline or time.time())
     except ProviderFailure as failure:
-        fail(rt, job, failure.message, code="provider_error", status=failure.status)
+        ending.fail(rt, job, failure.message, code="provider_error", status=failure.status)
         return
     if isinstance(outcome, Finished):
         finalize(rt, job.job_id, outcome)
@@ -262,7 +175,7 @@ def _submit_with_retries(
     call_timeout = getattr(rt.settings, adapter.name).timeout
     for attempt in range(1, attempts + 1):
         try:
-            return worker_metrics.provider_call(adapter.name, "submit", adapter.submit, req, key)
+            return step_metrics.provider_call(adapter.name, "submit", adapter.submit, req, key)
         except ProviderFailure as failure:
             refused = isinstance(failure.__cause__, httpx.ConnectError)
             if attempt == attempts or not (failure.retryable and (failure.status or refused)):
@@ -286,7 +199,7 @@ def poll(rt: Runtime, job: Job) -> None:
     crashpoint("poll.before")
     adapter = get_adapter(job.provider)
     try:
-        outcome = worker_metrics.provider_call(adapter.name, "poll", adapter.poll, job.handle or {},
+        outcome = step_metrics.provider_call(adapter.name, "poll", adapter.poll, job.handle or {},
                                                provider_key(rt, job))
     except ProviderFailure as failure:
         if failure.retryable and job.poll_errors < rt.settings.provider_retries:
@@ -294,7 +207,7 @@ def poll(rt: Runtime, job: Job) -> None:
             rt.store.patch_while(job.job_id, states.PROCESSING, poll_errors=job.poll_errors + 1)
             rt.store.schedule(job.job_id, time.time() + delay)
         else:
-            fail(rt, job, failure.message, code="provider_error", status=failure.status)
+            ending.fail(rt, job, failure.message, code="provider_error", status=failure.status)
         return
     if isinstance(outcome, Running):
         interval = _next_interval(rt, job)
@@ -302,7 +215,7 @@ def poll(rt: Runtime, job: Job) -> None:
         rt.store.patch_while(job.job_id, states.PROCESSING, progress=progress, poll_interval=interval, poll_errors=0)
         rt.store.schedule(job.job_id, time.time() + (job.poll_interval or interval))
     elif isinstance(outcome, Failed):
-        fail(rt, job, outcome.message, code=outcome.error_type or "provider_failed")
+        ending.fail(rt, job, outcome.message, code=outcome.error_type or "provider_failed")
     else:
         job.result = _encode_result(outcome)
         if rt.store.patch_while(job.job_id, states.PROCESSING, result=job.result):
@@ -336,40 +249,23 @@ def finalize(rt: Runtime, job_id: str, finished: Finished | None = None) -> None
         return
     outputs = finished.outputs if finished else _decode_result(job.result)
     if not outputs:
-        fail(rt, job, "The provider finished without an output file", code="no_output")
+        ending.fail(rt, job, "The provider finished without an output file", code="no_output")
         return
     try:
         stored = _store_output(rt, job, outputs[0])
     except (httpx.HTTPError, ProviderFailure) as exc:
         errors = job.finalize_errors + 1
         if errors > rt.settings.provider_retries or (isinstance(exc, ProviderFailure) and not exc.retryable):
-            fail(rt, job, f"Could not fetch the provider's output: {exc}", code="output_unavailable")
+            ending.fail(rt, job, f"Could not fetch the provider's output: {exc}", code="output_unavailable")
             return
         rt.store.patch_while(job_id, states.PROCESSING, finalize_errors=errors)
         rt.store.schedule(job_id, time.time() + retry_delay(rt, errors))
         return
     except TooLarge as exc:
-        fail(rt, job, str(exc), code="output_too_large")
+        ending.fail(rt, job, str(exc), code="output_too_large")
         return
     crashpoint("finalize.before_complete")
-    complete(rt, job, cache.Entry(stored.sha256, stored.media_type, job_id), stored.url)
-
-
-def complete(rt: Runtime, job: Job, entry: cache.Entry, url: str) -> None:
-    """processing -> completed with the stored result described by `entry` (main output at `url`),
-    caching it first and then handing it to the jobs that shared this one's work."""
-    output: dict[str, Any] = {"url": url, "media_type": entry.media_type}
-    if entry.metadata is not None:
-        output["metadata"] = entry.metadata
-    if job.cache_key and job.cache_mode != cache.NO_STORE:
-        # Before the transition: an identical job arriving from now on finds the result, not the leader.
-        rt.redis.set(keys.cache(_scope(rt, job), job.cache_key), entry.encode(), ex=rt.settings.cache_ttl_seconds)
-    info = {"hit": False, "key": cache.public_key(job.cache_key)} if job.cache_key else {"hit": False}
-    won, _ = rt.store.transition(job.job_id, states.COMPLETED, allowed_from=(states.PROCESSING,), output=output,
-                                 cache=info, output_sha=entry.sha)
-    rt.store.unschedule(job.job_id)
-    release_followers(rt, job, entry if won else None)
-    log.info("job %s: %s", job.job_id, "completed" if won else "finished but lost the race (cancelled)")
+    ending.complete(rt, job, cache.Entry(stored.sha256, stored.media_type, job_id), stored.url)
 
 
 def _store_output(rt: Runtime, job: Job, out: Output):
@@ -397,20 +293,9 @@ def cancel(rt: Runtime, job_id: str) -> None:
 def _provider_cancel(rt: Runtime, job: Job) -> None:
     try:
         adapter = get_adapter(job.provider)
-        worker_metrics.provider_call(adapter.name, "cancel", adapter.cancel, job.handle or {}, provider_key(rt, job))
+        step_metrics.provider_call(adapter.name, "cancel", adapter.cancel, job.handle or {}, provider_key(rt, job))
     except ProviderFailure as failure:
         log.warning("job %s: provider cancel failed: %s", job.job_id, failure.message)
-
-
-def fail(rt: Runtime, job: Job, message: str, *, code: str, status: int | None = None) -> None:
-    """Fail the job with the spec's ProviderError, naming the provider in the job's `error` string."""
-    detail = {"error": "ProviderError", "code": code, "provider": job.provider, "status": status}
-    error = f"ProviderError ({job.provider}{f', HTTP {status}' if status else ''}): {message}"
-    won, _ = rt.store.transition(job.job_id, states.FAILED, error=error, error_detail=detail)
-    rt.store.unschedule(job.job_id)
-    release_followers(rt, job, None)
-    if won:
-        log.info("job %s: failed (%s): %s", job.job_id, code, error)
 
 
 def provider_key(rt: Runtime, job: Job) -> str:

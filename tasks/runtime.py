@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import httpx
 from redis import BlockingConnectionPool, Redis
 
-from config.settings import Settings, get_settings
-from jobs.cache import Scripts
-from jobs.store import JobStore
-from storage import get_storage
-from storage.local import LocalStorage
+from gengate.config.settings import Settings, get_settings
+from gengate.jobs.cache import Scripts
+from gengate.jobs.store import JobStore
+from gengate.storage import get_storage
+from gengate.storage.local import LocalStorage
 
 
 @dataclass

@@ -1,31 +1,32 @@
-"""The Celery tasks: thin wrappers that hand each step to `tasks.pipeline`."""
+"""The Celery tasks: thin wrappers that hand each step to `tasks.pipeline`. They are shared tasks:
+they bind to the app the worker made (workers/celery_app.py), so importing them builds no app."""
 
 from __future__ import annotations
 
-from tasks import enqueue as q
-from tasks import pipeline
-from tasks import webhooks
-from tasks.runtime import get_runtime
-from workers.celery_app import app
+from celery import shared_task
+
+from gengate.tasks import enqueue as q
+from gengate.tasks import pipeline, webhooks
+from gengate.tasks.runtime import get_runtime
 
 
-@app.task(name=q.SUBMIT)
+@shared_task(name=q.SUBMIT)
 def submit(job_id: str) -> None:
     pipeline.submit(get_runtime(), job_id)
 
 
-# The pipeline finalizes inline now (tasks/pipeline.py `_finalize_now`); the task stays registered for
-# messages an older version left in the queues.
-@app.task(name=q.FINALIZE)
+# The pipeline finalizes inline, in the step that found the result (tasks/pipeline.py
+# `_finalize_now`); this task consumes finalize messages still queued by an earlier release.
+@shared_task(name=q.FINALIZE)
 def finalize(job_id: str) -> None:
     pipeline.finalize(get_runtime(), job_id)
 
 
-@app.task(name=q.CANCEL)
+@shared_task(name=q.CANCEL)
 def cancel(job_id: str) -> None:
     pipeline.cancel(get_runtime(), job_id)
 
 
-@app.task(name=webhooks.TASK)
+@shared_task(name=webhooks.TASK)
 def webhook(delivery_id: str, claim: int) -> None:
     webhooks.deliver(get_runtime(), delivery_id, claim)

@@ -1,6 +1,6 @@
 """Webhook delivery: the sweeper's hand-off to Celery and the `gengate.webhook` task's one attempt.
 
-Retries are not Celery countdowns (CELERY.md: an ETA beyond the visibility timeout runs several
+Retries are not Celery countdowns (docs/celery.md: an ETA beyond the visibility timeout runs several
 times). A delivery waits in the `gengate:webhooks:due` zset; every sweeper claims what is due
 (`dispatcher`), pushing its due time out by a lease and bumping the delivery's `claim` number, and
 queues one task message carrying that number. The task runs only if the number is still current,
@@ -20,15 +20,15 @@ import httpx
 import orjson
 from redis import Redis
 
-from config.settings import Settings
-from jobs import keys
-from jobs import webhooks as hooks
-from jobs.sealing import SealError
-from storage.fetch import FetchError, UnsafeURL, open_url
-from tasks.runtime import Runtime
-from workers import metrics as worker_metrics
-from workers.queues import WEBHOOK_QUEUE
-from workers.wire import celery_message
+from gengate.config.settings import Settings
+from gengate.jobs import keys
+from gengate.jobs import webhooks as hooks
+from gengate.jobs.sealing import SealError
+from gengate.storage.fetch import FetchError, UnsafeURL, open_url
+from gengate.tasks.runtime import Runtime
+from gengate.tasks import metrics as step_metrics
+from gengate.tasks.queues import WEBHOOK_QUEUE
+from gengate.tasks.wire import celery_message
 
 log = logging.getLogger("gengate.webhooks")
 
@@ -100,7 +100,7 @@ def deliver(rt: Runtime, delivery_id: str, claim: int) -> None:
     job = rt.store.get(job_id) if job_id else None
     if job is None or not job.webhook_url or snapshot is None:
         log.warning("webhook %s: job %s or its webhook is gone; dropped", delivery_id, job_id)
-        worker_metrics.webhook("dropped")
+        step_metrics.webhook("dropped")
         _finish(rt, delivery_id)
         return
     try:
@@ -108,7 +108,7 @@ def deliver(rt: Runtime, delivery_id: str, claim: int) -> None:
     except SealError:
         log.error("webhook %s (job %s): the account's webhook secret cannot be unsealed with this "
                   "server's secret; dropped", delivery_id, job_id)
-        worker_metrics.webhook("dropped")
+        step_metrics.webhook("dropped")
         _finish(rt, delivery_id)
         return
     body = orjson.dumps({**orjson.loads(snapshot), "event": event})
@@ -118,11 +118,11 @@ def deliver(rt: Runtime, delivery_id: str, claim: int) -> None:
     if status is not None and (200 <= status < 300 or status == 410):
         # 410 Gone: the receiver asks us to stop (Standard Webhooks); no more retries.
         log.info("webhook %s (job %s, %s): attempt %d answered %d; done", delivery_id, job_id, event, attempt, status)
-        worker_metrics.webhook("gone" if status == 410 else "delivered")
+        step_metrics.webhook("gone" if status == 410 else "delivered")
         _finish(rt, delivery_id)
     elif problem == "unsafe":
         log.warning("webhook %s (job %s): target URL refused by the network policy; dropped", delivery_id, job_id)
-        worker_metrics.webhook("refused")
+        step_metrics.webhook("refused")
         _finish(rt, delivery_id)
     else:
         _retry_later(rt, delivery_id, job_id, attempt, problem or f"HTTP {status}")
@@ -148,12 +148,12 @@ def _retry_later(rt: Runtime, delivery_id: str, job_id: str, attempt: int, probl
     if attempt > len(delays):
         log.warning("webhook %s (job %s): attempt %d failed (%s); retries exhausted, giving up",
                     delivery_id, job_id, attempt, problem)
-        worker_metrics.webhook("exhausted")
+        step_metrics.webhook("exhausted")
         _finish(rt, delivery_id)
         return
     delay = delays[attempt - 1] * (1 + random.uniform(0, JITTER))
     log.info("webhook %s (job %s): attempt %d failed (%s); next in %.1f s", delivery_id, job_id, attempt, problem, delay)
-    worker_metrics.webhook("retry")
+    step_metrics.webhook("retry")
     hk = keys.webhook(delivery_id)
     pipe = rt.redis.pipeline(transaction=True)
     pipe.hset(hk, "attempts", attempt)

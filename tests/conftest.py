@@ -6,8 +6,9 @@ from __future__ import annotations
 import http.server
 import os
 import signal
-import threading
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,12 +18,28 @@ import httpx
 import pytest
 import redis
 
-from config.catalog import PROVIDERS
+from gengate.config.catalog import PROVIDERS
 from gengate import procs
-from jobs.apikeys import create_account, create_key
-from sim import media
+from gengate.jobs.apikeys import create_account, create_key
+from gengate.sim import media
 
 TERMINAL = {"completed", "failed", "cancelled"}
+ROOT = Path(__file__).resolve().parents[1]
+# The repository's folders that are subpackages of `gengate`: none may ever load under its bare name.
+PACKAGE_FOLDERS = ("config", "api", "jobs", "tasks", "workers", "adapters", "storage", "media", "sim")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any code the tests ran imported one of our modules by its bare name
+    (`import config`, `importlib.import_module("adapters.fal")`): that loads a second copy beside
+    `gengate.config`, which only works here because the repository is the current directory."""
+    bare = sorted(name for name, module in list(sys.modules.items())
+                  if name.split(".")[0] in PACKAGE_FOLDERS
+                  and str(getattr(module, "__file__", None) or "").startswith(str(ROOT)))
+    if bare:
+        print(f"\nmodules of gengate loaded under a bare name (import them as gengate.<name>): {', '.join(bare)}",
+              file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

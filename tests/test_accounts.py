@@ -14,9 +14,9 @@ import orjson
 import pytest
 import redis
 
-from config.catalog import BY_NAME
-from jobs import accounts, keys
-from jobs.apikeys import create_account, create_key
+from gengate.config.catalog import BY_NAME
+from gengate.jobs import accounts, keys
+from gengate.jobs.apikeys import create_account, create_key
 from tests.conftest import TERMINAL, sim_requests, wait_for, wait_until
 
 PRICE = BY_NAME["flux-schnell"].price_cents

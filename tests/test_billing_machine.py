@@ -12,11 +12,11 @@ import redis
 from hypothesis import settings as hsettings
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from config.settings import Settings
-from jobs import accounts, keys, states
-from jobs.apikeys import create_account
-from jobs.record import Job
-from jobs.store import JobStore
+from gengate.config.settings import Settings
+from gengate.jobs import accounts, keys, states
+from gengate.jobs.apikeys import create_account
+from gengate.jobs.record import Job
+from gengate.jobs.store import JobStore
 
 START = 50
 SETTINGS = Settings()

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import redis
 
-from jobs import keys
+from gengate.jobs import keys
 from tests.conftest import new_key, sim_requests, wait_for, wait_until
 
 TTL = 30 * 24 * 3600

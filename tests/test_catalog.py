@@ -5,9 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from adapters import get_adapter
-from config import catalog
-from config.catalog import MODE_FILES, MODELS, PROVIDERS
+from gengate.adapters import get_adapter
+from gengate.api.resolve import resolve
+from gengate.config import catalog
+from gengate.config.catalog import MODE_FILES, MODELS, PROVIDERS
 from tests.spec_files import model_names
 from tests.test_api_errors import assert_error
 
@@ -24,7 +25,7 @@ def test_every_row_resolves_to_an_adapter(spec):
     assert spec.provider in PROVIDERS and spec.capability in catalog.CAPABILITIES
     assert spec.modes and all(mode in MODE_FILES for mode in spec.modes)
     assert all(spec.endpoints[m] for m in spec.modes) and spec.source and spec.price_cents > 0
-    assert catalog.resolve(f"{spec.provider}:{spec.name}", spec.capability) is spec
+    assert resolve(f"{spec.provider}:{spec.name}", spec.capability) is spec
 
 
 V = "https://files.example.test/"

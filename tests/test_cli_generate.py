@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from gengate import procs
-from sim import media
+from gengate.sim import media
 from tests.conftest import new_key
 
 

@@ -36,7 +36,7 @@ from gengate.client import (
 )
 from gengate.client.waiting import RECONNECT, SSEDecoder, Stream, Waiter
 from gengate import procs
-from sim import media
+from gengate.sim import media
 from tests.conftest import new_key
 
 ffmpeg = pytest.mark.skipif(not shutil.which("ffmpeg"), reason="ffmpeg is not installed (apt-get install -y ffmpeg)")
@@ -537,8 +537,8 @@ def test_environment_defaults(monkeypatch):
 
 def test_account_methods(gw, rds):
     """me, balance and usage, sync and async, against the account endpoints."""
-    from config.catalog import BY_NAME
-    from jobs import accounts
+    from gengate.config.catalog import BY_NAME
+    from gengate.jobs import accounts
 
     me = gw.me()
     assert me.user_id.startswith("user_") and me.email == "test@example.com"

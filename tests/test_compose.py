@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from config.docs import variable_names
+from gengate.config.docs import variable_names
 from gengate import cli, procs
-from workers.queues import ALL_QUEUES, MEDIA_QUEUE
+from gengate.tasks.queues import ALL_QUEUES, MEDIA_QUEUE
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = {"GENGATE_SECRET_KEY": "a-test-secret", "FLOWER_BASIC_AUTH": "ops:pw"}
@@ -79,15 +79,16 @@ def argv(svc: dict) -> list[str]:
     return entrypoint() + (shlex.split(command) if isinstance(command, str) else [str(c) for c in command])
 
 
-def exec_argv(service_argv: list[str]) -> list[str]:
-    """The command line `gengate <subcommand> ...` would exec, from the real CLI parser."""
+def gengate_args(service_argv: list[str]) -> list[str]:
+    """The arguments of the service's `gengate` command, checked against the real CLI parser: a valid
+    command, and one that runs as a service."""
     assert service_argv[0] == "gengate"
     try:
         args = cli.build_parser().parse_args(service_argv[1:])
     except SystemExit:
         pytest.fail(f"`{shlex.join(service_argv)}` is not a valid gengate command")
-    assert hasattr(args, "exec_argv"), f"`{shlex.join(service_argv)}` starts no long-running process"
-    return args.exec_argv(args)
+    assert getattr(args, "long_running", False), f"`{shlex.join(service_argv)}` starts no long-running process"
+    return service_argv[1:]
 
 
 def test_services_and_no_beat():
@@ -103,17 +104,17 @@ def test_every_service_runs_what_gengate_up_starts():
     services = gengate_services(compose())
     provider_queues = ",".join(q for q in ALL_QUEUES if q != MEDIA_QUEUE)
     expected = {
-        "api": procs.api_command("0.0.0.0", 8000, 2),
-        "worker": procs.worker_command(provider_queues),
-        "media-worker": procs.worker_command(MEDIA_QUEUE, 2, "media@%h"),
-        "flower": procs.flower_command(5555, "0.0.0.0"),
+        "api": procs.api_args("0.0.0.0", 8000, 2),
+        "worker": procs.worker_args(provider_queues),
+        "media-worker": procs.worker_args(MEDIA_QUEUE, 2, "media@%h"),
+        "flower": procs.flower_args(5555, "0.0.0.0"),
     }
     assert set(services) == set(expected)
     for name, svc in services.items():
-        assert exec_argv(argv(svc)) == expected[name], name
+        assert gengate_args(argv(svc)) == expected[name], name
     # GENGATE_API_WORKERS sets the API's processes.
     api = gengate_services(compose(dict(REQUIRED, GENGATE_API_WORKERS="5")))["api"]
-    assert exec_argv(argv(api)) == procs.api_command("0.0.0.0", 8000, 5)
+    assert gengate_args(argv(api)) == procs.api_args("0.0.0.0", 8000, 5)
 
 
 def test_worker_queues_cover_every_queue_exactly_once():
@@ -189,7 +190,7 @@ def test_dockerfile():
     assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
     assert re.search(r"apt-get install -y --no-install-recommends ffmpeg", text)
     assert entrypoint() == ["gengate"]
-    assert re.search(r"^RUN pip install \.( |$)", text, re.M), "the package itself, without test extras"
+    assert re.search(r'^RUN pip install "\.\[server\]"( |$)', text, re.M), "the server, without test extras"
     assert "[test]" not in text
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user and user[-1] not in ("root", "0")

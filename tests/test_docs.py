@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from api.app import create_app
-from config import docs
-from config.settings import ProviderSettings, Settings
+from gengate.api.app import create_app
+from gengate.config import docs
+from gengate.config.settings import ProviderSettings, Settings
 from tests.spec_files import example_requests
 
 

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from storage.fetch import (
+from gengate.storage.fetch import (
     FetchError,
     Fetched,
     Policy,

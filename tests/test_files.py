@@ -17,9 +17,9 @@ import httpx
 import pytest
 import redis
 
-from jobs import keys
-from sim import media
-from storage.sniff import sniff_media_type
+from gengate.jobs import keys
+from gengate.sim import media
+from gengate.storage.sniff import sniff_media_type
 from tests.conftest import new_key
 
 MiB = 1024 * 1024

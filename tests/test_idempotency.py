@@ -12,9 +12,9 @@ import orjson
 import pytest
 import redis
 
-from api.idempotency import fingerprint
-from jobs import keys
-from jobs.apikeys import create_account, create_key
+from gengate.api.idempotency import fingerprint
+from gengate.jobs import keys
+from gengate.jobs.apikeys import create_account, create_key
 from tests.conftest import sim_requests, wait_for
 
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import redis
 
-from jobs import keys
-from jobs.apikeys import create_account, create_key
+from gengate.jobs import keys
+from gengate.jobs.apikeys import create_account, create_key
 from tests.conftest import wait_for
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from config import logs
+from gengate.config import logs
 from tests.conftest import wait_for, wait_until
 
 REQUIRED = {"ts", "level", "logger", "msg", "service"}
@@ -141,7 +141,7 @@ def test_exceptions_and_text_format_are_redacted_too():
 
 
 def test_settings_secrets_include_every_provider_key():
-    from config.settings import Settings
+    from gengate.config.settings import Settings
 
     s = Settings(fal={"api_key": "fal-id-1234:fal-secret-5678"}, replicate={"api_key": "r8_replicatekey"},
                  secret_key="server-secret-key")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from media.run import (Limits, MediaCancelled, MediaFailed, MediaTimeout, MediaToolMissing, job_dir, probe,
+from gengate.media.run import (Limits, MediaCancelled, MediaFailed, MediaTimeout, MediaToolMissing, job_dir, probe,
                        run_ffmpeg, tool)
-from media.sandbox import INPUT_GUARD, Plan, UnsafeCommand, plan_command
+from gengate.media.sandbox import INPUT_GUARD, Plan, UnsafeCommand, plan_command
 
 needs_ffmpeg = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
                                   reason="ffmpeg/ffprobe not installed")

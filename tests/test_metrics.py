@@ -14,10 +14,10 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from gengate import procs
-from jobs import heartbeat, keys
-from jobs.errors import UnavailableError
+from gengate.jobs import heartbeat, keys
+from gengate.jobs.errors import UnavailableError
 from tests.conftest import wait_for, wait_until
-from workers.queues import ALL_QUEUES
+from gengate.tasks.queues import ALL_QUEUES
 
 Samples = dict[tuple[str, frozenset], float]
 

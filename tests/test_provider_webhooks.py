@@ -17,8 +17,8 @@ import pytest
 import redis
 
 from gengate import procs
-from jobs.apikeys import create_account, create_key
-from jobs.sealing import job_token
+from gengate.jobs.apikeys import create_account, create_key
+from gengate.jobs.sealing import job_token
 from tests.conftest import sim_requests, wait_for
 
 SLOW_POLL = 30.0

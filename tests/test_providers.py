@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sim import media
+from gengate.sim import media
 from tests.conftest import new_key, sim_requests, wait_for, wait_until
 from tests.spec_files import example_requests
 
@@ -196,10 +196,10 @@ def test_no_key_anywhere_is_400_naming_the_provider(redis_url: str):
     from redis.asyncio import Redis
     from starlette.datastructures import Headers
 
-    from api.provider_keys import from_header, saved_or_pooled
-    from jobs import keys
-    from config.settings import ProviderSettings, Settings
-    from jobs.errors import ValidationError
+    from gengate.api.provider_keys import from_header, saved_or_pooled
+    from gengate.jobs import keys
+    from gengate.config.settings import ProviderSettings, Settings
+    from gengate.jobs.errors import ValidationError
 
     settings = Settings(piapi=ProviderSettings(api_key=None), fal=ProviderSettings(api_key="pooled"))
 

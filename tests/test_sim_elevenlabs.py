@@ -15,10 +15,10 @@ import pytest
 from elevenlabs.client import ElevenLabs
 from elevenlabs.core.api_error import ApiError
 
-from adapters.base import Finished, ProviderFailure, ProviderRequest
-from adapters.elevenlabs import VOICE_NAMES, VOICES, ElevenLabsAdapter, create
-from config.settings import ProviderSettings
-from sim import media
+from gengate.adapters.base import Finished, ProviderFailure, ProviderRequest
+from gengate.adapters.elevenlabs import VOICE_NAMES, VOICES, ElevenLabsAdapter, create
+from gengate.config.settings import ProviderSettings
+from gengate.sim import media
 
 # Its tests reset the simulator and set its global config: a private one (conftest `control`).
 PROVIDER = "elevenlabs"

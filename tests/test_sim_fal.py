@@ -25,7 +25,7 @@ import pytest
 from fal_client.client import Completed, FalClientHTTPError, InProgress, Queued, SyncRequestHandle
 from PIL import Image
 
-from sim import media
+from gengate.sim import media
 
 IMAGE_APP = "fal-ai/flux/schnell"
 VIDEO_APP = "fal-ai/kling-video/v3/pro/text-to-video"

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from adapters.base import Failed, Finished, ProviderFailure, ProviderRequest, Running, Submitted
-from adapters.higgsfield import HiggsfieldAdapter, create
-from config.settings import ProviderSettings
+from gengate.adapters.base import Failed, Finished, ProviderFailure, ProviderRequest, Running, Submitted
+from gengate.adapters.higgsfield import HiggsfieldAdapter, create
+from gengate.config.settings import ProviderSettings
 
 # Its tests reset the simulator and set its global config: a private one (conftest `control`).
 PROVIDER = "higgsfield"

@@ -15,9 +15,9 @@ import av
 import httpx
 import pytest
 
-from adapters.base import Failed, Finished, ProviderFailure, ProviderRequest, Running, Submitted
-from adapters.piapi import PiapiAdapter, create
-from config.settings import ProviderSettings
+from gengate.adapters.base import Failed, Finished, ProviderFailure, ProviderRequest, Running, Submitted
+from gengate.adapters.piapi import PiapiAdapter, create
+from gengate.config.settings import ProviderSettings
 
 # Its tests reset the simulator and set its global config: a private one (conftest `control`).
 PROVIDER = "piapi"

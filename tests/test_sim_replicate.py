@@ -23,10 +23,10 @@ from replicate.exceptions import ReplicateError
 from replicate.helpers import FileOutput
 from replicate.webhook import Webhooks
 
-from adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
-from adapters.replicate import _target, build_input, create, media_type_of, outputs_from_output
-from config.settings import ProviderSettings
-from sim.media import cutout_png
+from gengate.adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
+from gengate.adapters.replicate import _target, build_input, create, media_type_of, outputs_from_output
+from gengate.config.settings import ProviderSettings
+from gengate.sim.media import cutout_png
 
 # Its tests reset the simulator and set its global config: a private one (conftest `control`).
 PROVIDER = "replicate"

@@ -7,9 +7,9 @@ import threading
 import pytest
 import redis
 
-from jobs import keys, states
-from jobs.record import Job, new_job_id
-from jobs.store import JobStore
+from gengate.jobs import keys, states
+from gengate.jobs.record import Job, new_job_id
+from gengate.jobs.store import JobStore
 
 
 @pytest.fixture

@@ -11,14 +11,14 @@ import httpx
 import pytest
 import redis
 
-from adapters.base import ProviderFailure, ProviderRequest
-from adapters.fal import create as create_fal
-from config.settings import ProviderSettings, Settings
-from jobs.cache import Scripts
-from jobs.store import JobStore
-from storage.local import LocalStorage
-from tasks.pipeline import _submit_with_retries
-from tasks.runtime import Runtime
+from gengate.adapters.base import ProviderFailure, ProviderRequest
+from gengate.adapters.fal import create as create_fal
+from gengate.config.settings import ProviderSettings, Settings
+from gengate.jobs.cache import Scripts
+from gengate.jobs.store import JobStore
+from gengate.storage.local import LocalStorage
+from gengate.tasks.pipeline import _submit_with_retries
+from gengate.tasks.runtime import Runtime
 from tests.conftest import sim_requests
 
 

@@ -30,11 +30,30 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
+# Folders named like gengate's subpackages, each a package that refuses to be imported: a process
+# that imported `config` (or `storage`, ...) from its working directory instead of `gengate.config`
+# fails at once, instead of working by luck in the repository's root.
+DECOYS = ("config", "storage", "api", "jobs", "media", "tasks", "workers", "adapters", "sim")
+
+
+def plant_decoys(directory: Path) -> None:
+    for name in DECOYS:
+        (directory / name).mkdir(exist_ok=True)
+        (directory / name / "__init__.py").write_text(
+            f"raise ImportError('the folder {name}/ of the working directory was imported instead of gengate.{name}')\n")
+
+
+GENGATE = str(Path(sys.executable).with_name("gengate"))  # the console script, as a user runs it
+
+
 def test_up_serves_the_printed_curl_and_stops_cleanly(tmp_path: Path):
+    """Run from a directory that holds folders named like gengate's packages, with the data dir
+    there too (GENGATE_DATA_DIR=.): every process `up` starts must run gengate's own modules."""
+    plant_decoys(tmp_path)
     port = procs.free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENGATE_")}
-    env.update(GENGATE_API_PORT=str(port), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "gengate.cli", "up"], cwd=tmp_path, env=env,
+    env.update(GENGATE_API_PORT=str(port), GENGATE_DATA_DIR=".", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([GENGATE, "up"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
     try:
@@ -66,7 +85,7 @@ def test_up_serves_the_printed_curl_and_stops_cleanly(tmp_path: Path):
         png = httpx.get(job["output"]["url"]).content
         assert png.startswith(b"\x89PNG\r\n\x1a\n")
         # Another CLI command with the same data dir finds the private Redis that `up` started.
-        cli = subprocess.run([sys.executable, "-m", "gengate.cli", "keys", "create"], cwd=tmp_path, env=env,
+        cli = subprocess.run([GENGATE, "keys", "create"], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=30)
         assert cli.returncode == 0, cli.stderr
         assert httpx.get(f"{base}/jobs/{job_id}",
@@ -77,7 +96,7 @@ def test_up_serves_the_printed_curl_and_stops_cleanly(tmp_path: Path):
     assert proc.returncode == 0, "".join(lines)
     time.sleep(0.5)
     assert _processes_with(str(tmp_path)) == [], "gengate up left processes behind"
-    assert not (tmp_path / ".gengate" / "run" / "redis.url").exists()
+    assert not (tmp_path / "run" / "redis.url").exists()
 
 
 def test_killed_up_leaves_no_orphans(tmp_path: Path):

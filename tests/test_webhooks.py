@@ -19,9 +19,9 @@ import pytest
 import redis
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from jobs import keys
-from jobs import webhooks as hooks
-from jobs.record import Job
+from gengate.jobs import keys
+from gengate.jobs import webhooks as hooks
+from gengate.jobs.record import Job
 from tests.conftest import wait_for, wait_until
 
 

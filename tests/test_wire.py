@@ -1,4 +1,4 @@
-"""workers/wire.py against the real thing: kombu's own messages, and a real Celery worker consuming ours.
+"""tasks/wire.py against the real thing: kombu's own messages, and a real Celery worker consuming ours.
 
 Everything runs against a private redis-server started for this module. Run with `-s` to see the
 measured build time.
@@ -22,8 +22,8 @@ import redis
 from celery import Celery
 
 from gengate import procs
-from workers.celery_app import app as gengate_app
-from workers.wire import celery_message
+from gengate.workers.celery_app import app as gengate_app
+from gengate.tasks.wire import celery_message
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -120,10 +120,10 @@ def test_real_worker_runs_each_message_once(redis_url: str, tmp_path: Path) -> N
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "wire_app:app", "worker", "-Q", queue, "--pool", "threads",
+            [sys.executable, "-P", "-m", "celery", "-A", "wire_app:app", "worker", "-Q", queue, "--pool", "threads",
              "-c", "2", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"],
-            cwd=REPO,
-            env={**os.environ, "WIRE_BROKER_URL": url, "PYTHONPATH": f"{REPO / 'tests'}{os.pathsep}{REPO}"},
+            cwd=tmp_path,  # gengate comes from its installed package, wherever the worker runs
+            env={**os.environ, "WIRE_BROKER_URL": url, "PYTHONPATH": str(REPO / "tests")},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -10,7 +10,7 @@ import os
 import redis
 from celery import Celery
 
-from workers.celery_app import app as _gengate_app
+from gengate.workers.celery_app import app as _gengate_app
 
 BROKER_URL = os.environ["WIRE_BROKER_URL"]
 

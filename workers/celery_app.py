@@ -1,28 +1,54 @@
-"""The Celery app: broker and reliability settings, nothing else (tasks live in `tasks/`)."""
+"""The Celery app of the workers, made by `create_app()` where a worker or Flower starts
+(`gengate worker`, `gengate flower`), never as a side effect of importing a task: the tasks
+(tasks/steps.py) are `shared_task`s that bind to whichever app the process made.
+
+`celery -A gengate.workers.celery_app ...` (inspect, control, purge) still finds an app: the module
+attribute `app` is made on first access.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery, signals
 
-from config import logs
-from config.settings import get_settings
-from workers import transport
-from workers.celery_conf import celery_settings
-from workers.queues import ALL_QUEUES
+from gengate.config import logs
+from gengate.config.settings import Settings, get_settings
+from gengate.tasks.queues import ALL_QUEUES
+from gengate.workers.celery_conf import celery_settings
 
-settings = get_settings()
-transport.install()  # kombu's Redis transport, fixed to survive a broker restart under load (see there)
+TASK_MODULES = ["gengate.tasks.steps"]
+_app: Celery | None = None
 
-app = Celery("gengate", broker=settings.resolved_redis_url(), include=["tasks.steps"])
-app.conf.update(
-    **celery_settings(step_time_limit_seconds=settings.step_time_limit_seconds, default_queue=ALL_QUEUES[0]),
-    worker_hijack_root_logger=False,
-)
 
-from workers import metrics  # noqa: E402,F401  (connects the per-task log context and step metrics)
-from workers.sweeper import Sweeper  # noqa: E402  (the step needs the app's blueprint to exist)
+def create_app(settings: Settings | None = None) -> Celery:
+    """The app with gengate's broker and reliability settings, its tasks and the sweeper bootstep;
+    kombu's Redis transport replaced by ours (workers/transport.py) for this process."""
+    from gengate.workers import metrics, transport  # noqa: F401  (metrics: the per-task log context and step metrics)
+    from gengate.workers.sweeper import Sweeper
 
-app.steps["worker"].add(Sweeper)
+    settings = settings or get_settings()
+    transport.install()
+    app = Celery("gengate", broker=settings.resolved_redis_url(), include=TASK_MODULES, set_as_current=True)
+    app.conf.update(
+        **celery_settings(step_time_limit_seconds=settings.step_time_limit_seconds, default_queue=ALL_QUEUES[0]),
+        worker_hijack_root_logger=False,
+    )
+    app.steps["worker"].add(Sweeper)
+    return app
+
+
+def get_app() -> Celery:
+    global _app
+    if _app is None:
+        _app = create_app()
+    return _app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return get_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @signals.celeryd_init.connect  # as the worker starts, before its first warning

@@ -31,9 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from celery import bootsteps
 
-from config import logs
-from jobs import heartbeat
-from workers import metrics
+from gengate.config import logs
+from gengate.jobs import heartbeat
+from gengate.tasks import metrics as step_metrics
+from gengate.workers import metrics
 
 log = logging.getLogger("gengate.sweeper")
 
@@ -80,8 +81,8 @@ class Slots:
 
 
 def _resume(job_id: str) -> None:
-    from tasks import pipeline
-    from tasks.runtime import get_runtime
+    from gengate.tasks import pipeline
+    from gengate.tasks.runtime import get_runtime
 
     rt = get_runtime()
     start, state = time.perf_counter(), "success"
@@ -95,12 +96,12 @@ def _resume(job_id: str) -> None:
         except Exception:  # one bad job must not stop the sweeper; its claim lease re-drives it later
             state = "failure"
             log.exception("sweeping job %s failed", job_id)
-    metrics.step_done("sweeper.resume", state, time.perf_counter() - start)
+    step_metrics.step_done("sweeper.resume", state, time.perf_counter() - start)
 
 
 def sweep_forever(stop: threading.Event, name: str | None = None) -> None:
-    from tasks import webhooks
-    from tasks.runtime import get_runtime
+    from gengate.tasks import webhooks
+    from gengate.tasks.runtime import get_runtime
 
     rt = get_runtime()
     s = rt.settings
@@ -181,7 +182,7 @@ class Sweeper(bootsteps.StartStopStep):
         self.worker_name: str | None = None
 
     def start(self, worker) -> None:
-        from tasks.runtime import get_runtime
+        from gengate.tasks.runtime import get_runtime
 
         metrics.serve(get_runtime().settings)  # the worker's /metrics, if GENGATE_WORKER_METRICS_PORT is set
         self.worker_name = getattr(worker, "hostname", None) or socket.gethostname()
@@ -195,7 +196,7 @@ class Sweeper(bootsteps.StartStopStep):
             self.thread.join(timeout=10)
         if self.worker_name is not None:
             try:  # a worker that stops cleanly stops counting as alive at once
-                from tasks.runtime import get_runtime
+                from gengate.tasks.runtime import get_runtime
 
                 heartbeat.forget(get_runtime().redis, self.worker_name)
             except Exception:

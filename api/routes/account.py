@@ -30,10 +30,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import ORJSONResponse
 from redis.asyncio import Redis
 
-from api.deps import PrincipalDep, RedisDep
-from api.schemas import error_responses
-from jobs import keys
-from jobs.errors import ValidationError
+from gengate.api.deps import PrincipalDep, RedisDep
+from gengate.api.schemas import error_responses
+from gengate.jobs import keys
+from gengate.jobs.errors import ValidationError
 
 router = APIRouter(prefix="/v1", tags=["Account"])
 USAGE_PAGE = 100  # 100 records are ~17 kB; the old unpaged answer ran to 1.7 MB at 10k jobs

@@ -17,15 +17,15 @@ from fastapi.responses import FileResponse, ORJSONResponse
 from redis.asyncio import Redis
 from starlette.requests import ClientDisconnect
 
-from api.deps import PrincipalDep, RedisDep, SettingsDep
-from api.schemas import ErrorResponse, FileUploadResponse, error_responses
-from config.settings import Settings
-from jobs import keys
-from jobs.errors import NotFoundError, PayloadTooLargeError, ValidationError
-from jobs.record import utcnow_iso
-from storage import get_storage
-from storage.local import LocalStorage, UploadSink, extension_for, media_type_for
-from storage.sniff import HEAD_BYTES, OCTET_STREAM, sniff_media_type
+from gengate.api.deps import PrincipalDep, RedisDep, SettingsDep
+from gengate.api.schemas import ErrorResponse, FileUploadResponse, error_responses
+from gengate.config.settings import Settings
+from gengate.jobs import keys
+from gengate.jobs.errors import NotFoundError, PayloadTooLargeError, ValidationError
+from gengate.jobs.record import utcnow_iso
+from gengate.storage import get_storage
+from gengate.storage.local import LocalStorage, UploadSink, extension_for, media_type_for
+from gengate.storage.sniff import HEAD_BYTES, OCTET_STREAM, sniff_media_type
 
 router = APIRouter(tags=["Files"])
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import ORJSONResponse
 
-from api.deps import PrincipalDep, SettingsDep, StoreDep
-from api.schemas import (
+from gengate.api.deps import PrincipalDep, SettingsDep, StoreDep
+from gengate.api.schemas import (
     ImageRequest,
     JobResponse,
     MusicRequest,
@@ -16,9 +16,9 @@ from api.schemas import (
     _Request,
     error_responses,
 )
-from api import idempotency
-from api.limits import StrictJSONRoute
-from api.submission import create_job
+from gengate.api import idempotency
+from gengate.api.limits import StrictJSONRoute
+from gengate.api.submission import create_job
 
 router = APIRouter(prefix="/v1", tags=["Generation"], route_class=StrictJSONRoute)  # no NaN, no duplicate keys
 _RESPONSES = {202: {"model": JobResponse, "description": "Job created"}, **error_responses(400, 401, 402, 409, 413, 422, 429, 500, 502)}  # 413: api/limits.py

@@ -11,16 +11,16 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import ORJSONResponse, StreamingResponse
 
-from api.deps import PrincipalDep, RedisDep, SettingsDep, StoreDep
-from api.schemas import JobListResponse, JobResponse, error_responses
-from config.catalog import CAPABILITIES
-from jobs import cache, keys, states
-from jobs.apikeys import Principal
-from jobs.errors import NotFoundError, ValidationError
-from jobs.listing import Filters, decode_cursor, encode_cursor, list_jobs
-from jobs.record import Job
-from jobs.store import AsyncJobStore
-from tasks.enqueue import CANCEL, SUBMIT, step_message
+from gengate.api.deps import PrincipalDep, RedisDep, SettingsDep, StoreDep
+from gengate.api.schemas import JobListResponse, JobResponse, error_responses
+from gengate.config.catalog import CAPABILITIES
+from gengate.jobs import cache, keys, states
+from gengate.jobs.apikeys import Principal
+from gengate.jobs.errors import NotFoundError, ValidationError
+from gengate.jobs.listing import Filters, decode_cursor, encode_cursor, list_jobs
+from gengate.jobs.record import Job
+from gengate.jobs.store import AsyncJobStore
+from gengate.tasks.enqueue import CANCEL, SUBMIT, step_message
 
 router = APIRouter(prefix="/v1/jobs", tags=["Jobs"])
 
@@ -73,9 +73,9 @@ async def cancel_job(job_id: str, store: StoreDep, redis: RedisDep, principal: P
         await redis.lpush(*step_message(CANCEL, job_id, job.capability))
     if won and job.cache_key and job.cache_mode == cache.DEFAULT:
         # Jobs that were sharing this one's provider call go through submit again; one of them leads.
-        k, a = cache.release_args(cache.scope(job.account, settings.cache_shared_across_accounts), job.cache_key, job_id)
-        for follower in await redis.eval(cache.RELEASE_LUA, len(k), *k, *a):
-            await redis.lpush(*step_message(SUBMIT, follower.decode(), job.capability))
+        scope = cache.scope(job.account, settings.cache_shared_across_accounts)
+        for follower in await store.release_followers(scope, job.cache_key, job_id):
+            await redis.lpush(*step_message(SUBMIT, follower, job.capability))
     return Response(status_code=204)
 
 

@@ -12,10 +12,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import ORJSONResponse
 
-from api import idempotency
-from api.deps import PrincipalDep, SettingsDep, StoreDep
-from api.limits import StrictJSONRoute
-from api.schemas import (
+from gengate.api import idempotency
+from gengate.api.deps import PrincipalDep, SettingsDep, StoreDep
+from gengate.api.limits import StrictJSONRoute
+from gengate.api.schemas import (
     CommandRequest,
     JobResponse,
     ProbeRequest,
@@ -26,17 +26,16 @@ from api.schemas import (
     _JobOptions,
     error_responses,
 )
-from api.submission import accept, check_urls
-from config.settings import Settings
-from jobs import cache
-from jobs.errors import UnavailableError, ValidationError
-from jobs.record import Job, new_job_id
-from media import ops
-from media.run import Limits, MediaFailed, MediaToolMissing, job_dir, probe
-from media.sandbox import UnsafeCommand, plan_command
-from storage import get_storage
-from storage.fetch import FetchError, UnsafeURL, fetch_hash
-from tasks.media import CAPABILITY, PROVIDER
+from gengate.api.submission import accept, check_urls
+from gengate.config.settings import Settings
+from gengate.jobs import cache
+from gengate.jobs.errors import UnavailableError, ValidationError
+from gengate.jobs.record import MEDIA_CAPABILITY, MEDIA_PROVIDER, Job, new_job_id
+from gengate.media import ops
+from gengate.media.run import Limits, MediaFailed, MediaToolMissing, job_dir, probe
+from gengate.media.sandbox import UnsafeCommand, plan_command
+from gengate.storage import get_storage
+from gengate.storage.fetch import FetchError, UnsafeURL, fetch_hash
 
 router = APIRouter(prefix="/v1/ffmpeg", tags=["Media Processing"], route_class=StrictJSONRoute)  # no NaN, no duplicate keys
 _RESPONSES = {202: {"model": JobResponse, "description": "Job created"}, **error_responses(400, 401, 409, 413, 422, 429, 500)}
@@ -91,8 +90,8 @@ def _probe(url: str, local: Path | None, settings: Settings) -> dict[str, Any]:
 
 async def _create(request: Request, store, settings: Settings, principal, op: str, body: _JobOptions,
                   params: dict[str, Any]) -> ORJSONResponse:
-    job = Job(job_id=new_job_id(), account=principal.account_id, capability=CAPABILITY, model=f"{PROVIDER}:{op}",
-              provider=PROVIDER, endpoint=op, input=params, mode=op)
+    job = Job(job_id=new_job_id(), account=principal.account_id, capability=MEDIA_CAPABILITY,
+              model=f"{MEDIA_PROVIDER}:{op}", provider=MEDIA_PROVIDER, endpoint=op, input=params, mode=op)
     return await idempotency.created(
         request, store.redis, principal.account_id, settings.idempotency_ttl_seconds,
         lambda also: accept(store, settings, job, body, request.headers, cache.named_inputs(params),

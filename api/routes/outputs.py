@@ -6,9 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from jobs.errors import NotFoundError
-from storage import get_storage
-from storage.local import media_type_for
+from gengate.jobs.errors import NotFoundError
+from gengate.storage import get_storage
+from gengate.storage.local import media_type_for
 
 router = APIRouter(tags=["Outputs"])
 

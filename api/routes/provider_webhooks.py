@@ -16,22 +16,12 @@ import time
 from fastapi import APIRouter
 from fastapi.responses import ORJSONResponse
 
-from api.deps import RedisDep, StoreDep
-from jobs import keys, states
-from jobs.errors import NotFoundError
-from jobs.sealing import job_token
+from gengate.api.deps import StoreDep
+from gengate.jobs import states
+from gengate.jobs.errors import NotFoundError
+from gengate.jobs.sealing import job_token
 
 router = APIRouter(prefix="/v1/providers", include_in_schema=False)
-
-# Pull the job's due time forward only while it waits on the provider: scheduled (terminal jobs are
-# not) and without a result yet. A job that has its result is being finalized already; a nudge would
-# only start a second finalize beside it (a provider may call back several times, e.g. Replicate).
-_NUDGE_LUA = """
-if redis.call('HEXISTS', KEYS[2], 'result') == 1 then return 0 end
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[1]) end
-return 0
-"""
-
 
 # A nudged job is due "long ago": the sweeper claims the most overdue first, so a job the provider
 # says is done goes before every poll that is merely due (bench/inflight.py, 10,000 jobs x 60 s: the
@@ -41,12 +31,12 @@ NUDGE_AHEAD_SECONDS = 10**9
 
 
 @router.post("/{provider}/webhooks/{job_id}/{token}")
-async def provider_callback(provider: str, job_id: str, token: str, store: StoreDep, redis: RedisDep):
+async def provider_callback(provider: str, job_id: str, token: str, store: StoreDep):
     if not (job_id.startswith("job_") and len(job_id) <= 64 and hmac.compare_digest(token, job_token(job_id))):
         raise NotFoundError("Unknown callback")
     job = await store.get(job_id)
     if job is None or job.provider != provider:
         raise NotFoundError("Unknown callback")
     if job.status == states.PROCESSING:
-        await redis.eval(_NUDGE_LUA, 2, keys.SCHEDULE, keys.job(job_id), job_id, time.time() - NUDGE_AHEAD_SECONDS)
+        await store.nudge(job_id, time.time() - NUDGE_AHEAD_SECONDS)
     return ORJSONResponse({"received": True})

@@ -6,9 +6,9 @@ from typing import Literal
 
 from fastapi import APIRouter
 
-from api.deps import PrincipalDep
-from api.schemas import VOICES, error_responses
-from config.catalog import CAPABILITIES, MODELS
+from gengate.api.deps import PrincipalDep
+from gengate.api.schemas import VOICES, error_responses
+from gengate.config.catalog import CAPABILITIES, MODELS
 
 router = APIRouter(prefix="/v1", tags=["Reference"])
 

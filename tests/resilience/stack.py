@@ -25,10 +25,10 @@ from typing import Any
 import httpx
 import redis
 
-from config.catalog import PROVIDERS
+from gengate.config.catalog import PROVIDERS
 from gengate import procs
-from jobs import accounts, keys
-from jobs.apikeys import create_account, create_key
+from gengate.jobs import accounts, keys
+from gengate.jobs.apikeys import create_account, create_key
 
 TERMINAL = {"completed", "failed", "cancelled"}
 

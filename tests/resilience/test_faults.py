@@ -33,8 +33,8 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobs import accounts, keys
-from jobs.apikeys import create_account, create_key
+from gengate.jobs import accounts, keys
+from gengate.jobs.apikeys import create_account, create_key
 from tests.conftest import TERMINAL
 
 pytestmark = pytest.mark.resilience

@@ -36,7 +36,7 @@ import httpx
 import pytest
 import redis
 
-from jobs.apikeys import create_account, create_key
+from gengate.jobs.apikeys import create_account, create_key
 from tests.conftest import TERMINAL, wait_for
 
 pytestmark = pytest.mark.resilience
@@ -104,7 +104,7 @@ def test_schemathesis_long(api_url, rds, _worker, tmp_path):
 # -- BOLA -------------------------------------------------------------------------------------------------
 
 def _png() -> bytes:
-    from sim import media
+    from gengate.sim import media
 
     return media.png_bytes(8, 8) + secrets.token_bytes(8)  # unique content: no dedup with other tests
 

@@ -22,7 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gengate import procs
-from jobs import keys
+from gengate.jobs import keys
 from tests.resilience.stack import Stack, job_states, marker, measure, wait_terminal
 
 pytestmark = pytest.mark.resilience

@@ -1,0 +1,61 @@
+"""Which catalog row and which mode a request means, refusing with a ValidationError that names the
+field: `resolve` (the model name, bare or `provider:model`) and `choose_mode` (from the files the
+request carries: none -> text-to-X, one image -> edit / image-to-video / upscale, two images ->
+keyframes, a visual plus an audio -> lipsync, ...).
+"""
+
+from __future__ import annotations
+
+from itertools import permutations
+
+from gengate.config.catalog import BY_NAME, MODE_FILES, ModelSpec, file_kind
+from gengate.jobs.errors import ValidationError
+
+
+def resolve(model: str, capability: str) -> ModelSpec:
+    """`provider:model` or a bare name -> the row; refuses unknown models and the wrong endpoint."""
+    provider, sep, name = model.partition(":") if ":" in model else ("", "", model)
+    spec = BY_NAME.get(name)
+    if spec is None:
+        raise ValidationError(f"Unknown model '{model}'", field="model")
+    if sep and provider != spec.provider:
+        raise ValidationError(f"Model '{name}' is served by '{spec.provider}', not '{provider}'", field="model")
+    if spec.capability != capability:
+        raise ValidationError(f"Model '{name}' is a {spec.capability} model; use POST /v1/{spec.capability}",
+                              field="model")
+    return spec
+
+
+def _fits(wanted: str, kind: str) -> bool:
+    # A URL without a known extension is taken as an image (uploads, CDNs), never as video or audio.
+    if wanted == "visual":
+        return kind in ("image", "video", "unknown")
+    return kind == wanted or (wanted == "image" and kind == "unknown")
+
+
+def choose_mode(spec: ModelSpec, files: list[str]) -> tuple[str, list[str]]:
+    """The model's mode for these input files, and the files in the order that mode wants them."""
+    kinds = [file_kind(f) for f in files]
+    for mode in spec.modes:
+        wanted = MODE_FILES[mode]
+        if len(wanted) != len(files):
+            continue
+        for order in permutations(range(len(files))):
+            if all(_fits(w, kinds[i]) for w, i in zip(wanted, order)):
+                return mode, [files[i] for i in order]
+    raise ValidationError(f"{spec.name} accepts {_describe(spec)}; got {_describe_kinds(kinds)}", field="files")
+
+
+def _describe(spec: ModelSpec) -> str:
+    names = {"image": "an image", "video": "a video (.mp4, .webm, .mov)", "audio": "an audio file",
+             "visual": "a video or image"}
+    ways = []
+    for mode in spec.modes:
+        wanted = MODE_FILES[mode]
+        ways.append("no files" if not wanted else " + ".join(names[w] for w in wanted))
+    return " or ".join(dict.fromkeys(ways))
+
+
+def _describe_kinds(kinds: list[str]) -> str:
+    return "no files" if not kinds else ", ".join(f"{k} file" if k != "unknown" else "a file of unknown type"
+                                                   for k in kinds)
