@@ -3,9 +3,9 @@
 Fal reports a failed run as COMPLETED with an `error` (it has no FAILED status) and exhausted
 balance as 403, not 402; both are mapped here. Every call is one request through the SDK's own
 authenticated client, with our timeout: the SDK's handle methods (`status()`, `cancel()`) wait up to
-120 s a try and retry transport errors, timeouts and 429s up to 10 times, which held a worker thread
-for minutes (20 for a provider that hangs). The pipeline retries instead, with its capped backoff,
-between polls and without holding a thread.
+120 s a try and retry transport errors, timeouts and 429s up to 10 times, which would hold a worker
+thread for minutes (20 for a provider that hangs). The pipeline retries instead, with its capped
+backoff, between polls and without holding a thread.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class FalAdapter:
             raise failure_for_status(NAME, response.status_code, _detail(response),
                                      retry_after=retry_after_seconds(response.headers.get("retry-after")))
         # An unreadable 2xx answer maps to a retryable failure without a status (it may have been
-        # accepted, so it is not resubmitted); it used to escape as a bare ValueError/KeyError.
+        # accepted, so it is not resubmitted), never a bare ValueError/KeyError.
         with _mapped_errors():
             data = response.json()
             return Submitted(handle={k: str(data[k]) for k in ("request_id", "response_url", "status_url",

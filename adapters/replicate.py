@@ -8,7 +8,7 @@ Wire facts this adapter relies on (checked in replicate 1.0.7's source):
   here: a BYOK call can never run on the pooled key by accident.
 * The SDK wraps every client in a `RetryTransport`. It retries HEAD/GET/PUT/DELETE/OPTIONS/TRACE
   on 429/503/504 up to 10 tries, sleeping ~50 s in all, or any Retry-After in whole seconds,
-  uncapped: a poll held a worker thread that long. Our transport is therefore mounted for every
+  uncapped: a poll would hold a worker thread that long. Our transport is therefore mounted for every
   URL (`mounts={"all://": ...}`, which httpx prefers to `transport`), so each call is one request;
   the pipeline retries polls itself, with capped backoff and without holding a thread. Create and
   cancel are POSTs: sent exactly once either way.

@@ -16,8 +16,7 @@ from gengate.jobs.store import AsyncJobStore
 
 
 # Every dependency is `async def`, trivial as they are: FastAPI runs a plain `def` dependency in its
-# thread pool, a thread hop per dependency per request (anyio was 6 % of the API's CPU in
-# bench/profile.py before this).
+# thread pool, a thread hop per dependency per request (BENCHMARKS.md).
 async def get_redis(request: Request) -> Redis:
     return request.app.state.redis
 

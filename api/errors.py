@@ -85,7 +85,7 @@ async def _http(request: Request, exc: HTTPException) -> ORJSONResponse:
 
 def _allowed_methods(request: Request) -> str:
     """Every method of every route at this path. Starlette's 405 names only the first route's methods
-    (GET /v1/jobs/{id} said `Allow: GET`, hiding DELETE), as FastAPI makes one route per method."""
+    (GET /v1/jobs/{id} would say `Allow: GET`, hiding DELETE), as FastAPI makes one route per method."""
     from starlette.routing import Match
 
     routes = request.app.router.routes  # routes, or FastAPI's included routers: both answer `matches`

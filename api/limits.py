@@ -1,9 +1,9 @@
 """Request-body hygiene: a size cap, so a huge body is refused before it is held in memory, and a
 strict JSON parser for the JSON endpoints.
 
-Without it FastAPI read any body whole and parsed it: a 60 MB JSON request took 60 MB (and more
-while parsed) of the API's memory, and a 5 MB `provider_options` became a 5 MB job record. Every
-request body is now limited to `GENGATE_MAX_REQUEST_BYTES` (1 MiB), except uploads (`POST
+FastAPI reads any body whole and parses it: uncapped, a 60 MB JSON request would take 60 MB (and
+more while parsed) of the API's memory, and a 5 MB `provider_options` would become a 5 MB job record.
+So every request body is limited to `GENGATE_MAX_REQUEST_BYTES` (1 MiB), except uploads (`POST
 /v1/files`, streamed to disk under their own 50 MiB cap). A declared `Content-Length` over the
 cap is answered 413 at once, without reading anything; a chunked body is counted as it is read
 and refused at the first chunk past the cap. The 413 has the spec's error shape.
@@ -11,8 +11,8 @@ and refused at the first chunk past the cap. The 413 has the spec's error shape.
 `StrictJSONRoute` parses JSON bodies as RFC 8259 JSON: UTF-8 only, and the standard library (which
 FastAPI uses) accepts `NaN` / `Infinity` (then stored in the job and re-sent to the provider as invalid JSON) and
 lets the last of duplicate keys win silently (`{"model": "a", "model": "b"}`: what a proxy, a log
-or an idempotency check reads first is not what the job uses); integers past 64 bits, which the
-job record's serializer cannot hold, were a 500. All are a 400 naming the problem.
+or an idempotency check reads first is not what the job uses); and integers past 64 bits are more
+than the job record's serializer can hold. All are a 400 naming the problem.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _finite(text: str) -> float:
 def _int64(text: str) -> int:
     value = int(text)
     # orjson (job records, cache keys, idempotency fingerprints) holds 64 bits: a bigger integer in
-    # `provider_options` was an unhandled TypeError, a 500.
+    # `provider_options` would raise TypeError when the job is written, so it is refused here.
     if not -(2**63) <= value < 2**64:
         raise HTTPException(400, f"Request body: the integer {text[:40]} is out of the 64-bit range")
     return value

@@ -37,8 +37,8 @@ class _Request(_JobOptions):
 
 def _model_field(capability: str) -> Any:
     """`model` with the values its endpoint accepts listed (bare, or `provider:` prefixed) in the
-    OpenAPI document, which said only "a string": a client (or a fuzzer) could not know which. The
-    catalog check stays the one that refuses, with messages saying where a model belongs instead."""
+    OpenAPI document, not just a string, so a client (or a fuzzer) knows which. The catalog check
+    stays the one that refuses, with messages saying where a model belongs instead."""
     names = [m.name for m in MODELS if m.capability == capability]
     names += [f"{m.provider}:{m.name}" for m in MODELS if m.capability == capability]
     return Field(min_length=1, max_length=200, json_schema_extra={"enum": names})

@@ -205,9 +205,9 @@ async def accept(
         await store.accounts.unadmit(keys=k, args=a)
         raise
     except (RedisConnectionError, RedisTimeoutError) as lost:
-        # Redis may have run the script and gone away before answering (the resilience suite's
-        # Redis restarts met it: a job answered 503 that then ran and was charged). Ask again once
-        # Redis is back: a job that exists is answered 202 like any other.
+        # Redis may have run the script and gone away before answering, and a 503 for a job that then
+        # runs and is charged would be wrong (RESILIENCE.md). Ask again once Redis is back: a job that
+        # exists is answered 202 like any other.
         if not await _exists_after_all(store, job.job_id):
             raise UnavailableError(f"The job store went away while creating the job; it was not created "
                                    f"if GET /v1/jobs/{job.job_id} answers 404. Retry with an Idempotency-Key "

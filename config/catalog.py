@@ -189,7 +189,7 @@ def file_kind(url: str) -> str:
     """image | video | audio by the URL path's extension; "unknown" when it has none we know."""
     try:
         path = urlsplit(url).path.lower()
-    except ValueError:  # "http://[::1/x.png": refused later as a URL, but this must not raise (was a 500)
+    except ValueError:  # "http://[::1/x.png": refused later as a URL (a 400); raising here would be a 500
         return "unknown"
     ext = path[path.rfind("."):] if "." in path.rsplit("/", 1)[-1] else ""
     if ext in IMAGE_EXT:

@@ -105,7 +105,7 @@ def compute_key(capability: str, model: str, mode: str, params: dict[str, Any], 
 
 
 def _normal(value: Any) -> Any:
-    # Only where a float is exact: 1e53 as an int overflowed orjson's 64 bits (an unhandled 500).
+    # Only where a float is exact: 1e53 as an int would overflow orjson's 64 bits.
     if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
         return int(value)
     if isinstance(value, dict):

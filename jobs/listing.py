@@ -83,8 +83,8 @@ async def list_jobs(
     last_returned: Position | None = None
     pos, scanned, gone = after, 0, []
     # The first read takes just what a full page needs (limit + 1 tells whether a next page exists):
-    # reading and decoding a whole batch of 200 jobs for a page of 20 made the unfiltered list cost
-    # ~9 single-job lookups (bench/growth.py). Later reads, for filters that skip jobs, grow to `batch`.
+    # reading and decoding a whole batch of 200 jobs for a page of 20 would be most of the unfiltered
+    # list's cost (BENCHMARKS.md). Later reads, for filters that skip jobs, grow to `batch`.
     want = limit + 1
     try:
         while True:

@@ -1,6 +1,7 @@
 """Provider simulators for gengate: real HTTP servers that speak the upstream
-providers' protocols (Fal's queue first) and hand out real media files, so the
-gateway and its tests can run end to end without network access or API keys.
+providers' protocols (Fal, Replicate, ElevenLabs, Higgsfield, PiAPI) and hand
+out real media files, so the gateway and its tests can run end to end without
+network access or API keys.
 
-Run ``python -m sim --port 0`` or use :func:`sim.server.serve`.
+Run ``python -m gengate.sim --port 0`` or use :func:`gengate.sim.server.serve`.
 """

@@ -82,8 +82,8 @@ _CALLBACK_CLIENTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.As
 
 def callback_client() -> httpx.AsyncClient:
     """The one HTTP client of the running event loop for every simulated provider's webhooks. A new
-    AsyncClient per delivery builds an SSL context (~10 ms of CPU): with 10,000 jobs calling back that
-    was 86 % of the simulator's CPU (bench/inflight.py, py-spy), and it answered submissions 35 s late."""
+    AsyncClient per delivery builds an SSL context (~10 ms of CPU): with thousands of jobs calling back,
+    that would take most of the simulator's CPU and delay its answers to submissions (BENCHMARKS.md)."""
     loop = asyncio.get_running_loop()
     client = _CALLBACK_CLIENTS.get(loop)
     if client is None:

@@ -17,8 +17,7 @@ Any non-empty key is accepted unless ``POST /_sim/config {"keys": [...]}`` lists
 As in ``sim.fal``, a request's phase is derived from the time since submission (``queue_time`` s
 queued, ``latency`` s in progress), so no task runs per request; media are generated when a file URL is
 fetched (every parameter is in the file name) and memoised by ``sim.media``. ``hf_webhook`` is recorded
-and called with the final status body when the request ends;
-but not delivered.
+and called with the final status body when the request ends.
 """
 
 from __future__ import annotations

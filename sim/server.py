@@ -28,9 +28,7 @@ from gengate.sim import elevenlabs
 from gengate.sim import higgsfield
 from gengate.sim import piapi
 
-#: Mounted providers, by URL prefix.  Add the others here as they are written:
-#: "replicate", "elevenlabs", "higgsfield", "piapi" (each module exposing
-#: ``create_app() -> Starlette`` like ``sim.fal``).
+#: Mounted providers, by URL prefix; each module exposes ``create_app() -> Starlette``.
 PROVIDERS: dict[str, Callable[[], ASGIApp]] = {
     "fal": fal.create_app,
     "replicate": replicate.create_app,

@@ -95,8 +95,8 @@ class LocalStorage:
     def _keep_blob(self, tmp: str | Path, sha: str) -> None:
         """Make the file `tmp` the blob of `sha`, unless that blob exists (same content, same name).
         Never replaced: on Linux, linking a name that a rename replaces at that instant fails with
-        ENOENT (the old inode's last link is gone), which the fault matrix met as concurrent finalizes
-        of identical outputs. The caller removes `tmp` when it is not kept."""
+        ENOENT (the old inode's last link is gone), and concurrent finalizes of identical outputs write
+        the same blob (RESILIENCE.md). The caller removes `tmp` when it is not kept."""
         blob = self.blob_path(sha)
         blob.parent.mkdir(exist_ok=True)
         try:

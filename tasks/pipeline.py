@@ -148,9 +148,9 @@ def _send(rt: Runtime, job: Job, *, claimed: bool = False) -> None:
     crashpoint("submit.after_accept")
     # Persist the handle first, unconditionally: a cancel that raced us must still find it.
     job.handle = outcome.handle
-    # With callbacks on, the provider says when the job ends: no early polls (in bench/inflight.py they
-    # were ~5 a job in the first 30 s, CPU taken from the finalizes the callbacks asked for), only the
-    # fallback at the webhook cap, in case a callback is lost.
+    # With callbacks on, the provider says when the job ends: no early polls (they would take CPU from
+    # the finalizes the callbacks ask for; BENCHMARKS.md), only the fallback at the webhook cap, in case
+    # a callback is lost.
     s = rt.settings
     job.poll_interval = s.poll_max_with_webhooks_seconds if s.provider_webhooks_on else s.poll_initial_seconds
     rt.store.set_fields(job.job_id, handle=job.handle, poll_interval=job.poll_interval)
@@ -225,9 +225,8 @@ def poll(rt: Runtime, job: Job) -> None:
 
 def _finalize_now(rt: Runtime, job: Job, finished: Finished | None = None) -> None:
     """Finalize in the step that found the result, not in a Celery message of its own: a message
-    costs ~3 ms of worker CPU and, behind a backlog of submissions, minutes of waiting (measured by
-    bench/inflight.py: 10,000 callbacks queued their finalize behind 10,000 submits). The schedule
-    entry is the backstop: if this worker dies, the sweeper finds the result after the lease."""
+    costs ~3 ms of worker CPU and, behind a backlog of submissions, minutes of waiting (BENCHMARKS.md).
+    The schedule entry is the backstop: if this worker dies, the sweeper finds the result after the lease."""
     rt.store.schedule(job.job_id, time.time() + rt.settings.step_lease_seconds)
     finalize(rt, job.job_id, finished)
 

@@ -13,8 +13,8 @@ def celery_settings(*, step_time_limit_seconds: float, default_queue: str) -> di
         accept_content=["json"],
         # Job state lives in our own Redis records; a result backend would only add ~7 Redis commands a task.
         task_ignore_result=True,
-        # docs/celery.md: early ack lost every running task on kill -9. Late ack + reject-on-lost redelivers
-        # instead, and every step is idempotent so a redelivery resumes rather than repeats.
+        # docs/celery.md: with early ack, kill -9 loses every running task. Late ack + reject-on-lost redelivers
+        # them, and every step is idempotent so a redelivery resumes rather than repeats.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

@@ -9,13 +9,10 @@ ten thousand waiting jobs cost ten thousand zset entries, not ten thousand messa
 How many resumes run at once: up to `GENGATE_WORKER_CONCURRENCY`, as in the task pool, while
 they use the CPU; but a resume that has waited `WAITING_AFTER_SECONDS` (on a provider, nearly always)
 stops counting, and another starts beside it, up to `GENGATE_SWEEPER_THREADS` in all. A poll of a
-provider that hangs holds its thread for the provider's whole timeout: with a fixed pool of eight,
-such polls queued every other due job behind them (tests/resilience/test_faults.py, long run: 33.5 s
-for a job whose bound was 25 s). A fixed pool of 64 instead took CPU from the submissions whenever
-many polls were due (bench/inflight.py, webhooks off: 8.3 polls a job instead of 4.7, the last
-submission reached the provider after 96 s instead of 32 s), and a per-provider cap, with one
-schedule for all providers, could only defer over-cap jobs and re-claim them, a loop that cost 100 s
-of completion delay (same benchmark, webhooks on). Waiting threads are cheap; running ones are not.
+provider that hangs holds its thread for the provider's whole timeout: a pool that counted it as
+working would queue every other due job behind such polls, and a pool that let every thread work at
+once would let many due polls take the CPU from the submissions (RESILIENCE.md, BENCHMARKS.md).
+Waiting threads are cheap; running ones are not.
 
 Due webhook deliveries (`gengate:webhooks:due`) are claimed the same way and queued as
 `gengate.webhook` Celery messages (tasks/webhooks.py).
@@ -108,17 +105,17 @@ def sweep_forever(stop: threading.Event, name: str | None = None) -> None:
     threads = max(s.sweeper_threads, s.worker_concurrency)
     slots = Slots(working=s.worker_concurrency, threads=threads)
     # A claimed job comes back by itself after this if its sweeper dies mid-resume: long enough for one
-    # resume (a poll is at most two provider calls), otherwise the step lease. Not a fixed 30 s floor:
-    # the resilience suite measured that floor as the re-drive time of every poll lost with its worker,
-    # whatever GENGATE_STEP_LEASE_SECONDS said.
+    # resume (a poll is at most two provider calls), otherwise the step lease. No floor of its own: it is
+    # how long a poll lost with its worker waits to be re-driven, which GENGATE_STEP_LEASE_SECONDS
+    # promises to bound (RESILIENCE.md).
     claim_lease = max(2 * s.fal.timeout, s.step_lease_seconds)
     # Due webhook deliveries only become Celery messages (one LPUSH each), so they need no slots.
     dispatch_webhooks = webhooks.dispatcher(rt.redis, lease_seconds=webhooks.lease_seconds(s))
     name = name or socket.gethostname()
     next_beat = 0.0  # the heartbeat /readyz counts (jobs/heartbeat.py): at once, then every few seconds
-    # Sweeps in a row that could not reach Redis. While Redis is down (measured by the resilience
-    # suite: ~30 sweeps/s, each logging two tracebacks) the loop backs off to one sweep every 2 s and
-    # logs the first failure in full, then one line per sweep, then one line when Redis is back.
+    # Sweeps in a row that could not reach Redis. While Redis is down the loop backs off to one sweep
+    # every 2 s, so an outage neither spins nor floods the log, and logs the first failure in full,
+    # then one line per sweep, then one line when Redis is back.
     failing = 0
 
     def failed(what: str, exc: Exception) -> None:

@@ -2,8 +2,8 @@
 
 The saving: kombu builds a new `redis.Redis` client for every command it sends without one (each
 message's unacked bookkeeping and its ack), and a client's constructor copies redis-py's table of
-~250 reply callbacks into a case-insensitive dict: 7 % of a worker's CPU in bench/profile.py. A
-channel here keeps one synchronous client per connection pool (clients over one pool are
+~250 reply callbacks into a case-insensitive dict, a visible share of a worker's CPU (BENCHMARKS.md).
+A channel here keeps one synchronous client per connection pool (clients over one pool are
 thread-safe; a new pool, after a reconnect, gets a new client).
 
 The fix: a channel keeps the connection parameters it was made with.
@@ -13,11 +13,11 @@ Celery 5.7.0 with kombu 5.7.0: when the broker connection drops while the worker
 `collect()`s the connection, which detaches its transport (`transport.client = None`), and then
 closes it. Whatever the old channel does next needs a new Redis pool, whose parameters kombu reads
 from `transport.client`: restoring the unacknowledged messages as the channel closes, and acking the
-tasks still running when they finish. Each raised `AttributeError("'NoneType' object has no
+tasks still running when they finish. Each raises `AttributeError("'NoneType' object has no
 attribute 'hostname'")`, which kombu's and Celery's error handling do not expect, and the worker
-exited ("Unrecoverable error"). Found by tests/resilience/test_redis.py (after a Redis restart under
-load no worker was left); reproduced with a bare Celery app (threads pool, -c 8, two acks_late tasks
-running, SIGTERM to redis-server).
+exits ("Unrecoverable error"), so a Redis restart under load can leave no worker consuming. It
+happens with a bare Celery app too (threads pool, -c 8, two acks_late tasks running, SIGTERM to
+redis-server; RESILIENCE.md).
 
 With the parameters remembered, those late calls reach Redis like any other: the messages are
 restored, the finished tasks acked, or (Redis still down) a connection error is raised, which both

@@ -1,7 +1,7 @@
 """GET /v1/me, /v1/balance, /v1/usage: the caller's own account, as the spec shapes them.
 
 Usage is read a page at a time (`limit`, `cursor`, `next_cursor`: gengate's additions, the spec has
-no paging), so an answer no longer grows with the account's history. The records live in the zset
+no paging), so an answer does not grow with the account's history. The records live in the zset
 `keys.account_usage` (completion ms -> record JSON), which Redis orders by score, then member bytes.
 A cursor is a position in that order: the last page's final score and how many records with exactly
 that score were already returned. Those come first among their score, so the next page is one
@@ -36,7 +36,7 @@ from gengate.jobs import keys
 from gengate.jobs.errors import ValidationError
 
 router = APIRouter(prefix="/v1", tags=["Account"])
-USAGE_PAGE = 100  # 100 records are ~17 kB; the old unpaged answer ran to 1.7 MB at 10k jobs
+USAGE_PAGE = 100  # 100 records are ~17 kB, however long the account's history
 USAGE_PAGE_MAX = 1000
 # A closed range up to this many days reads exactly its days' fields; a longer or open-ended one
 # reads the whole day hash, which holds only the days the account spent anything (so it is never
@@ -59,8 +59,8 @@ async def balance(principal: PrincipalDep, redis: RedisDep):
     return ORJSONResponse({"balance_cents": int(raw or 0), "currency": "usd"})
 
 
-# Declared as dates in /openapi.json, which said only "a string". Parsed here, strictly: pydantic's own
-# `date` would also take `to=0` (the epoch) or a Unix time.
+# Declared as dates in /openapi.json, not just strings, so a client knows what to send. Parsed here,
+# strictly: pydantic's own `date` would also take `to=0` (the epoch) or a Unix time.
 _DATE = {"pattern": r"^\d{4}-\d{2}-\d{2}$", "json_schema_extra": {"format": "date"}}
 
 

@@ -62,7 +62,7 @@ def new_file_id() -> str:
              operation_id="uploadFile", summary="Upload file", openapi_extra=_BINARY_BODY)
 async def upload_file(
     request: Request, redis: RedisDep, settings: SettingsDep, principal: PrincipalDep,
-    # `str`, not `str | None`: an optional header is absent, never null (a nullable schema made clients
+    # `str`, not `str | None`: an optional header is absent, never null (a nullable schema makes clients
     # and fuzzers send the text "null").
     x_content_hash: Annotated[str, Header(
         alias="X-Content-Hash", pattern=r"^sha256:[0-9a-fA-F]{64}$",  # declared, so /openapi.json says so

@@ -55,7 +55,7 @@ async def probe_media(body: ProbeRequest, store: StoreDep, settings: SettingsDep
         figures = await asyncio.to_thread(_probe, body.url, local, settings)
     except FetchError as exc:
         raise ValidationError(f"url: could not fetch it: {exc}", field="url") from None
-    except UnsafeURL as exc:  # a redirect to a refused address: was an unhandled 500
+    except UnsafeURL as exc:  # a redirect to a refused address: the user's URL, so a 400
         raise ValidationError(f"url: {exc}", field="url") from None
     except MediaToolMissing as exc:
         raise UnavailableError(str(exc)) from None

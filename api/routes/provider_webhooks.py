@@ -24,9 +24,8 @@ from gengate.jobs.sealing import job_token
 router = APIRouter(prefix="/v1/providers", include_in_schema=False)
 
 # A nudged job is due "long ago": the sweeper claims the most overdue first, so a job the provider
-# says is done goes before every poll that is merely due (bench/inflight.py, 10,000 jobs x 60 s: the
-# fallback polls, due earlier than the callbacks, were claimed first; completion delay p50 24 s, 14 s
-# with nudges first), and nudges keep their own order.
+# says is done goes before every poll that is merely due, even one that fell due before the callback
+# came (BENCHMARKS.md), and nudges keep their own order.
 NUDGE_AHEAD_SECONDS = 10**9
 
 
