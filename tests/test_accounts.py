@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import subprocess
-import sys
 import uuid
 from datetime import date, datetime, timezone
 
@@ -14,6 +13,7 @@ import orjson
 import pytest
 import redis
 
+from gengate import procs
 from gengate.config.catalog import BY_NAME
 from gengate.jobs import accounts, keys
 from gengate.jobs.apikeys import create_account, create_key
@@ -261,7 +261,7 @@ def test_bad_usage_paging_is_400_with_the_field(api: str, rds: redis.Redis, para
 
 
 def _gengate(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gengate.cli", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([*procs.gengate_command(), *args], env=env, capture_output=True, text=True,
                           timeout=60)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import httpx
 
+from gengate import procs
+
 
 def test_keys_create_prints_the_key_last_and_stores_only_its_hash(env, rds, api_url):
-    out = subprocess.run([sys.executable, "-m", "gengate.cli", "keys", "create"], env=env, capture_output=True,
+    out = subprocess.run([*procs.gengate_command(), "keys", "create"], env=env, capture_output=True,
                          text=True, check=True, timeout=30)
     key = out.stdout.strip().splitlines()[-1]
     assert key.startswith("gg_live_") and len(key) > 50
@@ -21,7 +22,7 @@ def test_keys_create_prints_the_key_last_and_stores_only_its_hash(env, rds, api_
     assert r.status_code == 202
     # The same account can hold several keys; a second key sees the first key's jobs.
     account = out.stderr.split("account:")[1].split()[0]
-    out2 = subprocess.run([sys.executable, "-m", "gengate.cli", "keys", "create", "--account", account], env=env,
+    out2 = subprocess.run([*procs.gengate_command(), "keys", "create", "--account", account], env=env,
                           capture_output=True, text=True, check=True, timeout=30)
     key2 = out2.stdout.strip().splitlines()[-1]
     got = httpx.get(f"{api_url}/v1/jobs/{r.json()['job_id']}", headers={"Authorization": f"Bearer {key2}"})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -24,7 +23,7 @@ def run(api_url, rds, worker, env, tmp_path):
     cli_env = dict(env, GENGATE_API_KEY=new_key(rds), GENGATE_BASE_URL=f"{api_url}/v1")
 
     def gengate(*args: str, timeout: float = 60, **overrides: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "gengate.cli", *args], env={**cli_env, **overrides},
+        return subprocess.run([*procs.gengate_command(), *args], env={**cli_env, **overrides},
                               cwd=tmp_path, capture_output=True, text=True, timeout=timeout)
 
     return gengate

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -203,7 +202,7 @@ def test_dockerfile():
 def test_api_command_serves_with_several_processes(env):
     """The API service's command, run for real: `--workers 2` means two uvicorn processes."""
     port = procs.free_port()
-    proc = procs.start([sys.executable, "-m", "gengate.cli", "api", "--host", "127.0.0.1", "--port", str(port),
+    proc = procs.start([*procs.gengate_command(), "api", "--host", "127.0.0.1", "--port", str(port),
                         "--workers", "2"], env)
     try:
         procs.wait_http(f"http://127.0.0.1:{port}/healthz", 30, proc)

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
+from gengate import procs
 from gengate.api.app import create_app
 from gengate.config import docs
 from gengate.config.settings import ProviderSettings, Settings
@@ -42,7 +42,7 @@ def test_table_shows_no_secret_and_spells_defaults():
 
 
 def test_config_docs_command_prints_the_table():
-    out = subprocess.run([sys.executable, "-m", "gengate.cli", "config", "docs"], capture_output=True, text=True,
+    out = subprocess.run([*procs.gengate_command(), "config", "docs"], capture_output=True, text=True,
                          check=True, timeout=30).stdout
     assert out == docs.settings_table()
 

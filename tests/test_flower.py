@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 
@@ -20,7 +19,7 @@ AUTH = ("ops", "flower-test-pw")
 @pytest.fixture
 def flower_url(env: dict[str, str], data_dir) -> Iterator[str]:
     port = procs.free_port()
-    proc = procs.start([sys.executable, "-m", "gengate.cli", "flower", "--port", str(port)],
+    proc = procs.start([*procs.gengate_command(), "flower", "--port", str(port)],
                        dict(env, FLOWER_BASIC_AUTH=":".join(AUTH)), data_dir / "flower.log")
     base = f"http://127.0.0.1:{port}"
     try:
@@ -54,9 +53,9 @@ def test_flower_shows_a_finished_job_task(flower_url, client, worker):
 
 def test_flower_refuses_a_public_address_without_credentials(env):
     bare = {k: v for k, v in env.items() if k != "FLOWER_BASIC_AUTH"}
-    out = subprocess.run([sys.executable, "-m", "gengate.cli", "flower", "--address", "0.0.0.0"], env=bare,
+    out = subprocess.run([*procs.gengate_command(), "flower", "--address", "0.0.0.0"], env=bare,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "FLOWER_BASIC_AUTH" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "gengate.cli", "flower", "--basic-auth", "no-colon"], env=bare,
+    out = subprocess.run([*procs.gengate_command(), "flower", "--basic-auth", "no-colon"], env=bare,
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "user:password" in out.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gengate import procs
 from gengate.sim import media
 from tests.conftest import new_key, sim_requests, wait_for, wait_until
 from tests.spec_files import example_requests
@@ -174,7 +175,7 @@ def test_saved_account_key_is_used_and_header_wins(client, sim, rds, env, api_ur
 
     key = client.headers["Authorization"].split()[-1]
     account = rds.hget(f"gengate:apikey:{key.split('_')[2]}", "account").decode()
-    subprocess.run([sys.executable, "-m", "gengate.cli", "keys", "save-provider", "--account", account,
+    subprocess.run([*procs.gengate_command(), "keys", "save-provider", "--account", account,
                     "--provider", "fal", "--key", "saved-key-ABCD"], env=env, check=True, capture_output=True)
     job_id, marker = _post(client, "fal")
     assert wait_for(client, job_id)["status"] == "completed"

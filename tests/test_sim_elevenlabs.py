@@ -1,5 +1,5 @@
 """The ElevenLabs simulator against the real `elevenlabs` SDK, and the ElevenLabs adapter against
-the simulator, over real HTTP (the simulator runs as `python -m sim` in a subprocess)."""
+the simulator, over real HTTP (the simulator runs as `python -m gengate.sim` in a subprocess)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The Fal simulator against the real fal-client SDK, over real HTTP.
 
-The simulator runs as a subprocess (``python -m sim --port 0``), exactly as the
+The simulator runs as a subprocess (``python -m gengate.sim --port 0``), exactly as the
 gateway's own end-to-end runs will start it; fal-client is pointed at it by its
 ``QUEUE_URL_FORMAT`` module constant, which the SDK reads at call time.
 """

@@ -1,4 +1,4 @@
-"""The Higgsfield simulator and adapter, over real HTTP against ``python -m sim`` in a subprocess.
+"""The Higgsfield simulator and adapter, over real HTTP against ``python -m gengate.sim`` in a subprocess.
 
 The protocol is driven with plain httpx, as the documented curl calls do: the official
 ``higgsfield-client`` is not a dependency of this project (and its retrying POST is why the adapter

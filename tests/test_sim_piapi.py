@@ -1,4 +1,4 @@
-"""The PiAPI (Seedance 2) simulator and adapter, over real HTTP against ``python -m sim`` in a subprocess.
+"""The PiAPI (Seedance 2) simulator and adapter, over real HTTP against ``python -m gengate.sim`` in a subprocess.
 
 PiAPI has no official Python SDK, so the protocol is driven with plain httpx, as its docs' examples do;
 then the adapter is driven directly: submit, poll, cancel.

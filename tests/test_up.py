@@ -103,7 +103,7 @@ def test_killed_up_leaves_no_orphans(tmp_path: Path):
     """Even a SIGKILL of `gengate up` (no cleanup code runs) takes its children down with it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENGATE_")}
     env.update(GENGATE_API_PORT=str(procs.free_port()), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "gengate.cli", "up"], cwd=tmp_path, env=env,
+    proc = subprocess.Popen([*procs.gengate_command(), "up"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:

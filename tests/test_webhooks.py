@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.server
 import json
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -19,6 +18,7 @@ import pytest
 import redis
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from gengate import procs
 from gengate.jobs import keys
 from gengate.jobs import webhooks as hooks
 from gengate.jobs.record import Job
@@ -94,7 +94,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gengate.cli", "keys", *args], env=env, capture_output=True,
+    return subprocess.run([*procs.gengate_command(), "keys", *args], env=env, capture_output=True,
                           text=True, check=True, timeout=30)
 
 
