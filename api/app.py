@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
 from redis.asyncio import Redis
 
-from gengate.api import errors, limits, metrics
+from gengate.api import errors, limits, metrics, openapi
 from gengate.api.routes import account, files, generation, jobs, media, outputs, provider_webhooks, reference
 from gengate.config import logs
 from gengate.config.settings import get_settings
@@ -40,6 +40,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    openapi.install(app)  # /openapi.json lists the 400s the API answers, not FastAPI's 422s
     # Before HttpMetrics, so that middleware (added last, so outermost) also counts the 413s.
     app.add_middleware(limits.BodyLimit, max_bytes=get_settings().max_request_bytes,
                        exempt=(("POST", "/v1/files"),))  # uploads stream to disk under their own cap

@@ -1,12 +1,24 @@
-"""Request and response bodies of the spec's endpoints (field names exactly as `spec/`)."""
+"""Request and response bodies of the spec's endpoints (field names exactly as `spec/`).
+
+The response models document what the routes send (most routes write their JSON themselves, so the
+models are not what serializes it). A field the API leaves out when it has no value is typed
+`X | Omitted = None`: optional, and not nullable in /openapi.json, since the API never sends it as
+null. A field the API does send as null (`next_cursor` on the last page, an unknown probe figure)
+is `X | None` and required: always present, possibly null.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
-from gengate.config.catalog import MODELS
+from gengate.config.catalog import CAPABILITIES, MODELS
+from gengate.jobs.record import MEDIA_CAPABILITY
+
+# `None` in Python only: absent from the JSON answer, so absent from its schema's types.
+Omitted = SkipJsonSchema[None]
 
 WEBHOOK_EVENTS = ("progress", "completed", "failed")
 VOICES = ("rachel", "domi", "sarah", "antoni", "elli", "josh", "arnold", "adam", "sam")
@@ -177,12 +189,12 @@ class TranscriptionRequest(_Request):
 class JobOutput(BaseModel):
     url: str
     media_type: str
-    metadata: dict[str, Any] | None = Field(default=None, description="Media jobs: segments, thumbnails, outputs")
+    metadata: dict[str, Any] | Omitted = Field(default=None, description="Media jobs: segments, thumbnails, outputs")
 
 
 class JobCache(BaseModel):
     hit: bool
-    key: str | None = None
+    key: str | Omitted = Field(default=None, description="sha256:<hex> of the request, once known")
 
 
 class JobResponse(BaseModel):
@@ -190,17 +202,19 @@ class JobResponse(BaseModel):
     status: Literal["queued", "processing", "completed", "failed", "cancelled"]
     model: str
     created_at: str
-    completed_at: str | None = None
-    output: JobOutput | None = None
-    cache: JobCache | None = None
-    error: str | None = None
+    completed_at: str | Omitted = Field(default=None, description="When the job finished (completed, failed, "
+                                        "or cancelled)")
+    output: JobOutput | Omitted = Field(default=None, description="Present when status is completed")
+    cache: JobCache | Omitted = None
+    error: str | Omitted = Field(default=None, description="Present when status is failed")
 
 
 class ErrorResponse(BaseModel):
     error: str
     message: str
-    field: str | None = None
-    provider: str | None = None
+    field: str | Omitted = Field(default=None, description="The field that caused the error, if applicable")
+    provider: str | Omitted = Field(default=None, description="The upstream provider that returned the error, "
+                                    "if applicable")
     statusCode: int
 
 
@@ -220,6 +234,61 @@ class FileUploadResponse(BaseModel):
 class JobListResponse(BaseModel):
     jobs: list[JobResponse]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end")
+
+
+# -- Account and reference ----------------------------------------------------------------------
+
+class MeResponse(BaseModel):
+    userId: str
+    email: str | None = Field(description="The account's email; null when it has none")
+
+
+class BalanceResponse(BaseModel):
+    balance_cents: int = Field(description="Current balance in cents")
+    currency: Literal["usd"]
+
+
+class UsageRecord(BaseModel):
+    job_id: str
+    model: str = Field(description="provider:model")
+    capability: Literal[(*CAPABILITIES, MEDIA_CAPABILITY)]  # type: ignore[valid-type]
+    cost_cents: int = Field(description="Cost in cents: 0 for cache hits, BYOK jobs and jobs that shared "
+                            "another's provider call")
+    cache_hit: bool
+    created_at: str = Field(description="When the job was created")
+
+
+class UsageResponse(BaseModel):
+    usage: list[UsageRecord] = Field(description="Completed jobs of the period (or of this page), oldest first")
+    total_cents: int = Field(description="Total cost in cents of the whole period, on every page")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end, and "
+                                    "always null when neither `limit` nor `cursor` was sent (a gengate addition)")
+
+
+class Voice(BaseModel):
+    voice_id: str
+    name: str
+
+
+class VoiceListResponse(BaseModel):
+    voices: list[Voice]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    capability: Literal[CAPABILITIES]  # type: ignore[valid-type]
+    modes: list[str]
+    provider: str
+    inputs: dict[str, list[str]] = Field(description="The kinds of files each mode takes, in order")
+    aspect_ratios: list[str]
+    durations: list[int] = Field(description="Allowed whole seconds; empty: any duration")
+    prompt_optional: list[str] = Field(description="The modes whose prompt may be empty")
+    price_cents: int
+    legacy: bool
+
+
+class ModelListResponse(BaseModel):
+    models: list[ModelInfo]
 
 
 # -- Media Processing (FFmpeg) ------------------------------------------------------------------

@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         default=1024 * 1024, description="Largest request body of any other endpoint (JSON): larger ones are "
         "refused with 413 before they are read.")
     idempotency_ttl_seconds: int = Field(default=24 * 3600, description="How long an Idempotency-Key is remembered.")
+    usage_max_records: int = Field(
+        default=10_000, ge=1,
+        description="Most records `GET /v1/usage` answers in one piece when asked without `limit` or `cursor` "
+        "(the whole period, as the spec's clients expect). A period holding more is refused with a 400 "
+        "saying to page (`limit`, `cursor`) or to ask for fewer days, never answered cut short.")
 
     allow_private_hosts: str = Field(
         default="",

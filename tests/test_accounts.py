@@ -6,7 +6,9 @@ import base64
 import concurrent.futures
 import subprocess
 import uuid
+from collections.abc import Iterator
 from datetime import date, datetime, timezone
+from pathlib import Path
 
 import httpx
 import orjson
@@ -201,9 +203,14 @@ def test_usage_pages_keep_the_whole_periods_total(api: str, rds: redis.Redis):
             assert [len(p["usage"]) for p in pages] == [100, 100, 50], params
             assert [r["job_id"] for p in pages for r in p["usage"]] == expected, "each record once, oldest first"
             assert {p["total_cents"] for p in pages} == {total}, "every page carries the period's total"
-        first = c.get("/usage").json()
-        assert len(first["usage"]) == 100 and first["next_cursor"], "the default page is 100 records"
+        whole = c.get("/usage").json()
+        assert [r["job_id"] for r in whole["usage"]] == expected, "no paging parameter: the whole period"
+        assert whole["next_cursor"] is None and whole["total_cents"] == total
         assert len(c.get("/usage", params={"limit": 1000}).json()["usage"]) == 250
+        first = c.get("/usage", params={"limit": 100}).json()
+        second = c.get("/usage", params={"cursor": first["next_cursor"]}).json()
+        assert [r["job_id"] for r in second["usage"]] == expected[100:200], "a cursor alone pages by 100"
+        assert second["next_cursor"] and second["total_cents"] == total
 
 
 def test_usage_records_of_one_millisecond_are_neither_skipped_nor_repeated(api: str, rds: redis.Redis):
@@ -234,6 +241,87 @@ def test_usage_total_sums_the_days_of_the_range(api: str, rds: redis.Redis):
             assert body["total_cents"] == cents == sum(r["cost_cents"] for r in body["usage"]), params
 
 
+USAGE_MAX = 10_000  # GENGATE_USAGE_MAX_RECORDS's default: the session API runs with it
+
+
+def _spread(n: int, days: int = 3) -> list[tuple[int, int]]:
+    """n records over `days` UTC days from March 1 (some in one millisecond), costing 0 to 6 cents."""
+    per_day = -(-n // days)
+    return [(MARCH_1 + (i // per_day) * DAY_MS + (i % per_day) // 2, i % 7) for i in range(n)]
+
+
+def test_usage_without_paging_is_the_whole_period_up_to_the_bound(api: str, rds: redis.Redis):
+    """The spec's clients send no paging parameter and read the answer as the period: they get all of
+    it, with the total its records add up to, up to GENGATE_USAGE_MAX_RECORDS records."""
+    account = _account(rds, "pro")
+    records = _spread(USAGE_MAX)
+    expected = _seed_usage(rds, account, records)
+    with _client(api, rds, account) as c:
+        r = c.get("/usage")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert [x["job_id"] for x in body["usage"]] == expected, "every record once, oldest first"
+        assert body["next_cursor"] is None
+        assert body["total_cents"] == sum(x["cost_cents"] for x in body["usage"]) == sum(cents for _, cents in records)
+        for params in ({"from": "2026-03-02"}, {"to": "2026-03-02"}, {"from": "2026-03-02", "to": "2026-03-02"},
+                       {"from": "2026-02-01", "to": "2026-03-31"}):
+            body = c.get("/usage", params=params).json()
+            assert body["usage"] and body["next_cursor"] is None, params
+            assert body["total_cents"] == sum(x["cost_cents"] for x in body["usage"]), params
+
+
+def test_usage_past_the_bound_is_refused_not_cut_short(api: str, rds: redis.Redis):
+    """One record past the bound: a 400 on `limit` that says to page or to ask for fewer days, never
+    the first 10,000 records presented as the period. Paging and a shorter period both still work."""
+    account = _account(rds, "pro")
+    records = _spread(USAGE_MAX + 1)
+    expected = _seed_usage(rds, account, records)
+    total = sum(cents for _, cents in records)
+    with _client(api, rds, account) as c:
+        for params in ({}, {"from": "2026-03-01"}, {"from": "2026-03-01", "to": "2026-03-03"}):
+            r = c.get("/usage", params=params)
+            assert r.status_code == 400, (params, r.status_code)
+            body = r.json()
+            assert set(body) == {"error", "message", "field", "statusCode"}
+            assert body["error"] == "ValidationError" and body["field"] == "limit" and body["statusCode"] == 400
+            assert "10000" in body["message"] and "cursor" in body["message"] and "from" in body["message"]
+        pages = _usage_pages(c, limit=1000)
+        assert [len(p["usage"]) for p in pages] == [1000] * 10 + [1]
+        assert [x["job_id"] for p in pages for x in p["usage"]] == expected
+        assert {p["total_cents"] for p in pages} == {total}
+        day = c.get("/usage", params={"from": "2026-03-02", "to": "2026-03-02"}).json()
+        assert len(day["usage"]) == -(-(USAGE_MAX + 1) // 3) and day["next_cursor"] is None
+        assert day["total_cents"] == sum(x["cost_cents"] for x in day["usage"])
+
+
+@pytest.fixture(scope="module")
+def bounded_api(env: dict[str, str], data_dir: Path) -> Iterator[str]:
+    """An API of this module's own with GENGATE_USAGE_MAX_RECORDS=5 (the bound is a setting)."""
+    port = procs.free_port()
+    proc = procs.start(procs.api_command("127.0.0.1", port),
+                       {**env, "GENGATE_API_PORT": str(port), "GENGATE_USAGE_MAX_RECORDS": "5"},
+                       data_dir / "api-usage-bound.log")
+    try:
+        procs.wait_http(f"http://127.0.0.1:{port}/healthz", 30, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        procs.stop(proc)
+
+
+def test_usage_bound_is_the_setting(bounded_api: str, rds: redis.Redis):
+    account = _account(rds, "pro")
+    expected = _seed_usage(rds, account, [(MARCH_1 + i, 1) for i in range(5)])
+    with _client(bounded_api, rds, account) as c:
+        body = c.get("/usage").json()
+        assert [x["job_id"] for x in body["usage"]] == expected and body["total_cents"] == 5
+        _seed_usage(rds, account, [(MARCH_1 + DAY_MS, 2)])
+        refused = c.get("/usage")
+        assert refused.status_code == 400 and refused.json()["field"] == "limit"
+        assert "more than 5 usage records" in refused.json()["message"]
+        assert len(c.get("/usage", params={"to": "2026-03-01"}).json()["usage"]) == 5
+        assert len(c.get("/usage", params={"limit": 6}).json()["usage"]) == 6, "a page is not bounded by it"
+
+
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -242,6 +330,8 @@ def _b64(raw: bytes) -> str:
     ({"limit": 0}, "limit"),
     ({"limit": 1001}, "limit"),
     ({"limit": "ten"}, "limit"),
+    ({"limit": ""}, "limit"),
+    ({"limit": "null"}, "limit"),
     ({"cursor": "%%%"}, "cursor"),
     ({"cursor": "x" * 201}, "cursor"),
     ({"cursor": _b64(b"soon:0")}, "cursor"),

@@ -135,10 +135,41 @@ def test_a_wrong_or_malformed_hash_is_refused_and_nothing_is_kept(client: httpx.
     wrong = {"X-Content-Hash": "sha256:" + "0" * 64}
     body = _error(client.post("/files", content=png, headers=wrong), 400, "ValidationError", "X-Content-Hash")
     assert _sha(png) in body["message"]
-    for bad in ("md5:abc", "sha256:xyz", "sha256:" + "a" * 63, _sha(png)):
+    # The bare hex is a spelling of the hash too, and is held to the body just the same.
+    body = _error(client.post("/files", content=png, headers={"X-Content-Hash": "0" * 64}), 400, "ValidationError",
+                  "X-Content-Hash")
+    assert _sha(png) in body["message"]
+    sha = _sha(png)
+    for bad in ("md5:abc", "sha256:xyz", "sha256:" + "a" * 63, "a" * 63, sha + "0", "sha256:" + sha + "0",
+                "sha256:sha256:" + sha, "sha1:" + sha, "sha256 " + sha, "sha256=" + sha, sha[:32] + " " + sha[32:],
+                "g" * 64, "0x" + sha[2:], "null"):
         _error(client.post("/files", content=png, headers={"X-Content-Hash": bad}), 400, "ValidationError",
                "X-Content-Hash")
     assert _file_records(rds) == before
+
+
+@pytest.mark.parametrize("first, then", [("prefixed", "bare"), ("bare", "prefixed"), ("bare", "bare upper")])
+def test_the_bare_hex_hash_dedupes_like_the_prefixed_one(client: httpx.Client, first: str, then: str):
+    """`X-Content-Hash: <hex>` and `X-Content-Hash: sha256:<hex>` name the same content: an upload made
+    with either spelling is found with the other, without its body."""
+    png = _png()
+    spell = {"prefixed": f"sha256:{_sha(png)}", "bare": _sha(png), "bare upper": _sha(png).upper()}
+    stored = client.post("/files", content=png, headers={"X-Content-Hash": spell[first]})
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["deduplicated"] is False and stored.json()["hash"] == f"sha256:{_sha(png)}"
+    for body in (b"", png):
+        again = client.post("/files", content=body, headers={"X-Content-Hash": spell[then]})
+        assert again.status_code == 200, again.text
+        assert again.json() == {**stored.json(), "deduplicated": True}
+
+
+def test_the_openapi_document_declares_both_hash_spellings(api_url: str):
+    param = next(p for p in httpx.get(f"{api_url}/openapi.json").json()["paths"]["/v1/files"]["post"]["parameters"]
+                 if p["name"] == "X-Content-Hash")
+    pattern = re.compile(param["schema"]["pattern"])
+    sha = "ab" * 32
+    assert pattern.search(sha) and pattern.search(f"sha256:{sha}") and pattern.search(sha.upper())
+    assert not pattern.search(f"md5:{sha}") and not pattern.search(sha[:-1]) and not pattern.search(sha + "a")
 
 
 def test_empty_body_and_missing_key_are_refused(client: httpx.Client, api_url: str):

@@ -1,7 +1,9 @@
 """GET /v1/me, /v1/balance, /v1/usage: the caller's own account, as the spec shapes them.
 
-Usage is read a page at a time (`limit`, `cursor`, `next_cursor`: gengate's additions, the spec has
-no paging), so an answer does not grow with the account's history. The records live in the zset
+Usage without `limit` or `cursor` is the whole period in one answer, as the spec (which has no
+paging) promises its clients, up to `GENGATE_USAGE_MAX_RECORDS` records; a longer period is a 400
+(see `usage`). With `limit` or `cursor` (gengate's additions, with `next_cursor`) it is read a page at
+a time, so an answer does not grow with the account's history. The records live in the zset
 `keys.account_usage` (completion ms -> record JSON), which Redis orders by score, then member bytes.
 A cursor is a position in that order: the last page's final score and how many records with exactly
 that score were already returned. Those come first among their score, so the next page is one
@@ -30,13 +32,13 @@ from fastapi import APIRouter, Query
 from fastapi.responses import ORJSONResponse
 from redis.asyncio import Redis
 
-from gengate.api.deps import PrincipalDep, RedisDep
-from gengate.api.schemas import error_responses
+from gengate.api.deps import PrincipalDep, RedisDep, SettingsDep
+from gengate.api.schemas import BalanceResponse, MeResponse, UsageResponse, error_responses
 from gengate.jobs import keys
 from gengate.jobs.errors import ValidationError
 
 router = APIRouter(prefix="/v1", tags=["Account"])
-USAGE_PAGE = 100  # 100 records are ~17 kB, however long the account's history
+USAGE_PAGE = 100  # the page size of a request that sends `cursor` without `limit` (~17 kB)
 USAGE_PAGE_MAX = 1000
 # A closed range up to this many days reads exactly its days' fields; a longer or open-ended one
 # reads the whole day hash, which holds only the days the account spent anything (so it is never
@@ -45,13 +47,15 @@ DAYS_READ_ONE_BY_ONE = 366
 _EPOCH = date(1970, 1, 1)
 
 
-@router.get("/me", responses=error_responses(401), operation_id="getMe", summary="Get current user")
+@router.get("/me", response_model=MeResponse, responses=error_responses(401), operation_id="getMe",
+            summary="Get current user")
 async def me(principal: PrincipalDep, redis: RedisDep):
     email = await redis.hget(keys.account(principal.account_id), "email")
     return ORJSONResponse({"userId": principal.account_id, "email": (email or b"").decode() or None})
 
 
-@router.get("/balance", responses=error_responses(401), operation_id="getBalance", summary="Get balance")
+@router.get("/balance", response_model=BalanceResponse, responses=error_responses(401), operation_id="getBalance",
+            summary="Get balance")
 async def balance(principal: PrincipalDep, redis: RedisDep):
     """The balance in cents: what was credited minus what completed jobs captured. Amounts held by
     running jobs are still part of it until they complete (or are released)."""
@@ -73,30 +77,51 @@ def _day(value: str | None, field: str) -> date | None:
         raise ValidationError(f"{field} must be a date like 2026-01-31", field=field) from None
 
 
-@router.get("/usage", responses=error_responses(400, 401), operation_id="getUsage", summary="Get usage")
+@router.get("/usage", response_model=UsageResponse, responses=error_responses(400, 401), operation_id="getUsage",
+            summary="Get usage")
 async def usage(
-    principal: PrincipalDep, redis: RedisDep,
+    principal: PrincipalDep, redis: RedisDep, settings: SettingsDep,
     from_: Annotated[str | None, Query(alias="from", description="Start date (inclusive), e.g. 2026-01-01",
                                        **_DATE)] = None,
     to: Annotated[str | None, Query(description="End date (inclusive), e.g. 2026-01-31", **_DATE)] = None,
-    limit: Annotated[int, Query(ge=1, le=USAGE_PAGE_MAX, description="Page size (a gengate addition)")] = USAGE_PAGE,
+    # `int`, not `int | None`: absent means "the whole period", never null (a nullable schema makes
+    # clients and fuzzers send the text "null").
+    limit: Annotated[int, Query(ge=1, le=USAGE_PAGE_MAX, description="Page size, 1 to 1,000 (a gengate addition). "
+                                "Without `limit` and `cursor` the answer is the whole period")] = None,
     cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page "
                                         "(a gengate addition)")] = None,
 ):
     """Completed jobs in the date range (UTC days, both ends inclusive), oldest first, with what
     each cost: cache hits, BYOK jobs and jobs that shared another's provider call cost 0.
+    `total_cents` is the whole period's.
 
-    A page holds up to `limit` records (default 100, at most 1,000); follow `next_cursor` until it
-    is null, with the same `from` and `to`. `total_cents` is the whole period's on every page."""
+    Without `limit` and `cursor`, the answer holds every record of the period (`next_cursor` null), up
+    to `GENGATE_USAGE_MAX_RECORDS` (10,000 by default); a period holding more is refused with a 400
+    on `limit`: page through it, or ask for fewer days. With `limit` (1 to 1,000) or `cursor`, a page
+    holds up to `limit` records (100 when only `cursor` is sent); follow `next_cursor` until it is
+    null, with the same `from` and `to`; every page carries the whole period's `total_cents`."""
     first, last = _day(from_, "from"), _day(to, "to")
     if first and last and last < first:
         raise ValidationError("to must not be before from", field="to")
     after = _cursor(cursor) if cursor else None
+    paged = limit is not None or cursor is not None
+    size = (limit or USAGE_PAGE) if paged else settings.usage_max_records
     low = _ms(datetime.combine(first, time.min, timezone.utc)) if first else None
     high = _ms(datetime.combine(last, time.max, timezone.utc)) if last else None
     resume = _resume(after, low)
-    entries, day_totals = await _read(redis, principal.account_id, resume, high, limit + 1, _day_fields(first, last))
-    page, next_pos = _page(entries, limit, resume)
+    entries, day_totals = await _read(redis, principal.account_id, resume, high, size + 1, _day_fields(first, last))
+    if not paged and len(entries) > size:
+        # Refused, not cut short. The spec has no paging: its clients read `usage` as the whole period
+        # and check it against `total_cents`. The first N records with a `next_cursor` they do not know
+        # would be a truncated period presented as whole, whose records do not add up to its total.
+        # A 400 in the spec's shape is seen, and says both ways out: page (gengate's client always
+        # does), or ask for fewer days (which any spec client can). The bound caps the answer's size
+        # (~1.7 MB at 10,000 records) and the work of one request; it reads N+1 records, never the
+        # whole history.
+        raise ValidationError(
+            f"The period holds more than {size} usage records, more than one answer carries: page through it "
+            "with limit and cursor (follow next_cursor), or ask for fewer days with from and to", field="limit")
+    page, next_pos = _page(entries, size, resume)
     return ORJSONResponse({"usage": [orjson.loads(member) for member, _ in page],
                            "total_cents": _sum_days(day_totals, first, last),
                            "next_cursor": _encode(next_pos) if next_pos else None})

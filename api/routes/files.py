@@ -29,7 +29,10 @@ from gengate.storage.sniff import HEAD_BYTES, OCTET_STREAM, sniff_media_type
 
 router = APIRouter(tags=["Files"])
 
-_HASH = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
+# `sha256:<hex>` (the spec's example) or the bare hex digest: both name the same content, so both
+# find the same file. Declared in /openapi.json too, so a client knows.
+HASH_PATTERN = r"^(sha256:)?[0-9a-fA-F]{64}$"
+_HASH = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
 _FILE_ID = re.compile(r"^file_[0-9a-f]{32}$")
 _MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 _EXT = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
@@ -65,8 +68,9 @@ async def upload_file(
     # `str`, not `str | None`: an optional header is absent, never null (a nullable schema makes clients
     # and fuzzers send the text "null").
     x_content_hash: Annotated[str, Header(
-        alias="X-Content-Hash", pattern=r"^sha256:[0-9a-fA-F]{64}$",  # declared, so /openapi.json says so
-        description="sha256:<hex> of the content: an account's known file is returned without reading the body")] = None,
+        alias="X-Content-Hash", pattern=HASH_PATTERN,
+        description="SHA-256 of the content, `sha256:<hex>` or the bare hex (64 digits, either case): an "
+        "account's known file is returned without reading the body")] = None,
 ):
     """Upload a file (raw body, any media type, up to 50 MiB) for use in generation requests."""
     account, storage = principal.account_id, get_storage()
@@ -151,7 +155,8 @@ def _claimed_hash(header: str | None) -> str | None:
         return None
     m = _HASH.match(header.strip())
     if m is None:
-        raise ValidationError("X-Content-Hash must be sha256:<64 hex digits>", field="X-Content-Hash")
+        raise ValidationError("X-Content-Hash must be sha256:<64 hex digits> or the 64 hex digits alone",
+                              field="X-Content-Hash")
     return m.group(1).lower()
 
 
