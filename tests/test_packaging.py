@@ -73,6 +73,9 @@ def test_the_wheel_installs_one_import_name(wheel: Path):
     for folder in SUBPACKAGES:
         modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts}
         assert {f"gengate/{m}" for m in modules} <= set(names), folder
+    # and its data: the vendored provider schemas the simulators validate against
+    schemas = {f"gengate/{p.relative_to(ROOT).as_posix()}" for p in (ROOT / "config" / "schemas").rglob("*.json")}
+    assert schemas and schemas <= set(names)
 
 
 def test_the_base_requirements_hold_no_server_package(wheel: Path):
