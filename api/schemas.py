@@ -285,6 +285,9 @@ class ModelInfo(BaseModel):
     prompt_optional: list[str] = Field(description="The modes whose prompt may be empty")
     price_cents: int
     legacy: bool
+    delisted: bool = Field(description="Gone from the provider's published list: kept for compatibility, "
+                                       "it may stop working whenever the provider stops serving it")
+    source: str = Field(description="Where the provider's endpoint ids (and their schemas) come from")
 
 
 class ModelListResponse(BaseModel):

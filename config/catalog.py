@@ -13,6 +13,8 @@ from types import MappingProxyType
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from gengate.config.schemas import published
+
 CAPABILITIES = ("image", "video", "speech", "music", "transcription")
 IMAGE_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4")
 VIDEO_RATIOS = ("16:9", "9:16", "1:1")
@@ -47,6 +49,9 @@ class ModelSpec:
     durations: tuple[int, ...] = ()  # allowed whole seconds; empty: any duration passes through
     hints: Mapping[str, str] = field(default_factory=dict)  # provider payload hints for the adapter
     legacy: bool = False
+    # Why the model is gone from its provider's published list, when it is (kept for compatibility:
+    # a request may still reach it, but the provider may stop serving it at any time).
+    delisted: str = ""
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -59,34 +64,48 @@ class ModelSpec:
             "aspect_ratios": list(self.aspect_ratios), "durations": list(self.durations),
             "prompt_optional": [m for m in self.modes if m in PROMPT_OPTIONAL],
             "price_cents": self.price_cents, "legacy": self.legacy,
+            "delisted": bool(self.delisted), "source": self.source,
         }
 
 
-# Sources. Fal ids are the endpoint ids of fal.ai's model pages (fal.ai/models/<id>). FAL_CONFIRMED rows
-# were checked against fal.ai's API reference or public client code calling that id; FAL rows are the
-# well-known ids, not re-checked here; FAL_UNCONFIRMED rows are best guesses that no source backs yet.
-FAL_CONFIRMED = "fal.ai/models/<endpoint>; id confirmed in fal.ai's API reference or public client code"
-FAL = "fal.ai/models/<endpoint> (well-known id, not re-checked)"
-FAL_UNCONFIRMED = "fal.ai/models/<endpoint> (UNCONFIRMED: best guess, no source checked)"
+# Where a fal row's ids come from when fal publishes no schema for one of its endpoints.
+FAL_UNPUBLISHED = "a fal endpoint id with no published schema (config/schemas/README.md)"
 SPEC_OVERVIEW = "spec/gateway-overview.md model table"
+FAL_JS_NEWEST = "fal-js 381105e"
+# fal's public model list dropped the two Topaz endpoints on 2026-08-18 for one endpoint per Topaz model
+# (…/upscale/image/{precision,creative,generative,transparent}, …/upscale/video/{precision,creative,
+# generative}), whose schemas fal has not published yet (config/schemas/README.md).
+TOPAZ_DELISTED = "dropped from fal's public model list on 2026-08-18 for per-model endpoints that publish no schema yet"
 
 
-def _fal(name, capability, endpoints, price, *, ratios=(), durations=(), source=FAL, legacy=False, **hints):
+def _fal(name, capability, endpoints, price, *, ratios=(), durations=(), legacy=False, delisted="",
+         **hints):
+    """A fal row. Where fal publishes every endpoint's schema (vendored in config/schemas/fal), that
+    is the source of its ids, and an endpoint gone from fal's newest published types marks the row
+    delisted."""
+    records = [(ep, published("fal", ep)) for ep in dict.fromkeys(endpoints.values())]
+    source = FAL_UNPUBLISHED
+    if all(record for _, record in records):
+        commits = ", ".join(sorted({record["commit"][:7] for _, record in records}))
+        source = f"fal-ai/fal-js endpoint types ({commits}), vendored in config/schemas/fal"
+        gone = [f"{ep} is gone from fal's newest published types ({FAL_JS_NEWEST}); its schema is from "
+                f"{record['commit'][:7]}" for ep, record in records if record["delisted"]]
+        delisted = "; ".join(filter(None, [delisted, *gone]))
     return ModelSpec(name, capability, "fal", MappingProxyType(dict(endpoints)), source, price, tuple(ratios),
-                     tuple(durations), MappingProxyType(hints), legacy)
+                     tuple(durations), MappingProxyType(hints), legacy, delisted)
 
 
-def _kling(name, path, price, durations, legacy=False, source=FAL):
+def _kling(name, path, price, durations, legacy=False):
     base = f"fal-ai/kling-video/{path}"
     return _fal(name, "video", {"text-to-video": f"{base}/text-to-video", "image-to-video": f"{base}/image-to-video",
                                 "keyframes": f"{base}/image-to-video"},
-                price, ratios=VIDEO_RATIOS, durations=durations, legacy=legacy, source=source, duration="str",
+                price, ratios=VIDEO_RATIOS, durations=durations, legacy=legacy, duration="str",
                 tail="tail_image_url")
 
 
-def _t2v_i2v(name, base, price, *, t2v="text-to-video", i2v="image-to-video", source=FAL, **kw):
+def _t2v_i2v(name, base, price, *, t2v="text-to-video", i2v="image-to-video", **kw):
     return _fal(name, "video", {"text-to-video": f"{base}/{t2v}", "image-to-video": f"{base}/{i2v}"}, price,
-                ratios=kw.pop("ratios", WIDE_VIDEO_RATIOS), source=source, **kw)
+                ratios=kw.pop("ratios", WIDE_VIDEO_RATIOS), **kw)
 
 
 MODELS: tuple[ModelSpec, ...] = (
@@ -98,71 +117,67 @@ MODELS: tuple[ModelSpec, ...] = (
          15, ratios=IMAGE_RATIOS, images="image_urls"),
     _fal("recraft-v3", "image", {"text-to-image": "fal-ai/recraft/v3/text-to-image"}, 4, ratios=IMAGE_RATIOS,
          aspect="image_size"),
-    _fal("phota", "image", {"text-to-image": "fal-ai/phota"}, 4, ratios=IMAGE_RATIOS, source=FAL_UNCONFIRMED),
-    _fal("grok-imagine-image", "image", {"text-to-image": "xai/grok-imagine-image"}, 7, ratios=IMAGE_RATIOS,
-         source=FAL_UNCONFIRMED),
+    _fal("phota", "image", {"text-to-image": "fal-ai/phota"}, 4, ratios=IMAGE_RATIOS),
+    _fal("grok-imagine-image", "image", {"text-to-image": "xai/grok-imagine-image"}, 7, ratios=IMAGE_RATIOS),
     ModelSpec("soul", "image", "higgsfield", MappingProxyType({"text-to-image": "higgsfield-ai/soul/standard"}),
               "docs/providers.md (Higgsfield) and " + SPEC_OVERVIEW, 6, IMAGE_RATIOS + ("21:9",)),
     # --- image: editing -------------------------------------------------------------------------
     _fal("nano-banana-pro/edit", "image", {"edit": "fal-ai/nano-banana-pro/edit"}, 15, ratios=IMAGE_RATIOS,
          images="image_urls"),
     _fal("nano-banana-2/edit", "image", {"edit": "fal-ai/nano-banana-2/edit"}, 8, ratios=IMAGE_RATIOS,
-         images="image_urls", source=FAL_UNCONFIRMED),
-    _fal("phota/edit", "image", {"edit": "fal-ai/phota/edit"}, 4, ratios=IMAGE_RATIOS, source=FAL_UNCONFIRMED),
-    _fal("phota/enhance", "image", {"edit": "fal-ai/phota/enhance"}, 4, ratios=IMAGE_RATIOS, source=FAL_UNCONFIRMED),
-    _fal("grok-imagine-image/edit", "image", {"edit": "xai/grok-imagine-image/edit"}, 7, ratios=IMAGE_RATIOS,
-         source=FAL_UNCONFIRMED),
+         images="image_urls"),
+    _fal("phota/edit", "image", {"edit": "fal-ai/phota/edit"}, 4, ratios=IMAGE_RATIOS),
+    _fal("phota/enhance", "image", {"edit": "fal-ai/phota/enhance"}, 4, ratios=IMAGE_RATIOS),
+    _fal("grok-imagine-image/edit", "image", {"edit": "xai/grok-imagine-image/edit"}, 7, ratios=IMAGE_RATIOS),
     _fal("seedream-v4.5/edit", "image", {"edit": "fal-ai/bytedance/seedream/v4.5/edit"}, 4, ratios=IMAGE_RATIOS,
          images="image_urls"),
     _fal("qwen-angles", "image", {"edit": "fal-ai/qwen-image-edit-2509-lora-gallery/multiple-angles"}, 4,
-         ratios=IMAGE_RATIOS, images="image_urls", source=FAL_UNCONFIRMED),
+         ratios=IMAGE_RATIOS, images="image_urls"),
     # --- image: upscale and background removal --------------------------------------------------
-    _fal("seedvr", "image", {"upscale": "fal-ai/seedvr/upscale/image"}, 3, source=FAL_CONFIRMED),
-    _fal("recraft-clarity", "image", {"upscale": "fal-ai/recraft/upscale/crisp"}, 4, source=FAL_UNCONFIRMED),
+    _fal("seedvr", "image", {"upscale": "fal-ai/seedvr/upscale/image"}, 3),
+    _fal("recraft-clarity", "image", {"upscale": "fal-ai/recraft/upscale/crisp"}, 4),
     _fal("clarity-upscaler", "image", {"upscale": "fal-ai/clarity-upscaler"}, 3),
-    _fal("topaz", "image", {"upscale": "fal-ai/topaz/upscale/image"}, 8),
+    _fal("topaz", "image", {"upscale": "fal-ai/topaz/upscale/image"}, 8, delisted=TOPAZ_DELISTED),
     _fal("ccsr", "image", {"upscale": "fal-ai/ccsr"}, 2),
     _fal("aura-sr", "image", {"upscale": "fal-ai/aura-sr"}, 1),
     ModelSpec("background-remover", "image", "replicate",
               MappingProxyType({"background-removal": "851-labs/background-remover"}),
               "replicate.com/851-labs/background-remover; provider from " + SPEC_OVERVIEW, 1),
     # --- video: generation ----------------------------------------------------------------------
-    _kling("kling-v3", "v3/pro", 50, tuple(range(3, 16)), source=FAL_CONFIRMED),
-    _kling("kling-v3-standard", "v3/standard", 30, tuple(range(3, 16)), source=FAL_CONFIRMED),
+    _kling("kling-v3", "v3/pro", 50, tuple(range(3, 16))),
+    _kling("kling-v3-standard", "v3/standard", 30, tuple(range(3, 16))),
     ModelSpec("seedance-2-preview", "video", "piapi", MappingProxyType({
         "text-to-video": "seedance-2-preview", "image-to-video": "seedance-2-preview",
         "video-edit": "seedance-2-preview"}), "docs/providers.md (PiAPI task_type)", 60, WIDE_VIDEO_RATIOS, (5, 10, 15)),
     ModelSpec("seedance-2-fast-preview", "video", "piapi", MappingProxyType({
         "text-to-video": "seedance-2-fast-preview", "image-to-video": "seedance-2-fast-preview"}),
         "docs/providers.md (PiAPI task_type)", 35, WIDE_VIDEO_RATIOS, (5, 10, 15)),
-    _t2v_i2v("sora-2", "fal-ai/sora-2", 40, ratios=VIDEO_RATIOS, source=FAL_CONFIRMED),
-    _t2v_i2v("sora-2-pro", "fal-ai/sora-2", 100, t2v="text-to-video/pro", i2v="image-to-video/pro", ratios=VIDEO_RATIOS,
-             source=FAL_CONFIRMED),
-    _t2v_i2v("wan-2.5", "fal-ai/wan-25-preview", 25, source=FAL_CONFIRMED),
-    _t2v_i2v("wan-2.5-preview", "fal-ai/wan-25-preview", 25, source=FAL_CONFIRMED),
+    _t2v_i2v("sora-2", "fal-ai/sora-2", 40, ratios=VIDEO_RATIOS),
+    _t2v_i2v("sora-2-pro", "fal-ai/sora-2", 100, t2v="text-to-video/pro", i2v="image-to-video/pro", ratios=VIDEO_RATIOS),
+    _t2v_i2v("wan-2.5", "fal-ai/wan-25-preview", 25),
+    _t2v_i2v("wan-2.5-preview", "fal-ai/wan-25-preview", 25),
     _fal("minimax", "video", {"text-to-video": "fal-ai/minimax/video-01",
                               "image-to-video": "fal-ai/minimax/video-01/image-to-video"}, 25, ratios=WIDE_VIDEO_RATIOS),
-    _t2v_i2v("ltx-2-19b-distilled", "fal-ai/ltx-2-19b/distilled", 10, source=FAL_UNCONFIRMED),
+    _t2v_i2v("ltx-2-19b-distilled", "fal-ai/ltx-2-19b/distilled", 10),
     _fal("ltx", "video", {"text-to-video": "fal-ai/ltx-video", "image-to-video": "fal-ai/ltx-video/image-to-video"}, 5,
          ratios=WIDE_VIDEO_RATIOS),
-    _t2v_i2v("grok-imagine", "xai/grok-imagine-video", 30, source=FAL_UNCONFIRMED),
+    _t2v_i2v("grok-imagine", "xai/grok-imagine-video", 30),
     # --- video: editing and motion control ------------------------------------------------------
-    _fal("grok-imagine-edit", "video", {"video-edit": "xai/grok-imagine-video/edit-video"}, 30, source=FAL_UNCONFIRMED),
+    _fal("grok-imagine-edit", "video", {"video-edit": "xai/grok-imagine-video/edit-video"}, 30),
     _fal("sora-2-remix", "video", {"video-edit": "fal-ai/sora-2/video-to-video/remix"}, 40),
-    _fal("kling-v2.6-motion", "video", {"motion-control": "fal-ai/kling-video/v2.6/pro/motion-control"}, 40,
-         source=FAL_UNCONFIRMED),
+    _fal("kling-v2.6-motion", "video", {"motion-control": "fal-ai/kling-video/v2.6/pro/motion-control"}, 40),
     # --- video: lipsync -------------------------------------------------------------------------
-    _fal("veed-fabric-1.0", "video", {"lipsync": "veed/fabric-1.0"}, 30, source=FAL_CONFIRMED),
+    _fal("veed-fabric-1.0", "video", {"lipsync": "veed/fabric-1.0"}, 30),
     _fal("sync-v2", "video", {"lipsync": "fal-ai/sync-lipsync/v2"}, 20),
     _fal("sync-v2-pro", "video", {"lipsync": "fal-ai/sync-lipsync/v2/pro"}, 35),
-    _fal("omnihuman-v1.5", "video", {"lipsync": "fal-ai/bytedance/omnihuman/v1.5"}, 40, source=FAL_CONFIRMED),
-    _fal("omnihuman", "video", {"lipsync": "fal-ai/bytedance/omnihuman"}, 35, source=FAL_CONFIRMED),
+    _fal("omnihuman-v1.5", "video", {"lipsync": "fal-ai/bytedance/omnihuman/v1.5"}, 40),
+    _fal("omnihuman", "video", {"lipsync": "fal-ai/bytedance/omnihuman"}, 35),
     # --- video: upscale -------------------------------------------------------------------------
-    _fal("seedvr-video", "video", {"video-upscale": "fal-ai/seedvr/upscale/video"}, 20, source=FAL_CONFIRMED),
-    _fal("topaz-video", "video", {"video-upscale": "fal-ai/topaz/upscale/video"}, 40),
+    _fal("seedvr-video", "video", {"video-upscale": "fal-ai/seedvr/upscale/video"}, 20),
+    _fal("topaz-video", "video", {"video-upscale": "fal-ai/topaz/upscale/video"}, 40, delisted=TOPAZ_DELISTED),
     _fal("bytedance-upscaler", "video", {"video-upscale": "fal-ai/bytedance-upscaler/upscale/video"}, 20),
-    _fal("sima-video-upscaler", "video", {"video-upscale": "simalabs/sima-video-upscaler"}, 20,
-         source=FAL_UNCONFIRMED),
+    # fal never published `simalabs/sima-video-upscaler`; its published id is …-lite
+    _fal("sima-video-upscaler", "video", {"video-upscale": "simalabs/sima-video-upscaler-lite"}, 20),
     # --- video: legacy Kling --------------------------------------------------------------------
     _kling("kling-v2.6", "v2.6/pro", 35, (5, 10), legacy=True),
     _kling("kling-v2.5", "v2.5-turbo/pro", 35, (5, 10), legacy=True),

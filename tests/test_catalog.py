@@ -92,3 +92,17 @@ def test_models_and_voices_endpoints(client: httpx.Client):
     assert_error(client.get("/models", params={"capability": "smell"}), 400, "ValidationError", "capability")
     voices = client.get("/voices").json()["voices"]
     assert voices[0] == {"voice_id": "rachel", "name": "Rachel"} and len(voices) == 9
+
+
+def test_models_gone_upstream_are_marked_and_every_row_names_its_source(client: httpx.Client):
+    """A model whose endpoint fal's newest published types no longer list (or fal's public model
+    list dropped) stays for compatibility, marked `delisted`; fal rows name the published types
+    their ids were checked against."""
+    models = {m["name"]: m for m in client.get("/models").json()["models"]}
+    assert {name for name, m in models.items() if m["delisted"]} == {
+        "sora-2", "sora-2-pro", "sora-2-remix", "whisper", "sima-video-upscaler", "topaz", "topaz-video"}
+    for name, m in models.items():
+        if m["provider"] == "fal":
+            assert m["source"].startswith("fal-ai/fal-js endpoint types ("), name
+        assert m["source"], name
+    assert catalog.BY_NAME["sima-video-upscaler"].endpoints["video-upscale"] == "simalabs/sima-video-upscaler-lite"

@@ -139,8 +139,8 @@ KNOWN: dict[str, str] = {
         'dropped: prompt',
     'seedvr/upscale (fal-ai/seedvr/upscale/image)':
         'dropped: prompt',
-    'sima-video-upscaler/video-upscale (simalabs/sima-video-upscaler)':
-        'no published schema',
+    'sima-video-upscaler/video-upscale (simalabs/sima-video-upscaler-lite)':
+        'dropped: prompt',
     'sora-2-pro/image-to-video (fal-ai/sora-2/image-to-video/pro)':
         'refused: duration enum',
     'sora-2-pro/text-to-video (fal-ai/sora-2/text-to-video/pro)':

@@ -54,7 +54,7 @@ def _section(title: str) -> str:
 
 
 def _unpublished() -> set[str]:
-    return set(re.findall(r"^- `([^`]+)`", _section("Catalog ids with no published schema"), re.M))
+    return set(re.findall(r"^- `([^`]+)`", _section("Ids with no published schema"), re.M))
 
 
 def _delisted() -> dict[str, str]:
