@@ -74,3 +74,7 @@ def test_a_forged_callback_is_refused(gateway):
     assert bad.status_code == 404 and bad.json()["error"] == "NotFoundError"
     unknown = httpx.post(f"{api}/v1/providers/fal/webhooks/{job_id}/{job_token(job_id)}", json={})
     assert unknown.status_code == 404
+    # A token that is not ASCII is a plain 404 too, never a 500 (compare_digest takes only ASCII str).
+    for token in ("é" * 40, "%C3%A9" * 20, "\u4e2d" * 40):
+        odd = httpx.post(f"{api}/v1/providers/fal/webhooks/{job_id}/{token}", json={})
+        assert odd.status_code == 404 and odd.json()["error"] == "NotFoundError", (token, odd.text)

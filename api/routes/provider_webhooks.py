@@ -31,7 +31,9 @@ NUDGE_AHEAD_SECONDS = 10**9
 
 @router.post("/{provider}/webhooks/{job_id}/{token}")
 async def provider_callback(provider: str, job_id: str, token: str, store: StoreDep):
-    if not (job_id.startswith("job_") and len(job_id) <= 64 and hmac.compare_digest(token, job_token(job_id))):
+    # Bytes, not str: compare_digest raises TypeError on a str that is not ASCII, and a path may hold any text.
+    if not (job_id.startswith("job_") and len(job_id) <= 64
+            and hmac.compare_digest(token.encode(), job_token(job_id).encode())):
         raise NotFoundError("Unknown callback")
     job = await store.get(job_id)
     if job is None or job.provider != provider:
