@@ -73,10 +73,10 @@ def _register_server(sub: argparse._SubParsersAction) -> argparse._SubParsersAct
                    help="plan of the new account when no --account is given (dev: no limits, ample credit; "
                         "for customers use `gengate accounts create --plan ...`)")
     p.set_defaults(fn=_server(server, "cmd_keys_create"))
-    p = keys.add_parser("save-provider", help="save an account's own provider key (BYOK), sealed")
+    p = keys.add_parser("save-provider", help="save an account's own provider key (BYOK), sealed; the key is "
+                                               "read from standard input, never the command line")
     p.add_argument("--account", required=True)
     p.add_argument("--provider", required=True)
-    p.add_argument("--key", help="the provider key; read from standard input when omitted")
     p.set_defaults(fn=_server(server, "cmd_keys_save_provider"))
     p = keys.add_parser("webhook-secret", help="replace an account's webhook signing secret; prints the new one last")
     p.add_argument("--account", required=True)

@@ -5,6 +5,7 @@ gengate/cli.py imports this module only when one of them runs."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import signal
 import sys
@@ -59,9 +60,11 @@ def cmd_keys_save_provider(args: argparse.Namespace) -> int:
     if args.provider not in PROVIDERS:
         print(f"unknown provider {args.provider!r}; one of {', '.join(PROVIDERS)}", file=sys.stderr)
         return 2
-    plain = args.key if args.key is not None else sys.stdin.readline().strip()
+    # Only from standard input (typed without echo at a terminal): a key on the command line would be
+    # in the process list and the shell's history.
+    plain = (getpass.getpass(f"{args.provider} key: ") if sys.stdin.isatty() else sys.stdin.readline()).strip()
     if not plain:
-        print("no key given (use --key or pass it on standard input)", file=sys.stderr)
+        print("no key given: pass it on standard input", file=sys.stderr)
         return 2
     _redis().hset(keys.account_provider_keys(args.account), args.provider, seal(plain))
     print(f"saved the {args.provider} key for {args.account}")

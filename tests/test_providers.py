@@ -171,12 +171,15 @@ def test_byok_canary_is_used_and_never_stored_or_logged(client, sim, rds, data_d
 
 def test_saved_account_key_is_used_and_header_wins(client, sim, rds, env, api_url):
     import subprocess
-    import sys
 
     key = client.headers["Authorization"].split()[-1]
     account = rds.hget(f"gengate:apikey:{key.split('_')[2]}", "account").decode()
-    subprocess.run([*procs.gengate_command(), "keys", "save-provider", "--account", account,
-                    "--provider", "fal", "--key", "saved-key-ABCD"], env=env, check=True, capture_output=True)
+    subprocess.run([*procs.gengate_command(), "keys", "save-provider", "--account", account, "--provider", "fal"],
+                   input="saved-key-ABCD\n", text=True, env=env, check=True, capture_output=True)
+    # The key is never an argument, where the process list would show it.
+    refused = subprocess.run([*procs.gengate_command(), "keys", "save-provider", "--account", account,
+                              "--provider", "fal", "--key", "in-argv-EFGH"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--key" in refused.stderr
     job_id, marker = _post(client, "fal")
     assert wait_for(client, job_id)["status"] == "completed"
     assert sim_requests(sim, marker)[0]["key_suffix"] == "ABCD"
