@@ -113,50 +113,35 @@ class FalAdapter:
             _raise_for_status(response)
 
 
-_IMAGE_SIZES = {
-    "1:1": "square_hd",
-    "16:9": "landscape_16_9",
-    "9:16": "portrait_16_9",
-    "4:3": "landscape_4_3",
-    "3:4": "portrait_4_3",
-}
-
-
 def payload(req: ProviderRequest) -> dict[str, Any]:
-    """The Fal input JSON for a request: field names per mode, with the catalog row's hints."""
-    hints = catalog.get(req.model).hints
+    """The fal input for a request, as the catalog row's payload mapping for its mode says (the API
+    has already refused what the mode cannot honour)."""
+    spec = catalog.get(req.model)
+    mapping = spec.payloads[req.mode]
     p = req.params
     args: dict[str, Any] = {}
-    if p.get("prompt"):
+    if mapping.prompt and p.get("prompt"):
         args["prompt"] = p["prompt"]
-    if p.get("aspect_ratio"):
-        if hints.get("aspect") == "image_size":
-            args["image_size"] = _IMAGE_SIZES[p["aspect_ratio"]]
+    ratio = p.get("aspect_ratio")
+    if ratio and mapping.size:
+        args[mapping.size] = ratio if mapping.size == "aspect_ratio" else catalog.SIZE_NAMES[ratio]
+    seconds = p.get("duration")
+    if seconds is not None and mapping.duration:
+        if mapping.duration == "string":
+            args["duration"] = str(int(seconds))
+        elif mapping.duration == "frames":
+            args["num_frames"], args["fps"] = round(seconds * mapping.fps) + 1, mapping.fps
         else:
-            args["aspect_ratio"] = p["aspect_ratio"]
-    if p.get("duration") is not None:
-        seconds = p["duration"]
-        args["duration"] = str(int(seconds)) if hints.get("duration") == "str" else (
-            int(seconds) if seconds == int(seconds) else seconds)
-    files = p.get("files") or []
-    if req.mode == "edit" and hints.get("images") == "image_urls":
-        args["image_urls"] = files
-    elif req.mode in ("edit", "upscale", "background-removal", "image-to-video"):
-        args["image_url"] = files[0]
-    elif req.mode == "keyframes":
-        args["image_url"], args[hints.get("tail", "tail_image_url")] = files
-    elif req.mode in ("video-edit", "video-upscale"):
-        args["video_url"] = files[0]
-    elif req.mode == "motion-control":
-        args["image_url"], args["video_url"] = files
-    elif req.mode == "lipsync":
-        visual, audio = files
-        args["video_url" if catalog.file_kind(visual) == "video" else "image_url"] = visual
-        args["audio_url"] = audio
-    elif req.mode == "transcription":
-        args["audio_url"] = p["audio_url"]
-        if p.get("language"):
-            args["language"] = p["language"]
+            args["duration"] = int(seconds) if seconds == int(seconds) else seconds
+    for name, url in zip(mapping.files, p.get("files") or []):
+        if name.endswith("[]"):
+            args.setdefault(name[:-2], []).append(url)
+        else:
+            args[name] = url
+    for name in mapping.params:
+        if p.get(name) is not None:
+            args[name] = p[name]
+    args.update(mapping.defaults)
     args.update(req.options)
     return args
 

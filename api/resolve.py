@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from itertools import permutations
 
-from gengate.config.catalog import BY_NAME, MODE_FILES, ModelSpec, file_kind
+from gengate.config.catalog import BY_NAME, ModelSpec, file_kind
 from gengate.jobs.errors import ValidationError
 
 
@@ -37,7 +37,7 @@ def choose_mode(spec: ModelSpec, files: list[str]) -> tuple[str, list[str]]:
     """The model's mode for these input files, and the files in the order that mode wants them."""
     kinds = [file_kind(f) for f in files]
     for mode in spec.modes:
-        wanted = MODE_FILES[mode]
+        wanted = spec.kinds(mode)
         if len(wanted) != len(files):
             continue
         for order in permutations(range(len(files))):
@@ -51,7 +51,7 @@ def _describe(spec: ModelSpec) -> str:
              "visual": "a video or image"}
     ways = []
     for mode in spec.modes:
-        wanted = MODE_FILES[mode]
+        wanted = spec.kinds(mode)
         ways.append("no files" if not wanted else " + ".join(names[w] for w in wanted))
     return " or ".join(dict.fromkeys(ways))
 

@@ -274,6 +274,15 @@ class VoiceListResponse(BaseModel):
     voices: list[Voice]
 
 
+class ModeParameters(BaseModel):
+    aspect_ratios: list[str] = Field(description="The aspect ratios the mode takes; empty: none (a request "
+                                                 "that sets one is a 400)")
+    durations: list[int] = Field(description="The whole seconds the mode takes; empty: any, when `duration`")
+    duration: bool = Field(description="Whether the mode takes a duration")
+    prompt: bool = Field(description="Whether the mode takes a prompt (without one, send it empty)")
+    required_provider_options: list[str] = Field(description="provider_options the mode requires")
+
+
 class ModelInfo(BaseModel):
     name: str
     capability: Literal[CAPABILITIES]  # type: ignore[valid-type]
@@ -282,6 +291,7 @@ class ModelInfo(BaseModel):
     inputs: dict[str, list[str]] = Field(description="The kinds of files each mode takes, in order")
     aspect_ratios: list[str]
     durations: list[int] = Field(description="Allowed whole seconds; empty: any duration")
+    parameters: dict[str, ModeParameters] = Field(description="What a request in each mode may set")
     prompt_optional: list[str] = Field(description="The modes whose prompt may be empty")
     price_cents: int
     legacy: bool

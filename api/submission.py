@@ -47,29 +47,60 @@ MUSIC_SECONDS = (3, 600)  # ElevenLabs music_length_ms 3,000-600,000
 UNKNOWN_OUTCOME_WAIT_SECONDS = 15.0
 
 
-def check_params(spec: ModelSpec, params: dict[str, Any]) -> tuple[str, list[str]]:
-    """Parameter rules from the catalog row; each refusal names its field. Returns (mode, files)."""
+def check_params(spec: ModelSpec, params: dict[str, Any],
+                 options: dict[str, Any] | None = None) -> tuple[str, list[str]]:
+    """Parameter rules from the catalog row, for the mode the files select; each refusal names its
+    field and what the mode takes. A parameter the mode cannot honour is refused, never dropped.
+    Returns (mode, files)."""
     files = [f["url"] for f in params.get("files") or []]
     mode, files = choose_mode(spec, files)
-    if "prompt" in params and not (params["prompt"] or "").strip() and mode not in PROMPT_OPTIONAL:
+    rules = spec.parameters(mode)
+    where = spec.name if len(spec.modes) == 1 else f"{spec.name} ({mode})"
+    prompt = (params.get("prompt") or "").strip()
+    if "prompt" in params and not prompt and mode not in PROMPT_OPTIONAL and rules["prompt"]:
         raise ValidationError("prompt is required", field="prompt")
+    if prompt and not rules["prompt"]:
+        raise ValidationError(f"{where} takes no prompt; send an empty one", field="prompt")
     ratio = params.get("aspect_ratio")
-    if ratio is not None and spec.aspect_ratios and ratio not in spec.aspect_ratios:
-        raise ValidationError(
-            f"aspect_ratio '{ratio}' is not supported by {spec.name}; use one of {', '.join(spec.aspect_ratios)}",
-            field="aspect_ratio",
-        )
+    if ratio is not None and ratio not in rules["aspect_ratios"]:
+        if not rules["aspect_ratios"]:
+            raise ValidationError(f"{where} takes no aspect_ratio" + (
+                ": the input image decides" if spec.kinds(mode) and spec.kinds(mode)[0] == "image" else ""),
+                field="aspect_ratio")
+        raise ValidationError(f"aspect_ratio '{ratio}' is not supported by {where}; use one of "
+                              f"{', '.join(rules['aspect_ratios'])}", field="aspect_ratio")
     duration = params.get("duration")
-    if duration is not None and spec.durations:
-        if duration != int(duration) or int(duration) not in spec.durations:
-            allowed = (f"whole seconds {spec.durations[0]}-{spec.durations[-1]}" if len(spec.durations) > 3
-                       else f"one of {', '.join(map(str, spec.durations))}")
-            raise ValidationError(f"duration {duration:g} is not supported by {spec.name}; use {allowed}",
-                                  field="duration")
+    if duration is not None and not rules["duration"]:
+        raise ValidationError(f"{where} takes no duration", field="duration")
+    allowed = rules["durations"]
+    if duration is not None and allowed and (duration != int(duration) or int(duration) not in allowed):
+        shown = (f"whole seconds {allowed[0]}-{allowed[-1]}" if len(allowed) > 3 and allowed == list(
+            range(allowed[0], allowed[-1] + 1)) else f"one of {', '.join(map(str, allowed))}")
+        raise ValidationError(f"duration {duration:g} is not supported by {where}; use {shown}", field="duration")
     if duration is not None and spec.capability == "music" and not MUSIC_SECONDS[0] <= duration <= MUSIC_SECONDS[1]:
         raise ValidationError(f"duration must be {MUSIC_SECONDS[0]}-{MUSIC_SECONDS[1]} seconds for music",
                               field="duration")
+    for name in rules["required_provider_options"]:
+        if (options or {}).get(name) in (None, ""):
+            raise ValidationError(f"{where} needs provider_options.{name}", field=f"provider_options.{name}")
     return mode, files
+
+
+# The spec's defaults for what a request leaves out (gateway-openapi.yaml: an image's aspect_ratio
+# "1:1", a video's duration 5), applied where the mode takes that value; elsewhere the provider's own.
+SPEC_DEFAULTS = {("image", "aspect_ratio"): "1:1", ("video", "duration"): 5}
+
+
+def with_spec_defaults(spec: ModelSpec, mode: str, params: dict[str, Any]) -> None:
+    """Fill in the spec's defaults that the request left out and the mode takes."""
+    rules = spec.parameters(mode)
+    ratio = SPEC_DEFAULTS.get((spec.capability, "aspect_ratio"))
+    if ratio is not None and "aspect_ratio" not in params and ratio in rules["aspect_ratios"] and not spec.kinds(mode):
+        params["aspect_ratio"] = ratio  # only when no input image could decide the shape instead
+    seconds = SPEC_DEFAULTS.get((spec.capability, "duration"))
+    if seconds is not None and "duration" not in params and rules["duration"] and (
+            not rules["durations"] or seconds in rules["durations"]):
+        params["duration"] = seconds
 
 
 @dataclass
@@ -124,7 +155,8 @@ async def create_job(
     `also(job, headers)` returns extra writes for the creating transaction (idempotency)."""
     spec = resolve(body.model, capability)
     params = body.model_dump(exclude={"model", "webhook_url", "webhook_events"}, exclude_none=True)
-    mode, files = check_params(spec, params)
+    mode, files = check_params(spec, params, params.get("provider_options"))
+    with_spec_defaults(spec, mode, params)
     raw_files = [(f"files.{i}.url", f.url) for i, f in enumerate(getattr(body, "files", None) or [])]
     if files:
         params["files"] = [{"url": f} for f in files]

@@ -37,6 +37,49 @@ VIDEO_EXT = frozenset({".mp4", ".webm", ".mov"})
 AUDIO_EXT = frozenset({".mp3", ".wav", ".m4a", ".aac", ".ogg", ".flac", ".opus"})
 
 
+# Where a file goes decides what kind of file it must be.
+_FIELD_KINDS = {"video_url": "video", "audio_url": "audio"}
+# The aspect ratios as fal's size enums (`image_size`, `video_size`) spell them.
+SIZE_NAMES: Mapping[str, str] = MappingProxyType({
+    "1:1": "square_hd", "16:9": "landscape_16_9", "9:16": "portrait_16_9", "4:3": "landscape_4_3", "3:4": "portrait_4_3",
+})
+
+
+@dataclass(frozen=True)
+class Payload:
+    """How one mode's request becomes the provider's input: which provider field each of the
+    gateway's parameters goes to, and what the endpoint can honour. A parameter the user sets that
+    the endpoint has no field for is refused (api/submission.py), never dropped.
+
+    files      the provider fields the mode's files go to, in order; `name[]` appends to an array field
+    size       the field an aspect ratio goes to: `aspect_ratio` (as it is), `image_size` / `video_size`
+               (fal's size names, SIZE_NAMES); None: the endpoint takes none (the input image decides)
+    ratios     the aspect ratios the endpoint takes
+    duration   how seconds are sent in `duration`: "string" ("5"), "number" (5), "frames" (`num_frames`
+               at `fps`); None: the endpoint takes no duration
+    durations  the whole seconds the endpoint takes; empty: any
+    prompt     False: the endpoint has no prompt field, so a prompt is refused
+    params     gateway parameters sent as they are, under the same name (`audio_url`, `language`)
+    defaults   fields the endpoint requires that the gateway fills in
+    options    fields the endpoint requires that only the user can give, in `provider_options`
+    """
+
+    files: tuple[str, ...] = ()
+    size: str | None = None
+    ratios: tuple[str, ...] = ()
+    duration: str | None = None
+    durations: tuple[int, ...] = ()
+    prompt: bool = True
+    params: tuple[str, ...] = ()
+    defaults: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    options: tuple[str, ...] = ()
+    fps: int = 25  # duration "frames": the frame rate sent as `fps`
+
+    def kinds(self) -> tuple[str, ...]:
+        """The kind of file each of `files` must be."""
+        return tuple(_FIELD_KINDS.get(f.removesuffix("[]"), "image") for f in self.files)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -47,7 +90,8 @@ class ModelSpec:
     price_cents: int
     aspect_ratios: tuple[str, ...] = ()
     durations: tuple[int, ...] = ()  # allowed whole seconds; empty: any duration passes through
-    hints: Mapping[str, str] = field(default_factory=dict)  # provider payload hints for the adapter
+    # mode -> how a request becomes the provider's input (rows whose adapter maps by itself have none)
+    payloads: Mapping[str, Payload] = field(default_factory=dict)
     legacy: bool = False
     # Why the model is gone from its provider's published list, when it is (kept for compatibility:
     # a request may still reach it, but the provider may stop serving it at any time).
@@ -57,15 +101,34 @@ class ModelSpec:
     def modes(self) -> tuple[str, ...]:
         return tuple(self.endpoints)
 
+    def kinds(self, mode: str) -> tuple[str, ...]:
+        """The kinds of file the mode takes, in order ("visual": an image or a video)."""
+        payload = self.payloads.get(mode)
+        return payload.kinds() if payload is not None else MODE_FILES[mode]
+
     def public(self) -> dict:
         return {
             "name": self.name, "capability": self.capability, "modes": list(self.modes), "provider": self.provider,
-            "inputs": {mode: list(MODE_FILES[mode]) for mode in self.modes},
+            "inputs": {mode: list(self.kinds(mode)) for mode in self.modes},
             "aspect_ratios": list(self.aspect_ratios), "durations": list(self.durations),
+            "parameters": {mode: self.parameters(mode) for mode in self.modes},
             "prompt_optional": [m for m in self.modes if m in PROMPT_OPTIONAL],
             "price_cents": self.price_cents, "legacy": self.legacy,
             "delisted": bool(self.delisted), "source": self.source,
         }
+
+    def parameters(self, mode: str) -> dict:
+        """What a request in this mode may set: the aspect ratios and durations it takes, whether it
+        takes a prompt, and the provider_options it requires."""
+        payload = self.payloads.get(mode)
+        if payload is None:
+            return {"aspect_ratios": list(self.aspect_ratios), "durations": list(self.durations),
+                    "duration": self.capability in ("video", "music"), "prompt": True,
+                    "required_provider_options": []}
+        return {"aspect_ratios": list(payload.ratios if payload.size else ()),
+                "durations": list(payload.durations) if payload.duration else [],
+                "duration": payload.duration is not None, "prompt": payload.prompt,
+                "required_provider_options": list(payload.options)}
 
 
 # Where a fal row's ids come from when fal publishes no schema for one of its endpoints.
@@ -78,12 +141,13 @@ FAL_JS_NEWEST = "fal-js 381105e"
 TOPAZ_DELISTED = "dropped from fal's public model list on 2026-08-18 for per-model endpoints that publish no schema yet"
 
 
-def _fal(name, capability, endpoints, price, *, ratios=(), durations=(), legacy=False, delisted="",
-         **hints):
-    """A fal row. Where fal publishes every endpoint's schema (vendored in config/schemas/fal), that
-    is the source of its ids, and an endpoint gone from fal's newest published types marks the row
-    delisted."""
-    records = [(ep, published("fal", ep)) for ep in dict.fromkeys(endpoints.values())]
+def _fal(name: str, capability: str, modes: dict[str, tuple[str, Payload]], price: int, *, legacy: bool = False,
+         delisted: str = "") -> ModelSpec:
+    """A fal row: mode -> (endpoint id, payload). Its aspect ratios and durations (shown by /v1/models)
+    are those of its modes together. Where fal publishes every endpoint's schema (vendored in
+    config/schemas/fal), that is the source of its ids, and an endpoint gone from fal's newest
+    published types marks the row delisted."""
+    records = [(ep, published("fal", ep)) for ep in dict.fromkeys(ep for ep, _ in modes.values())]
     source = FAL_UNPUBLISHED
     if all(record for _, record in records):
         commits = ", ".join(sorted({record["commit"][:7] for _, record in records}))
@@ -91,105 +155,165 @@ def _fal(name, capability, endpoints, price, *, ratios=(), durations=(), legacy=
         gone = [f"{ep} is gone from fal's newest published types ({FAL_JS_NEWEST}); its schema is from "
                 f"{record['commit'][:7]}" for ep, record in records if record["delisted"]]
         delisted = "; ".join(filter(None, [delisted, *gone]))
-    return ModelSpec(name, capability, "fal", MappingProxyType(dict(endpoints)), source, price, tuple(ratios),
-                     tuple(durations), MappingProxyType(hints), legacy, delisted)
+    payloads = {mode: payload for mode, (_, payload) in modes.items()}
+    ratios = tuple(dict.fromkeys(r for p in payloads.values() if p.size for r in p.ratios))
+    durations = tuple(sorted({d for p in payloads.values() if p.duration for d in p.durations}))
+    return ModelSpec(name, capability, "fal", MappingProxyType({m: ep for m, (ep, _) in modes.items()}), source,
+                     price, ratios, durations, MappingProxyType(payloads), legacy, delisted)
 
 
-def _kling(name, path, price, durations, legacy=False):
+# The payloads fal's endpoints share, by the fields their published schemas give them.
+def _t2i(size: str = "aspect_ratio") -> Payload:
+    return Payload(size=size, ratios=IMAGE_RATIOS)
+
+
+def _edit(files: str = "image_urls[]", size: str | None = "aspect_ratio", prompt: bool = True) -> Payload:
+    return Payload(files=(files,), size=size, ratios=IMAGE_RATIOS if size else (), prompt=prompt)
+
+
+UPSCALE = Payload(files=("image_url",), prompt=False)
+UPSCALE_PROMPTED = Payload(files=("image_url",))
+VIDEO_UPSCALE = Payload(files=("video_url",), prompt=False)
+
+
+def _kling(name: str, path: str, price: int, durations: tuple[int, ...], *, start: str, end: str | None,
+           legacy: bool = False) -> ModelSpec:
+    """Kling on fal: text-to-video takes an aspect ratio; image-to-video does not (the image decides)
+    and names its first frame `start` (and its last, if the endpoint has one, `end`: keyframes)."""
     base = f"fal-ai/kling-video/{path}"
-    return _fal(name, "video", {"text-to-video": f"{base}/text-to-video", "image-to-video": f"{base}/image-to-video",
-                                "keyframes": f"{base}/image-to-video"},
-                price, ratios=VIDEO_RATIOS, durations=durations, legacy=legacy, duration="str",
-                tail="tail_image_url")
+    timed = {"duration": "string", "durations": durations}
+    modes = {"text-to-video": (f"{base}/text-to-video", Payload(size="aspect_ratio", ratios=VIDEO_RATIOS, **timed)),
+             "image-to-video": (f"{base}/image-to-video", Payload(files=(start,), **timed))}
+    if end is not None:
+        modes["keyframes"] = (f"{base}/image-to-video", Payload(files=(start, end), **timed))
+    return _fal(name, "video", modes, price, legacy=legacy)
 
 
-def _t2v_i2v(name, base, price, *, t2v="text-to-video", i2v="image-to-video", **kw):
-    return _fal(name, "video", {"text-to-video": f"{base}/{t2v}", "image-to-video": f"{base}/{i2v}"}, price,
-                ratios=kw.pop("ratios", WIDE_VIDEO_RATIOS), **kw)
+def _sora(name: str, t2v: str, i2v: str, price: int) -> ModelSpec:
+    timed = {"size": "aspect_ratio", "ratios": ("16:9", "9:16"), "duration": "string", "durations": (4, 8, 12, 16, 20)}
+    return _fal(name, "video", {"text-to-video": (t2v, Payload(**timed)),
+                                "image-to-video": (i2v, Payload(files=("image_url",), **timed))}, price)
+
+
+def _wan(name: str) -> ModelSpec:
+    timed = {"duration": "string", "durations": (5, 10)}
+    return _fal(name, "video", {
+        "text-to-video": ("fal-ai/wan-25-preview/text-to-video", Payload(size="aspect_ratio", ratios=VIDEO_RATIOS,
+                                                                          **timed)),
+        "image-to-video": ("fal-ai/wan-25-preview/image-to-video", Payload(files=("image_url",), **timed))}, 25)
 
 
 MODELS: tuple[ModelSpec, ...] = (
     # --- image: text-to-image --------------------------------------------------------------------
-    _fal("flux-pro", "image", {"text-to-image": "fal-ai/flux-pro/v1.1"}, 5, ratios=IMAGE_RATIOS, aspect="image_size"),
-    _fal("flux-dev", "image", {"text-to-image": "fal-ai/flux/dev"}, 3, ratios=IMAGE_RATIOS, aspect="image_size"),
-    _fal("flux-schnell", "image", {"text-to-image": "fal-ai/flux/schnell"}, 1, ratios=IMAGE_RATIOS, aspect="image_size"),
-    _fal("nano-banana-pro", "image", {"text-to-image": "fal-ai/nano-banana-pro", "edit": "fal-ai/nano-banana-pro/edit"},
-         15, ratios=IMAGE_RATIOS, images="image_urls"),
-    _fal("recraft-v3", "image", {"text-to-image": "fal-ai/recraft/v3/text-to-image"}, 4, ratios=IMAGE_RATIOS,
-         aspect="image_size"),
-    _fal("phota", "image", {"text-to-image": "fal-ai/phota"}, 4, ratios=IMAGE_RATIOS),
-    _fal("grok-imagine-image", "image", {"text-to-image": "xai/grok-imagine-image"}, 7, ratios=IMAGE_RATIOS),
+    _fal("flux-pro", "image", {"text-to-image": ("fal-ai/flux-pro/v1.1", _t2i("image_size"))}, 5),
+    _fal("flux-dev", "image", {"text-to-image": ("fal-ai/flux/dev", _t2i("image_size"))}, 3),
+    _fal("flux-schnell", "image", {"text-to-image": ("fal-ai/flux/schnell", _t2i("image_size"))}, 1),
+    _fal("nano-banana-pro", "image", {"text-to-image": ("fal-ai/nano-banana-pro", _t2i()),
+                                      "edit": ("fal-ai/nano-banana-pro/edit", _edit())}, 15),
+    _fal("recraft-v3", "image", {"text-to-image": ("fal-ai/recraft/v3/text-to-image", _t2i("image_size"))}, 4),
+    _fal("phota", "image", {"text-to-image": ("fal-ai/phota", _t2i())}, 4),
+    _fal("grok-imagine-image", "image", {"text-to-image": ("xai/grok-imagine-image", _t2i())}, 7),
     ModelSpec("soul", "image", "higgsfield", MappingProxyType({"text-to-image": "higgsfield-ai/soul/standard"}),
               "docs/providers.md (Higgsfield) and " + SPEC_OVERVIEW, 6, IMAGE_RATIOS + ("21:9",)),
     # --- image: editing -------------------------------------------------------------------------
-    _fal("nano-banana-pro/edit", "image", {"edit": "fal-ai/nano-banana-pro/edit"}, 15, ratios=IMAGE_RATIOS,
-         images="image_urls"),
-    _fal("nano-banana-2/edit", "image", {"edit": "fal-ai/nano-banana-2/edit"}, 8, ratios=IMAGE_RATIOS,
-         images="image_urls"),
-    _fal("phota/edit", "image", {"edit": "fal-ai/phota/edit"}, 4, ratios=IMAGE_RATIOS),
-    _fal("phota/enhance", "image", {"edit": "fal-ai/phota/enhance"}, 4, ratios=IMAGE_RATIOS),
-    _fal("grok-imagine-image/edit", "image", {"edit": "xai/grok-imagine-image/edit"}, 7, ratios=IMAGE_RATIOS),
-    _fal("seedream-v4.5/edit", "image", {"edit": "fal-ai/bytedance/seedream/v4.5/edit"}, 4, ratios=IMAGE_RATIOS,
-         images="image_urls"),
-    _fal("qwen-angles", "image", {"edit": "fal-ai/qwen-image-edit-2509-lora-gallery/multiple-angles"}, 4,
-         ratios=IMAGE_RATIOS, images="image_urls"),
+    _fal("nano-banana-pro/edit", "image", {"edit": ("fal-ai/nano-banana-pro/edit", _edit())}, 15),
+    _fal("nano-banana-2/edit", "image", {"edit": ("fal-ai/nano-banana-2/edit", _edit())}, 8),
+    _fal("phota/edit", "image", {"edit": ("fal-ai/phota/edit", _edit())}, 4),
+    # enhance: the image alone, no prompt and no size
+    _fal("phota/enhance", "image", {"edit": ("fal-ai/phota/enhance", _edit("image_url", None, prompt=False))}, 4),
+    _fal("grok-imagine-image/edit", "image", {"edit": ("xai/grok-imagine-image/edit", _edit())}, 7),
+    _fal("seedream-v4.5/edit", "image", {"edit": ("fal-ai/bytedance/seedream/v4.5/edit", _edit(size="image_size"))}, 4),
+    # the camera moves are its own fields (rotate_right_left, vertical_angle, ...): provider_options
+    _fal("qwen-angles", "image", {"edit": ("fal-ai/qwen-image-edit-2509-lora-gallery/multiple-angles",
+                                           _edit(size="image_size", prompt=False))}, 4),
     # --- image: upscale and background removal --------------------------------------------------
-    _fal("seedvr", "image", {"upscale": "fal-ai/seedvr/upscale/image"}, 3),
-    _fal("recraft-clarity", "image", {"upscale": "fal-ai/recraft/upscale/crisp"}, 4),
-    _fal("clarity-upscaler", "image", {"upscale": "fal-ai/clarity-upscaler"}, 3),
-    _fal("topaz", "image", {"upscale": "fal-ai/topaz/upscale/image"}, 8, delisted=TOPAZ_DELISTED),
-    _fal("ccsr", "image", {"upscale": "fal-ai/ccsr"}, 2),
-    _fal("aura-sr", "image", {"upscale": "fal-ai/aura-sr"}, 1),
+    _fal("seedvr", "image", {"upscale": ("fal-ai/seedvr/upscale/image", UPSCALE)}, 3),
+    _fal("recraft-clarity", "image", {"upscale": ("fal-ai/recraft/upscale/crisp", UPSCALE)}, 4),
+    _fal("clarity-upscaler", "image", {"upscale": ("fal-ai/clarity-upscaler", UPSCALE_PROMPTED)}, 3),
+    _fal("topaz", "image", {"upscale": ("fal-ai/topaz/upscale/image", UPSCALE_PROMPTED)}, 8, delisted=TOPAZ_DELISTED),
+    _fal("ccsr", "image", {"upscale": ("fal-ai/ccsr", UPSCALE)}, 2),
+    _fal("aura-sr", "image", {"upscale": ("fal-ai/aura-sr", UPSCALE)}, 1),
     ModelSpec("background-remover", "image", "replicate",
               MappingProxyType({"background-removal": "851-labs/background-remover"}),
               "replicate.com/851-labs/background-remover; provider from " + SPEC_OVERVIEW, 1),
     # --- video: generation ----------------------------------------------------------------------
-    _kling("kling-v3", "v3/pro", 50, tuple(range(3, 16))),
-    _kling("kling-v3-standard", "v3/standard", 30, tuple(range(3, 16))),
+    _kling("kling-v3", "v3/pro", 50, tuple(range(3, 16)), start="start_image_url", end="end_image_url"),
+    _kling("kling-v3-standard", "v3/standard", 30, tuple(range(3, 16)), start="start_image_url", end="end_image_url"),
     ModelSpec("seedance-2-preview", "video", "piapi", MappingProxyType({
         "text-to-video": "seedance-2-preview", "image-to-video": "seedance-2-preview",
         "video-edit": "seedance-2-preview"}), "docs/providers.md (PiAPI task_type)", 60, WIDE_VIDEO_RATIOS, (5, 10, 15)),
     ModelSpec("seedance-2-fast-preview", "video", "piapi", MappingProxyType({
         "text-to-video": "seedance-2-fast-preview", "image-to-video": "seedance-2-fast-preview"}),
         "docs/providers.md (PiAPI task_type)", 35, WIDE_VIDEO_RATIOS, (5, 10, 15)),
-    _t2v_i2v("sora-2", "fal-ai/sora-2", 40, ratios=VIDEO_RATIOS),
-    _t2v_i2v("sora-2-pro", "fal-ai/sora-2", 100, t2v="text-to-video/pro", i2v="image-to-video/pro", ratios=VIDEO_RATIOS),
-    _t2v_i2v("wan-2.5", "fal-ai/wan-25-preview", 25),
-    _t2v_i2v("wan-2.5-preview", "fal-ai/wan-25-preview", 25),
-    _fal("minimax", "video", {"text-to-video": "fal-ai/minimax/video-01",
-                              "image-to-video": "fal-ai/minimax/video-01/image-to-video"}, 25, ratios=WIDE_VIDEO_RATIOS),
-    _t2v_i2v("ltx-2-19b-distilled", "fal-ai/ltx-2-19b/distilled", 10),
-    _fal("ltx", "video", {"text-to-video": "fal-ai/ltx-video", "image-to-video": "fal-ai/ltx-video/image-to-video"}, 5,
-         ratios=WIDE_VIDEO_RATIOS),
-    _t2v_i2v("grok-imagine", "xai/grok-imagine-video", 30),
+    _sora("sora-2", "fal-ai/sora-2/text-to-video", "fal-ai/sora-2/image-to-video", 40),
+    _sora("sora-2-pro", "fal-ai/sora-2/text-to-video/pro", "fal-ai/sora-2/image-to-video/pro", 100),
+    _wan("wan-2.5"),
+    _wan("wan-2.5-preview"),
+    # video-01 takes a prompt (and an image) only: no size, no duration
+    _fal("minimax", "video", {"text-to-video": ("fal-ai/minimax/video-01", Payload()),
+                              "image-to-video": ("fal-ai/minimax/video-01/image-to-video",
+                                                 Payload(files=("image_url",)))}, 25),
+    # Sized by `video_size`, timed in frames (fal publishes no limit on `num_frames`; its default is
+    # 121 at 25 fps). The image-to-video endpoint's optional `end_image_url` makes keyframes.
+    _fal("ltx-2-19b-distilled", "video", {
+        "text-to-video": ("fal-ai/ltx-2-19b/distilled/text-to-video",
+                          Payload(size="video_size", ratios=WIDE_VIDEO_RATIOS, duration="frames")),
+        "image-to-video": ("fal-ai/ltx-2-19b/distilled/image-to-video",
+                           Payload(files=("image_url",), size="video_size", ratios=WIDE_VIDEO_RATIOS, duration="frames")),
+        "keyframes": ("fal-ai/ltx-2-19b/distilled/image-to-video",
+                      Payload(files=("image_url", "end_image_url"), size="video_size", ratios=WIDE_VIDEO_RATIOS,
+                              duration="frames"))}, 10),
+    _fal("ltx", "video", {"text-to-video": ("fal-ai/ltx-video", Payload()),
+                          "image-to-video": ("fal-ai/ltx-video/image-to-video", Payload(files=("image_url",)))}, 5),
+    # grok's durations are a plain number; fal publishes no range for them
+    _fal("grok-imagine", "video", {
+        "text-to-video": ("xai/grok-imagine-video/text-to-video",
+                          Payload(size="aspect_ratio", ratios=WIDE_VIDEO_RATIOS, duration="number")),
+        "image-to-video": ("xai/grok-imagine-video/image-to-video",
+                           Payload(files=("image_url",), size="aspect_ratio", ratios=WIDE_VIDEO_RATIOS,
+                                   duration="number"))}, 30),
     # --- video: editing and motion control ------------------------------------------------------
-    _fal("grok-imagine-edit", "video", {"video-edit": "xai/grok-imagine-video/edit-video"}, 30),
-    _fal("sora-2-remix", "video", {"video-edit": "fal-ai/sora-2/video-to-video/remix"}, 40),
-    _fal("kling-v2.6-motion", "video", {"motion-control": "fal-ai/kling-video/v2.6/pro/motion-control"}, 40),
+    _fal("grok-imagine-edit", "video", {"video-edit": ("xai/grok-imagine-video/edit-video",
+                                                       Payload(files=("video_url",)))}, 30),
+    # A remix edits an earlier Sora job of the same key, named by its `video_id`; it takes no file.
+    _fal("sora-2-remix", "video", {"video-edit": ("fal-ai/sora-2/video-to-video/remix",
+                                                  Payload(options=("video_id",)))}, 40),
+    # whose orientation the character follows: the reference video's (motion transfer) by default
+    _fal("kling-v2.6-motion", "video", {"motion-control": ("fal-ai/kling-video/v2.6/pro/motion-control", Payload(
+        files=("image_url", "video_url"), defaults=MappingProxyType({"character_orientation": "video"})))}, 40),
     # --- video: lipsync -------------------------------------------------------------------------
-    _fal("veed-fabric-1.0", "video", {"lipsync": "veed/fabric-1.0"}, 30),
-    _fal("sync-v2", "video", {"lipsync": "fal-ai/sync-lipsync/v2"}, 20),
-    _fal("sync-v2-pro", "video", {"lipsync": "fal-ai/sync-lipsync/v2/pro"}, 35),
-    _fal("omnihuman-v1.5", "video", {"lipsync": "fal-ai/bytedance/omnihuman/v1.5"}, 40),
-    _fal("omnihuman", "video", {"lipsync": "fal-ai/bytedance/omnihuman"}, 35),
+    _fal("veed-fabric-1.0", "video", {"lipsync": ("veed/fabric-1.0", Payload(
+        files=("image_url", "audio_url"), prompt=False, defaults=MappingProxyType({"resolution": "720p"})))}, 30),
+    _fal("sync-v2", "video", {"lipsync": ("fal-ai/sync-lipsync/v2", Payload(files=("video_url", "audio_url"),
+                                                                             prompt=False))}, 20),
+    _fal("sync-v2-pro", "video", {"lipsync": ("fal-ai/sync-lipsync/v2/pro", Payload(files=("video_url", "audio_url"),
+                                                                                     prompt=False))}, 35),
+    _fal("omnihuman-v1.5", "video", {"lipsync": ("fal-ai/bytedance/omnihuman/v1.5",
+                                                 Payload(files=("image_url", "audio_url")))}, 40),
+    _fal("omnihuman", "video", {"lipsync": ("fal-ai/bytedance/omnihuman",
+                                            Payload(files=("image_url", "audio_url"), prompt=False))}, 35),
     # --- video: upscale -------------------------------------------------------------------------
-    _fal("seedvr-video", "video", {"video-upscale": "fal-ai/seedvr/upscale/video"}, 20),
-    _fal("topaz-video", "video", {"video-upscale": "fal-ai/topaz/upscale/video"}, 40, delisted=TOPAZ_DELISTED),
-    _fal("bytedance-upscaler", "video", {"video-upscale": "fal-ai/bytedance-upscaler/upscale/video"}, 20),
+    _fal("seedvr-video", "video", {"video-upscale": ("fal-ai/seedvr/upscale/video", VIDEO_UPSCALE)}, 20),
+    _fal("topaz-video", "video", {"video-upscale": ("fal-ai/topaz/upscale/video", VIDEO_UPSCALE)}, 40,
+         delisted=TOPAZ_DELISTED),
+    _fal("bytedance-upscaler", "video", {"video-upscale": ("fal-ai/bytedance-upscaler/upscale/video", VIDEO_UPSCALE)},
+         20),
     # fal never published `simalabs/sima-video-upscaler`; its published id is …-lite
-    _fal("sima-video-upscaler", "video", {"video-upscale": "simalabs/sima-video-upscaler-lite"}, 20),
+    _fal("sima-video-upscaler", "video", {"video-upscale": ("simalabs/sima-video-upscaler-lite", VIDEO_UPSCALE)}, 20),
     # --- video: legacy Kling --------------------------------------------------------------------
-    _kling("kling-v2.6", "v2.6/pro", 35, (5, 10), legacy=True),
-    _kling("kling-v2.5", "v2.5-turbo/pro", 35, (5, 10), legacy=True),
-    _kling("kling-v2.1", "v2.1/master", 60, (5, 10), legacy=True),
-    _kling("kling-v2", "v2/master", 60, (5, 10), legacy=True),
+    _kling("kling-v2.6", "v2.6/pro", 35, (5, 10), start="start_image_url", end="end_image_url", legacy=True),
+    _kling("kling-v2.5", "v2.5-turbo/pro", 35, (5, 10), start="image_url", end="tail_image_url", legacy=True),
+    # v2.1 and v2 master: image-to-video has no last-frame field, so no keyframes
+    _kling("kling-v2.1", "v2.1/master", 60, (5, 10), start="image_url", end=None, legacy=True),
+    _kling("kling-v2", "v2/master", 60, (5, 10), start="image_url", end=None, legacy=True),
     # --- speech, music, transcription -----------------------------------------------------------
     *(ModelSpec(name, "speech", "elevenlabs", MappingProxyType({"tts": name}), "docs/providers.md (ElevenLabs model_id)",
                 price) for name, price in (("eleven_v3", 3), ("eleven_multilingual_v2", 3), ("eleven_flash_v2_5", 2),
                                            ("eleven_turbo_v2", 2))),
     ModelSpec("music_v1", "music", "elevenlabs", MappingProxyType({"music": "music_v1"}),
               "docs/providers.md (ElevenLabs /v1/music)", 10),
-    _fal("whisper", "transcription", {"transcription": "fal-ai/whisper"}, 1),
+    _fal("whisper", "transcription", {"transcription": ("fal-ai/whisper",
+                                                        Payload(prompt=False, params=("audio_url", "language")))}, 1),
 )
 
 BY_NAME: Mapping[str, ModelSpec] = MappingProxyType({m.name: m for m in MODELS})

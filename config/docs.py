@@ -1,11 +1,14 @@
-"""The configuration reference, generated from `config.settings.Settings` so it cannot drift.
+"""Reference tables generated from the code, so they cannot drift.
 
 `settings_table()` renders one Markdown row per `GENGATE_*` variable from each field's default and
 `description`; the per-provider settings appear once as `GENGATE_<PROVIDER>__<FIELD>`. README.md
-carries its output between the markers below (`tests/test_docs.py` fails when they differ):
+carries its output between the settings markers below. `models_table()` renders one row per model and
+mode of the catalog: provider, endpoint id, where its schema comes from, the files the mode takes and
+the aspect ratios and durations it honours; docs/providers.md carries it between the models markers.
+`tests/test_docs.py` fails when either differs:
 
-    python -m gengate.config.docs --write   # refresh README.md (in a source checkout)
-    gengate config docs             # print the table
+    python -m gengate.config.docs --write   # refresh README.md and docs/providers.md (in a source checkout)
+    gengate config docs             # print the settings table
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from gengate.config.settings import ProviderSettings, Settings
 BEGIN = "<!-- settings:begin -->"
 END = "<!-- settings:end -->"
 README = Path(__file__).resolve().parents[1] / "README.md"
+MODELS_BEGIN = "<!-- models:begin -->"
+MODELS_END = "<!-- models:end -->"
+PROVIDERS_DOC = Path(__file__).resolve().parents[1] / "docs" / "providers.md"
 
 _UNITS = ((1024**3, "GiB"), (1024**2, "MiB"))
 _SPANS = ((86400, "days", "day"), (3600, "h", "h"))
@@ -116,28 +122,71 @@ def settings_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme_block(text: str) -> str:
-    """What README.md has between the markers."""
-    match = re.search(re.escape(BEGIN) + r"\n(.*?)" + re.escape(END), text, re.S)
+def models_table() -> str:
+    """One row per model and mode of the catalog."""
+    from gengate.config.catalog import MODELS
+    from gengate.config.schemas import published
+
+    lines = ["| model | mode | provider | endpoint id | schema | files | aspect ratios | durations (s) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for spec in MODELS:
+        for mode in spec.modes:
+            endpoint = spec.endpoints[mode]
+            record = published(spec.provider, endpoint)
+            if record is not None:
+                schema = f"fal-js {record['commit'][:7]}" + (" (delisted)" if record["delisted"] else "")
+            else:
+                schema = "none vendored" if spec.provider != "fal" else "none published"
+            rules = spec.parameters(mode)
+            durations = rules["durations"]
+            timed = ("any" if not durations else _spans(durations)) if rules["duration"] else "-"
+            if spec.capability not in ("video", "music"):
+                timed = "-"
+            files = " + ".join(spec.kinds(mode)) or "-"
+            ratios = ", ".join(rules["aspect_ratios"]) or "-"
+            options = "".join(f"; needs `provider_options.{o}`" for o in rules["required_provider_options"])
+            lines.append(f"| {spec.name} | {mode} | {spec.provider} | `{endpoint}` | {schema} | {files}{options} | "
+                         f"{ratios} | {timed} |")
+    return "\n".join(lines) + "\n"
+
+
+def _spans(values: list[int]) -> str:
+    if len(values) > 3 and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}-{values[-1]}"
+    return ", ".join(map(str, values))
+
+
+def readme_block(text: str, begin: str = BEGIN, end: str = END) -> str:
+    """What a document has between the markers."""
+    match = re.search(re.escape(begin) + r"\n(.*?)" + re.escape(end), text, re.S)
     if match is None:
-        raise ValueError(f"README.md has no {BEGIN} ... {END} block")
+        raise ValueError(f"no {begin} ... {end} block")
     return match.group(1)
 
 
-def write_readme(path: Path = README) -> bool:
-    """Put the current table into README.md; True if it changed."""
+def _write_block(path: Path, table: str, begin: str, end: str) -> bool:
     text = path.read_text()
-    block = readme_block(text)
-    table = settings_table()
+    block = readme_block(text, begin, end)
     if block == table:
         return False
-    start = text.index(BEGIN) + len(BEGIN) + 1
+    start = text.index(begin) + len(begin) + 1
     path.write_text(text[:start] + table + text[start + len(block):])
     return True
+
+
+def write_readme(path: Path = README) -> bool:
+    """Put the current settings table into README.md; True if it changed."""
+    return _write_block(path, settings_table(), BEGIN, END)
+
+
+def write_models(path: Path = PROVIDERS_DOC) -> bool:
+    """Put the current models table into docs/providers.md; True if it changed."""
+    return _write_block(path, models_table(), MODELS_BEGIN, MODELS_END)
 
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write"]:
         print("README.md updated" if write_readme() else "README.md already current")
+        print("docs/providers.md updated" if write_models() else "docs/providers.md already current")
     else:
         print(settings_table(), end="")

@@ -19,6 +19,13 @@ Design choices, and why:
 * Anything the SDK depends on (field names, status codes, error bodies) follows
   ``fal_client/client.py`` and Fal's public docs; where the protocol is silent
   the choice is noted next to the code that makes it.
+* Inputs are validated as fal validates them: against the endpoint's published
+  schema (``gengate.config.schemas``, vendored from fal-js). An endpoint with no
+  published schema is unknown (404); a body that fails its schema is a 422 with
+  pydantic's ``detail`` list, and nothing is queued. Fields the schema does not
+  have are accepted, as fal does, and listed in the request's
+  ``unknown_fields``, so a test sees a parameter that reached fal in a field the
+  endpoint does not have.
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gengate.sim import files, media
+from gengate.config import schemas
+from gengate.sim import files, media, schema
 from gengate.sim.control import (
     JSON, UNKNOWN_STATUS, ControlledSimulator, callback_client, control_routes, hang, number, retry_after_header,
     send_webhook, with_output_fault,
@@ -169,6 +177,7 @@ class FalRequest:
     status_errors_served: int = 0
     result_errors_served: int = 0
     result: JSON | None = None  # memoised success payload
+    unknown_fields: list[str] = field(default_factory=list)  # input fields the endpoint's schema lacks
 
     @property
     def start_timeout(self) -> float | None:
@@ -270,6 +279,7 @@ class FalRequest:
             "status_calls": self.status_calls, "result_calls": self.result_calls,
             "key_suffix": self.key_suffix, "headers": self.headers,
             "webhook": self.webhook.as_json() if self.webhook else None,
+            "unknown_fields": self.unknown_fields,
         }
 
 
@@ -363,12 +373,22 @@ class FalSimulator(ControlledSimulator[FalRequest]):
         if rejection is not None:
             self.count("submit_rejected")
             return rejection
+        published = schemas.published("fal", app_id)
+        if published is None:
+            self.count("submit_rejected")
+            return JSONResponse({"detail": f"Application '{app_id}' not found"}, 404)
+        refused = schema.validate(published["input"], payload)
+        if refused:
+            self.count("submit_rejected")
+            return JSONResponse({"detail": refused}, 422)
         webhook_url = request.query_params.get("fal_webhook")
         if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
             self.count("submit_rejected")
             return JSONResponse({"detail": "fal_webhook must be an http(s) URL"}, 422)
 
         record = self.create(request, app_id, payload, knobs, key_suffix, webhook_url)
+        # the simulator's own knobs ride in the input too; they are not the caller's parameters
+        record.unknown_fields = [f for f in schema.unknown_fields(published["input"], payload) if f != "sim"]
         self.count("submissions")
         await hang(knobs)
         if fault is not None:  # accepted, then the answer is lost (malformed) or late (hang)

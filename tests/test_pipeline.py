@@ -65,7 +65,10 @@ def test_image_to_video_uses_the_image_endpoint(client: httpx.Client, sim: httpx
     assert wait_for(client, r.json()["job_id"])["status"] == "completed"
     [req] = sim_requests(sim, m)
     assert req["app_id"].endswith("image-to-video")
-    assert req["input"]["image_url"] == files[0]["url"] and req["input"]["tail_image_url"] == files[1]["url"]
+    # kling v3 names its first and last frames `start_image_url` / `end_image_url` (fal's published schema);
+    # the spec's default duration, 5 s, goes as fal's string
+    assert req["input"]["start_image_url"] == files[0]["url"] and req["input"]["end_image_url"] == files[1]["url"]
+    assert req["input"]["duration"] == "5" and req["unknown_fields"] == []
 
 
 def _stream_statuses(client: httpx.Client, job_id: str) -> list[dict]:

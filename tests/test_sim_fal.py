@@ -138,13 +138,13 @@ def test_video_app_returns_playable_mp4(client: fal_client.SyncClient) -> None:
     assert len(frames) == 8 and (frames[0].width, frames[0].height) == (256, 144)
 
 
-@pytest.mark.parametrize(("app", "knob", "key"), [
-    ("fal-ai/elevenlabs/tts/eleven-v3", None, "audio"),
-    ("fal-ai/whisper", None, "text"),
-    (IMAGE_APP, "video", "video"),
+@pytest.mark.parametrize(("app", "body", "knob", "key"), [
+    ("fal-ai/elevenlabs/tts/eleven-v3", {"text": "hi"}, None, "audio"),
+    ("fal-ai/whisper", {"audio_url": "https://files.example.test/a.mp3"}, None, "text"),
+    (IMAGE_APP, {"prompt": "hi"}, "video", "video"),
 ])
-def test_output_kinds(client: fal_client.SyncClient, app: str, knob: str | None, key: str) -> None:
-    result = client.submit(app, {"text": "hi", "sim": {"output": knob} if knob else {}}).get()
+def test_output_kinds(client: fal_client.SyncClient, app: str, body: dict, knob: str | None, key: str) -> None:
+    result = client.submit(app, {**body, "sim": {"output": knob} if knob else {}}).get()
     assert key in result
     if key == "audio":
         assert httpx.get(result["audio"]["url"]).content[:3] in (b"ID3", b"RIF")
@@ -348,3 +348,29 @@ def test_async_client(control: httpx.Client) -> None:
         return await handle.get()
 
     assert asyncio.run(run())["images"][0]["width"] == 256
+
+
+def test_inputs_are_validated_as_fal_validates_them(client: fal_client.SyncClient, provider_base: str) -> None:
+    """Against the endpoint's published schema (config/schemas/fal): a missing required field, a
+    wrong type or a value outside an enum is a 422 with pydantic's detail list, and nothing is queued."""
+    before = httpx.get(f"{provider_base}/_sim/stats").json()["submissions"]
+    with pytest.raises(fal_client.client.FalClientHTTPError) as refused:
+        client.submit("fal-ai/kling-video/v3/pro/image-to-video",
+                      {"prompt": "x", "image_url": "https://files.example.test/a.png", "duration": 5})
+    assert refused.value.status_code == 422
+    detail = refused.value.response.json()["detail"]
+    assert {(tuple(e["loc"]), e["type"]) for e in detail} == {(("body", "start_image_url"), "missing"),
+                                                              (("body", "duration"), "enum")}
+    assert httpx.get(f"{provider_base}/_sim/stats").json()["submissions"] == before
+    # An endpoint fal publishes no schema for does not exist.
+    with pytest.raises(fal_client.client.FalClientHTTPError) as unknown:
+        client.submit("simalabs/sima-video-upscaler", {"video_url": "https://files.example.test/a.mp4"})
+    assert unknown.value.status_code == 404
+
+
+def test_unknown_fields_are_accepted_and_recorded(client: fal_client.SyncClient, provider_base: str) -> None:
+    """fal takes fields an endpoint does not have and ignores them: the record lists them."""
+    handle = client.submit(IMAGE_APP, {"prompt": "x", "aspect_ratio": "16:9", "image_size": "square_hd"})
+    handle.get()
+    record = httpx.get(f"{provider_base}/_sim/requests/{handle.request_id}").json()
+    assert record["unknown_fields"] == ["aspect_ratio"]
