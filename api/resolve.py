@@ -27,15 +27,15 @@ def resolve(model: str, capability: str) -> ModelSpec:
 
 
 def _fits(wanted: str, kind: str) -> bool:
-    # A URL without a known extension is taken as an image (uploads, CDNs), never as video or audio.
     if wanted == "visual":
-        return kind in ("image", "video", "unknown")
-    return kind == wanted or (wanted == "image" and kind == "unknown")
+        return kind in ("image", "video")
+    return kind == wanted
 
 
-def choose_mode(spec: ModelSpec, files: list[str]) -> tuple[str, list[str]]:
-    """The model's mode for these input files, and the files in the order that mode wants them."""
-    kinds = [file_kind(f) for f in files]
+def choose_mode(spec: ModelSpec, files: list[str], kinds: list[str] | None = None) -> tuple[str, list[str]]:
+    """The model's mode for these input files, and the files in the order that mode wants them.
+    `kinds`: each file's kind (api/file_kinds.py); without it, its URL's extension says."""
+    kinds = kinds if kinds is not None else [file_kind(f) for f in files]
     for mode in spec.modes:
         wanted = spec.kinds(mode)
         if len(wanted) != len(files):

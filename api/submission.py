@@ -14,6 +14,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.datastructures import Headers
 
+from gengate.api.file_kinds import file_kinds
 from gengate.api.provider_keys import from_header, saved_or_pooled
 from gengate.api.schemas import _JobOptions, _Request
 from gengate.api.resolve import choose_mode, resolve
@@ -47,13 +48,13 @@ MUSIC_SECONDS = (3, 600)  # ElevenLabs music_length_ms 3,000-600,000
 UNKNOWN_OUTCOME_WAIT_SECONDS = 15.0
 
 
-def check_params(spec: ModelSpec, params: dict[str, Any],
-                 options: dict[str, Any] | None = None) -> tuple[str, list[str]]:
-    """Parameter rules from the catalog row, for the mode the files select; each refusal names its
-    field and what the mode takes. A parameter the mode cannot honour is refused, never dropped.
-    Returns (mode, files)."""
+def check_params(spec: ModelSpec, params: dict[str, Any], options: dict[str, Any] | None = None,
+                 kinds: list[str] | None = None) -> tuple[str, list[str]]:
+    """Parameter rules from the catalog row, for the mode the files select (`kinds`: what each file
+    is); each refusal names its field and what the mode takes. A parameter the mode cannot honour
+    is refused, never dropped. Returns (mode, files)."""
     files = [f["url"] for f in params.get("files") or []]
-    mode, files = choose_mode(spec, files)
+    mode, files = choose_mode(spec, files, kinds)
     rules = spec.parameters(mode)
     where = spec.name if len(spec.modes) == 1 else f"{spec.name} ({mode})"
     prompt = (params.get("prompt") or "").strip()
@@ -155,7 +156,11 @@ async def create_job(
     `also(job, headers)` returns extra writes for the creating transaction (idempotency)."""
     spec = resolve(body.model, capability)
     params = body.model_dump(exclude={"model", "webhook_url", "webhook_events"}, exclude_none=True)
-    mode, files = check_params(spec, params, params.get("provider_options"))
+    urls = [f["url"] for f in params.get("files") or []]
+    # Only when some mode takes that many files: otherwise no kind could make the request valid.
+    kinds = (await file_kinds(urls, store.redis, settings.base_public_url)
+             if urls and any(len(spec.kinds(mode)) == len(urls) for mode in spec.modes) else None)
+    mode, files = check_params(spec, params, params.get("provider_options"), kinds)
     with_spec_defaults(spec, mode, params)
     raw_files = [(f"files.{i}.url", f.url) for i, f in enumerate(getattr(body, "files", None) or [])]
     if files:

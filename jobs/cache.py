@@ -207,6 +207,14 @@ def own_hash_lookup(kind: str, name: str) -> tuple[str, str, str]:
     return keys.job(stem), "output_sha", "json"
 
 
+def own_media_type_lookup(kind: str, name: str) -> tuple[str, str] | None:
+    """The Redis hash and field that hold the media type of one of our own uploads (an output's
+    extension already says its type)."""
+    if kind != "u":
+        return None
+    return keys.file(name.rsplit(".", 1)[0]), "media_type"
+
+
 def decode_own_hash(raw: bytes | None, encoding: str) -> str | None:
     if raw is None:
         return None

@@ -103,11 +103,19 @@ class _MediaFiles(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             return
         ext = self.path.split("?")[0].rsplit(".", 1)[-1].lower()
+        # `/typed/<kind>` and `/octet/<kind>`: a file without an extension, as signed and CDN URLs
+        # often are, served with its Content-Type or as application/octet-stream (its bytes tell)
+        folder, _, name = self.path.split("?")[0].lstrip("/").partition("/")
+        if folder in ("typed", "octet"):
+            ext = {"video": "mp4", "audio": "mp3", "image": "png"}.get(name, "bin")
         body, kind = {
             "mp4": (media.mp4_bytes(64, 64, 1.0), "video/mp4"),
             "mp3": (media.mp3_bytes(1.0), "audio/mpeg"),
             "wav": (media.wav_bytes(1.0), "audio/wav"),
+            "bin": (b"\x00\x01 not a media file " * 4, "application/octet-stream"),
         }.get(ext, (media.png_bytes(64, 64), "image/png"))
+        if folder == "octet":
+            kind = "application/octet-stream"
         if "?v=" in self.path:  # distinct content per variant, for tests that need different file hashes
             body += self.path.split("?v=", 1)[1].encode()
         self.send_response(200)

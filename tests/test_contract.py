@@ -106,3 +106,24 @@ def test_what_a_mode_cannot_honour_is_a_400_naming_the_field(client: httpx.Clien
                                                              field: str):
     err = assert_error(client.post(path, json=body), 400, "ValidationError", field)
     assert body["model"] in err["message"]
+
+
+def test_file_kinds_come_from_content_not_only_extensions(client: httpx.Client, files_url: str):
+    """Signed and CDN URLs often have no extension: the kind comes from the answer's Content-Type,
+    else its first bytes, before the mode is chosen; a file that says nothing is a 400 naming it."""
+    video, audio = f"{files_url}/typed/video", f"{files_url}/octet/audio"  # Content-Type; bytes only
+    r = client.post("/video", json={"model": "sync-v2", "prompt": "", "files": [{"url": audio}, {"url": video}]})
+    assert r.status_code == 202, r.text
+    assert wait_for(client, r.json()["job_id"], timeout=60)["status"] == "completed"
+    r = client.post("/video", json={"model": "seedvr-video", "prompt": "", "files": [{"url": f"{files_url}/octet/video"}]})
+    assert r.status_code == 202, r.text
+    # an image without an extension selects image-to-video; a video there is refused
+    r = client.post("/video", json={"model": "kling-v3", "prompt": "x", "files": [{"url": f"{files_url}/octet/image"}]})
+    assert r.status_code == 202, r.text
+    assert_error(client.post("/video", json={"model": "kling-v3", "prompt": "x",
+                                             "files": [{"url": f"{files_url}/typed/video"}]}), 400,
+                 "ValidationError", "files")
+    err = assert_error(client.post("/video", json={"model": "seedvr-video", "prompt": "",
+                                                   "files": [{"url": f"{files_url}/octet/unknown"}]}),
+                       400, "ValidationError", "files")
+    assert "files.0.url" in err["message"]
