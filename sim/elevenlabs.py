@@ -25,6 +25,17 @@ fail}}``, or FastAPI's 422 with ``fail_status: 422``), ``submit_status`` (+ ``su
 unset), ``voices`` (extra voice ids to accept besides the premade ones) and ``max_concurrent`` (more
 calls in flight than this get the 429).
 
+Validation is ElevenLabs' own (a FastAPI app): every create call's JSON body and query parameters
+are checked against the endpoint's published schema (``config/schemas/elevenlabs/``, generated from
+the ``elevenlabs`` SDK, i.e. from ElevenLabs' OpenAPI document, by tools/vendor_elevenlabs_schemas.py):
+a missing required field, a wrong type, a value outside an enum or outside a documented range is a 422
+with pydantic's ``detail`` list (``[{"loc": ["body", "text"], "msg": "Field required", "type":
+"missing"}]``; query errors have ``["query", name]``), before anything is recorded. Fields the
+endpoint does not have are accepted (ElevenLabs ignores them) and listed in the call record's
+``unknown_fields`` (the ``sim`` knob object is not counted). The simulator's own rules come after
+that: exactly one of ``prompt``/``composition_plan``, non-empty ``text`` within the model's character
+limit (400), a known voice (404), and an output codec it can render (mp3, wav, pcm; else 400).
+
 A call's status is derived from the time since it was accepted (queued, processing, then completed
 or failed); ``status_error`` has nothing to act on here because nothing is ever polled.
 """
@@ -37,7 +48,7 @@ import json
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -47,7 +58,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gengate.sim import media
+from gengate.config import schemas
+from gengate.sim import media, schema
 from gengate.sim.control import JSON, ControlledSimulator, control_routes, number, retry_after_header
 
 DEFAULT_CONFIG: JSON = {"queue_time": 0.0, "latency": 0.0, "keys": None, "max_concurrent": None}
@@ -80,11 +92,16 @@ VOICE_IDS = frozenset(voice_id for voice_id, _, _ in PREMADE_VOICES)
 TEXT_LIMITS = {"eleven_v3": 5000, "eleven_multilingual_v2": 10000, "eleven_flash_v2_5": 40000,
                "eleven_turbo_v2_5": 40000, "eleven_flash_v2": 30000, "eleven_turbo_v2": 30000}
 DEFAULT_TEXT_LIMIT = 10000
-MUSIC_MIN_MS, MUSIC_MAX_MS = 3000, 600000
 MAX_AUDIO_SECONDS = 5.0  # simulated audio stays short, whatever length was asked for
 CHARS_PER_SECOND = 15.0
 OUTPUT_FORMAT = re.compile(r"^(?P<codec>mp3|pcm|wav|ulaw|alaw|opus)_(?P<rate>\d{4,5})(?:_(?P<kbps>\d{2,3}))?$")
 SIMULATED_CODECS = ("mp3", "wav", "pcm")
+# `output_format` when the query has none: TTS's documented default, and music's "auto" resolved as
+# ElevenLabs documents it (mp3_44100_128 for v1 models, mp3_48000_192 for v2 models).
+DEFAULT_OUTPUT_FORMAT = "mp3_44100_128"
+AUTO_OUTPUT_FORMAT = {"music_v2": "mp3_48000_192", "music_v2_5": "mp3_48000_192"}
+# pydantic's lax parsing of query strings
+_TRUE, _FALSE = {"1", "on", "t", "true", "y", "yes"}, {"0", "off", "f", "false", "n", "no"}
 PREVIEW_FILE = re.compile(r"^(?P<voice>[A-Za-z0-9]{10,64})_preview\.mp3$")
 
 SUBMIT_ERRORS: dict[int, tuple[str, str]] = {
@@ -118,6 +135,83 @@ def _problem(kind: str, loc: list[str | int], msg: str, value: Any = None) -> JS
     return {"type": kind, "loc": loc, "msg": msg, "input": value}
 
 
+def published_schema(endpoint: str) -> JSON:
+    """The vendored record of one ElevenLabs endpoint (``input`` and ``query`` schemas)."""
+    found = schemas.published("elevenlabs", endpoint)
+    if found is None:
+        raise RuntimeError(f"no vendored ElevenLabs schema for {endpoint!r}: run tools/vendor_elevenlabs_schemas.py")
+    return found
+
+
+def _branch(node: JSON, value: Any) -> JSON | None:
+    """The branch of an ``anyOf`` that `value` (already valid) satisfies."""
+    for option in node.get("anyOf", [node]):
+        if not schema.errors(option, value, []):
+            return option
+    return None
+
+
+def bound_errors(node: JSON, value: Any, loc: list[Any]) -> list[JSON]:
+    """The ranges the vendored schema states (``minimum``/``maximum``/``maxItems``, which
+    `gengate.sim.schema` does not read), as pydantic reports them; `value` has passed `validate`."""
+    node = _branch(node, value) or {}
+    found: list[JSON] = []
+    number_like = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number_like and "minimum" in node and value < node["minimum"]:
+        found.append({"type": "greater_than_equal", "loc": loc, "input": value, "ctx": {"ge": node["minimum"]},
+                      "msg": f"Input should be greater than or equal to {node['minimum']}"})
+    if number_like and "maximum" in node and value > node["maximum"]:
+        found.append({"type": "less_than_equal", "loc": loc, "input": value, "ctx": {"le": node["maximum"]},
+                      "msg": f"Input should be less than or equal to {node['maximum']}"})
+    if isinstance(value, list):
+        limit = node.get("maxItems")
+        if isinstance(limit, int) and len(value) > limit:
+            found.append({"type": "too_long", "loc": loc, "input": value,
+                          "ctx": {"field_type": "List", "max_length": limit, "actual_length": len(value)},
+                          "msg": f"List should have at most {limit} item{'s' if limit != 1 else ''} after "
+                                 f"validation, not {len(value)}"})
+        for i, item in enumerate(value):
+            found += bound_errors(node.get("items", {}), item, [*loc, i])
+    if isinstance(value, dict):
+        for name, sub in node.get("properties", {}).items():
+            if name in value:
+                found += bound_errors(sub, value[name], [*loc, name])
+    return found
+
+
+def query_errors(node: JSON, query: dict[str, str]) -> tuple[JSON, list[JSON]]:
+    """The query parameters parsed as FastAPI parses them (bool, int), and the 422 problems."""
+    parsed: JSON = {}
+    problems: list[JSON] = []
+    for name, raw in query.items():
+        prop = node.get("properties", {}).get(name)
+        if prop is None:  # unknown query parameters are ignored
+            parsed[name] = raw
+            continue
+        loc: list[Any] = ["query", name]
+        kind = prop.get("type")
+        value: Any = raw
+        if kind == "boolean":
+            if raw.lower() not in _TRUE | _FALSE:
+                problems.append({"type": "bool_parsing", "loc": loc, "input": raw,
+                                 "msg": "Input should be a valid boolean, unable to interpret input"})
+                continue
+            value = raw.lower() in _TRUE
+        elif kind == "integer":
+            if not re.fullmatch(r"\s*[+-]?\d+\s*", raw):
+                problems.append({"type": "int_parsing", "loc": loc, "input": raw,
+                                 "msg": "Input should be a valid integer, unable to parse string as an integer"})
+                continue
+            value = int(raw)
+        found = schema.errors(prop, value, loc)
+        problems += found or bound_errors(prop, value, loc)
+        parsed[name] = value
+    for name in node.get("required", []):
+        if name not in query:
+            problems.append({"type": "missing", "loc": ["query", name], "msg": "Field required", "input": None})
+    return parsed, problems
+
+
 def audio_seconds(value: float) -> float:
     """Length of the simulated audio: bounded, and rounded so the media cache gets hits."""
     return round(min(max(value, 0.5), MAX_AUDIO_SECONDS), 1)
@@ -142,6 +236,7 @@ class Call:
     key_suffix: str
     answered: bool = False
     response_status: int | None = None
+    unknown_fields: list[str] = field(default_factory=list)  # body fields the endpoint's schema lacks
 
     @property
     def ends_after(self) -> float:
@@ -167,6 +262,7 @@ class Call:
             "response_status": self.response_status, "queue_time": self.queue_time,
             "latency": self.latency, "hang": self.hang, "cancelled": False, "cancel_calls": 0,
             "status_calls": 0, "submitted_at": self.submitted_at, "key_suffix": self.key_suffix,
+            "unknown_fields": self.unknown_fields,
         }
 
 
@@ -226,13 +322,15 @@ class ElevenLabsSimulator(ControlledSimulator[Call]):
                                                    "fields from", None)])
         return raw, payload
 
-    def output_format(self, request: Request) -> tuple[str, Response | None]:
-        value = request.query_params.get("output_format", "mp3_44100_128")
+    @staticmethod
+    def output_format(query: JSON, payload: JSON) -> tuple[str, Response | None]:
+        """The output format to render (``auto`` resolved), or the 400 for a codec the simulator
+        cannot produce. The value itself was checked against the endpoint's enum already."""
+        value = str(query.get("output_format") or DEFAULT_OUTPUT_FORMAT)
+        if value == "auto":
+            value = AUTO_OUTPUT_FORMAT.get(str(payload.get("model_id")), DEFAULT_OUTPUT_FORMAT)
         match = OUTPUT_FORMAT.match(value)
-        if match is None:
-            return value, validation_error([_problem("enum", ["query", "output_format"],
-                                                     "Input should be a valid output format", value)])
-        if match.group("codec") not in SIMULATED_CODECS:
+        if match is None or match.group("codec") not in SIMULATED_CODECS:
             return value, detail_error(400, "unsupported_output_format",
                                        f"The simulator only produces {', '.join(SIMULATED_CODECS)} audio")
         return value, None
@@ -241,12 +339,8 @@ class ElevenLabsSimulator(ControlledSimulator[Call]):
     async def text_to_speech(self, request: Request) -> Response:
         voice_id = request.path_params["voice_id"]
 
-        def validate(payload: JSON) -> Response | None:
-            text, model = payload.get("text"), payload.get("model_id") or "eleven_multilingual_v2"
-            if not isinstance(text, str):
-                kind, msg = ("missing", "Field required") if text is None else ("string_type",
-                                                                                "Input should be a valid string")
-                return validation_error([_problem(kind, ["body", "text"], msg, text)])
+        def validate(payload: JSON) -> Response | None:  # after the schema: `text` is a string
+            text, model = payload["text"], payload.get("model_id") or "eleven_multilingual_v2"
             if not text.strip():
                 return detail_error(400, "invalid_text", "The text must not be empty.")
             limit = TEXT_LIMITS.get(str(model), DEFAULT_TEXT_LIMIT)
@@ -261,42 +355,31 @@ class ElevenLabsSimulator(ControlledSimulator[Call]):
         def seconds(payload: JSON) -> float:
             return len(payload["text"]) / CHARS_PER_SECOND
 
-        return await self.create_call(request, "text-to-speech", voice_id, validate, seconds,
+        schema_id = "text-to-speech/stream" if request.url.path.endswith("/stream") else "text-to-speech"
+        return await self.create_call(request, "text-to-speech", schema_id, voice_id, validate, seconds,
                                       cost=lambda payload: len(str(payload.get("text") or "")))
 
     async def music(self, request: Request) -> Response:
-        def validate(payload: JSON) -> Response | None:
+        def validate(payload: JSON) -> Response | None:  # after the schema (types, music_length_ms range)
+            # documented: "Cannot be used in conjunction with" each other; one of them is needed
             prompt, plan = payload.get("prompt"), payload.get("composition_plan")
             if (prompt is None) == (plan is None):
                 return validation_error([_problem("value_error", ["body"], "Value error, exactly one of "
                                                   "'prompt' and 'composition_plan' must be provided")])
-            if prompt is not None and not isinstance(prompt, str):
-                return validation_error([_problem("string_type", ["body", "prompt"],
-                                                  "Input should be a valid string", prompt)])
-            length = payload.get("music_length_ms")
-            if length is not None:
-                if isinstance(length, bool) or not isinstance(length, int):
-                    return validation_error([_problem("int_type", ["body", "music_length_ms"],
-                                                      "Input should be a valid integer", length)])
-                if not MUSIC_MIN_MS <= length <= MUSIC_MAX_MS:
-                    bound = "greater_than_equal" if length < MUSIC_MIN_MS else "less_than_equal"
-                    limit = MUSIC_MIN_MS if length < MUSIC_MIN_MS else MUSIC_MAX_MS
-                    word = "greater than or equal to" if length < MUSIC_MIN_MS else "less than or equal to"
-                    return validation_error([_problem(bound, ["body", "music_length_ms"],
-                                                      f"Input should be {word} {limit}", length)])
             return None
 
         def seconds(payload: JSON) -> float:
             length = payload.get("music_length_ms")
             return (length if isinstance(length, int) else 30000) / 1000
 
-        return await self.create_call(request, "music", None, validate, seconds,
+        return await self.create_call(request, "music", "music", None, validate, seconds,
                                       cost=lambda payload: int(seconds(payload) * 10))
 
-    async def create_call(self, request: Request, endpoint: str, voice_id: str | None, validate: Any,
-                          seconds: Any, cost: Any) -> Response:
-        """The path every create call takes: auth, body, injected rejections, validation,
-        acceptance, the simulated generation time, then the audio (or the injected failure)."""
+    async def create_call(self, request: Request, endpoint: str, schema_id: str, voice_id: str | None,
+                          validate: Any, seconds: Any, cost: Any) -> Response:
+        """The path every create call takes: auth, body, injected rejections, validation against the
+        published schema, the simulator's own checks, acceptance, the simulated generation time, then
+        the audio (or the injected failure)."""
         self.count("submit_attempts")
         denied, key_suffix = self.auth_error(request)
         if denied is not None:
@@ -311,8 +394,20 @@ class ElevenLabsSimulator(ControlledSimulator[Call]):
         if fault is not None and fault.get("kind") == "reset":  # before acceptance: nothing was recorded
             self.count("submit_rejected")
             return await self.fault_response(request, fault)
-        output_format, bad_format = self.output_format(request)
-        denied = self.rejection(request, raw, knobs, cost(payload)) or bad_format or validate(payload)
+        denied = self.rejection(request, raw, knobs, cost(payload))
+        output_format, unknown = DEFAULT_OUTPUT_FORMAT, []
+        if denied is None:
+            published = published_schema(schema_id)
+            query, problems = query_errors(published["query"], dict(request.query_params))
+            body_problems = schema.validate(published["input"], payload)
+            problems += body_problems or bound_errors(published["input"], payload, ["body"])
+            if problems:  # FastAPI reports the query's and the body's problems together
+                denied = validation_error(problems)
+            else:
+                output_format, denied = self.output_format(query, payload)
+                denied = denied or validate(payload)
+                # the simulator's own knobs ride in the body too; they are not the caller's parameters
+                unknown = [f for f in schema.unknown_fields(published["input"], payload) if f != "sim"]
         limit = self.config.get("max_concurrent")
         if denied is None and isinstance(limit, int) and self.in_flight >= limit:
             denied = detail_error(429, *SUBMIT_ERRORS[429])
@@ -326,7 +421,7 @@ class ElevenLabsSimulator(ControlledSimulator[Call]):
             query=dict(request.query_params), input=payload, knobs=knobs, submitted_at=time.time(),
             started=now, queue_time=number(knobs.get("queue_time"), 0.0),
             latency=number(knobs.get("latency"), 0.0), hang=number(knobs.get("hang"), 0.0),
-            key_suffix=key_suffix,
+            key_suffix=key_suffix, unknown_fields=unknown,
         )
         self.calls[call.request_id] = call
         self.count("submissions")

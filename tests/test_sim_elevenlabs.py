@@ -3,8 +3,12 @@ the simulator, over real HTTP (the simulator runs as `python -m gengate.sim` in 
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import json
+import re
 import socket
+import sys
 import threading
 import time
 from typing import Any
@@ -17,6 +21,7 @@ from elevenlabs.core.api_error import ApiError
 
 from gengate.adapters.base import Finished, ProviderFailure, ProviderRequest
 from gengate.adapters.elevenlabs import VOICE_NAMES, VOICES, ElevenLabsAdapter, create
+from gengate.config import catalog, schemas
 from gengate.config.settings import ProviderSettings
 from gengate.sim import media
 
@@ -289,3 +294,175 @@ def test_poll_and_cancel_are_not_needed(adapter: ElevenLabsAdapter) -> None:
         adapter.poll({}, KEY)
     assert not caught.value.retryable
     assert adapter.cancel({}, KEY) is None
+
+
+# -- validation against ElevenLabs' published schemas -----------------------------------------
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+SCHEMA_DIR = ROOT / "config" / "schemas" / "elevenlabs"
+OMIT: Any = ...  # how the SDK spells "leave this field out" (Fern's OMIT)
+
+
+def _vendor_script() -> Any:
+    spec = importlib.util.spec_from_file_location("vendor_elevenlabs_schemas",
+                                                  ROOT / "tools" / "vendor_elevenlabs_schemas.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_vendored_files_have_the_documented_shape() -> None:
+    paths = sorted(SCHEMA_DIR.glob("*.json"))
+    assert {p.name for p in paths} == {"text-to-speech.json", "text-to-speech__stream.json", "music.json"}
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        doc = json.loads(text)
+        assert set(doc) == {"provider", "endpoint", "source", "commit", "commit_date", "delisted", "input",
+                            "query", "output"}
+        assert doc["provider"] == "elevenlabs" and not doc["delisted"] and doc["output"] == {}
+        assert doc["source"] == f"elevenlabs Python SDK {doc['commit']}, generated from ElevenLabs' published OpenAPI"
+        assert path.name == schemas.file_name(doc["endpoint"])
+        assert schemas.published("elevenlabs", doc["endpoint"]) == doc
+        for part in ("input", "query"):
+            assert doc[part]["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+            assert doc[part]["type"] == "object" and doc[part]["additionalProperties"] is True
+        assert text == json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    tts_doc, music_doc = schemas.published("elevenlabs", "text-to-speech"), schemas.published("elevenlabs", "music")
+    assert tts_doc["input"]["required"] == ["text"] and "required" not in music_doc["input"]
+    assert "sign_with_c2pa" in music_doc["input"]["properties"]  # the wire name, not the SDK's parameter name
+    length = music_doc["input"]["properties"]["music_length_ms"]["anyOf"][0]
+    assert (length["type"], length["minimum"], length["maximum"]) == ("integer", 3000, 600000)
+    assert music_doc["input"]["properties"]["model_id"]["anyOf"][0]["enum"] == ["music_v1", "music_v2", "music_v2_5"]
+    assert "wav_44100" in tts_doc["query"]["properties"]["output_format"]["enum"]
+    assert "auto" in music_doc["query"]["properties"]["output_format"]["enum"]
+
+
+def test_regenerating_gives_the_same_bytes(tmp_path: Any, capsys: Any) -> None:
+    """The command of config/schemas/elevenlabs/README.md, into a scratch folder (the SDK is installed)."""
+    date = re.search(r"tools/vendor_elevenlabs_schemas\.py --date (\S+)", (SCHEMA_DIR / "README.md").read_text())
+    assert date, "the README names the regenerating command"
+    assert _vendor_script().main(["--date", date.group(1), "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    vendored = sorted(SCHEMA_DIR.glob("*.json"))
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [p.name for p in vendored]
+    for path in vendored:
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def _detail(caught: pytest.ExceptionInfo[ApiError]) -> list[dict[str, Any]]:
+    assert caught.value.status_code == 422
+    detail = caught.value.body["detail"]
+    assert isinstance(detail, list) and detail
+    return detail
+
+
+def test_sdk_missing_and_mistyped_fields_are_422_and_not_recorded(sdk: ElevenLabs, control: httpx.Client) -> None:
+    with pytest.raises(ApiError) as missing:
+        b"".join(sdk.text_to_speech.convert(RACHEL, text=OMIT, model_id="eleven_v3"))
+    (problem,) = _detail(missing)
+    assert {k: problem[k] for k in ("loc", "msg", "type")} == {"loc": ["body", "text"], "msg": "Field required",
+                                                               "type": "missing"}
+    with pytest.raises(ApiError) as mistyped:
+        b"".join(sdk.text_to_speech.convert(RACHEL, text=42))  # the SDK does not check types: the server does
+    assert [(p["loc"], p["type"]) for p in _detail(mistyped)] == [(["body", "text"], "string_type")]
+    with pytest.raises(ApiError) as nested:
+        b"".join(sdk.text_to_speech.convert(RACHEL, text="hi", voice_settings={"stability": "high"}))
+    assert [(p["loc"], p["type"]) for p in _detail(nested)] == [(["body", "voice_settings", "stability"], "float_type")]
+    with pytest.raises(ApiError) as music_type:
+        b"".join(sdk.music.compose(prompt="lofi", music_length_ms="30s"))
+    assert [(p["loc"], p["type"]) for p in _detail(music_type)] == [(["body", "music_length_ms"], "int_type")]
+    assert records(control) == []
+    assert stats(control)["submit_rejected"] == 4 and stats(control)["submissions"] == 0
+
+
+def test_sdk_values_outside_enums_and_ranges_are_422(sdk: ElevenLabs, control: httpx.Client) -> None:
+    cases = [
+        (lambda: sdk.text_to_speech.convert(RACHEL, text="hi", output_format="mp3_99999_1"),
+         ["query", "output_format"], "enum"),
+        (lambda: sdk.text_to_speech.convert(RACHEL, text="hi", apply_text_normalization="sometimes"),
+         ["body", "apply_text_normalization"], "enum"),
+        (lambda: sdk.text_to_speech.stream(RACHEL, text="hi", output_format="wav_44100"),  # stream has no wav
+         ["query", "output_format"], "enum"),
+        (lambda: sdk.text_to_speech.convert(RACHEL, text="hi", seed=2**32), ["body", "seed"], "less_than_equal"),
+        (lambda: sdk.text_to_speech.convert(RACHEL, text="hi", previous_request_ids=["a", "b", "c", "d"]),
+         ["body", "previous_request_ids"], "too_long"),
+        (lambda: sdk.music.compose(prompt="lofi", model_id="music_v9"), ["body", "model_id"], "enum"),
+        (lambda: sdk.music.compose(prompt="lofi", output_format="wav_44100"), ["query", "output_format"], "enum"),
+        (lambda: sdk.music.compose(prompt="lofi", music_length_ms=600001), ["body", "music_length_ms"],
+         "less_than_equal"),
+    ]
+    for call, loc, kind in cases:
+        with pytest.raises(ApiError) as caught:
+            b"".join(call())
+        assert [(p["loc"], p["type"]) for p in _detail(caught)] == [(loc, kind)], loc
+    enum = _detail_of(sdk, lambda: sdk.music.compose(prompt="lofi", model_id="music_v9"))[0]
+    assert enum["msg"] == "Input should be 'music_v1', 'music_v2' or 'music_v2_5'" and enum["input"] == "music_v9"
+    assert records(control) == []
+
+
+def _detail_of(sdk: ElevenLabs, call: Any) -> list[dict[str, Any]]:
+    with pytest.raises(ApiError) as caught:
+        b"".join(call())
+    return _detail(caught)
+
+
+def test_query_and_body_problems_come_together(provider_base: str, control: httpx.Client) -> None:
+    r = httpx.post(f"{provider_base}/v1/text-to-speech/{RACHEL}", params={"enable_logging": "maybe",
+                                                                         "optimize_streaming_latency": "x"},
+                   json={"model_id": 3}, headers={"xi-api-key": KEY})
+    assert r.status_code == 422
+    assert [(p["loc"], p["type"]) for p in r.json()["detail"]] == [
+        (["query", "enable_logging"], "bool_parsing"), (["query", "optimize_streaming_latency"], "int_parsing"),
+        (["body", "text"], "missing"), (["body", "model_id"], "string_type")]
+    ok = httpx.post(f"{provider_base}/v1/text-to-speech/{RACHEL}", params={"enable_logging": "false",
+                                                                          "optimize_streaming_latency": "2"},
+                    json={"text": "hi"}, headers={"xi-api-key": KEY})
+    assert ok.status_code == 200
+    assert [r["query"] for r in records(control)] == [{"enable_logging": "false", "optimize_streaming_latency": "2"}]
+
+
+def test_rejection_knobs_still_come_before_validation(provider_base: str, control: httpx.Client) -> None:
+    r = httpx.post(f"{provider_base}/v1/music", json={"prompt": 5, "sim": {"submit_status": 503}},
+                   headers={"xi-api-key": KEY})
+    assert r.status_code == 503 and r.json()["detail"]["status"] == "service_unavailable"
+    assert records(control) == []
+
+
+def test_valid_calls_with_optional_fields_and_nulls_pass(sdk: ElevenLabs, control: httpx.Client) -> None:
+    b"".join(sdk.text_to_speech.convert(
+        RACHEL, text="hello", model_id=None, output_format="wav_16000", seed=4294967295,
+        voice_settings={"stability": 0.5, "use_speaker_boost": True}, apply_text_normalization="auto",
+        pronunciation_dictionary_locators=[{"pronunciation_dictionary_id": "d1"}], previous_request_ids=["a"] * 3))
+    b"".join(sdk.music.compose(prompt="lofi", music_length_ms=3000, model_id="music_v1", output_format="auto",
+                               sign_with_c_2_pa=True))
+    first, second = records(control)
+    assert first["status"] == second["status"] == "completed"
+    assert first["unknown_fields"] == second["unknown_fields"] == []
+    assert second["input"]["sign_with_c2pa"] is True
+
+
+def test_unknown_fields_are_accepted_and_listed(adapter: ElevenLabsAdapter, control: httpx.Client) -> None:
+    # a parameter that reached ElevenLabs in a field the endpoint does not have: `stability` belongs
+    # inside voice_settings, `duration` is the gateway's name for music_length_ms
+    adapter.submit(tts("Hi", options={"stability": 0.4, "sim": {"marker": "m"}}), KEY)
+    adapter.submit(music(options={"duration": 12}), KEY)
+    first, second = records(control)
+    assert first["unknown_fields"] == ["stability"] and first["status"] == "completed"
+    assert second["unknown_fields"] == ["duration"] and second["status"] == "completed"
+
+
+@pytest.mark.parametrize("spec", [s for s in catalog.MODELS if s.provider == "elevenlabs"], ids=lambda s: s.name)
+def test_the_gateways_payloads_pass_validation_with_no_unknown_fields(adapter: ElevenLabsAdapter,
+                                                                      control: httpx.Client, spec: Any) -> None:
+    ((mode, endpoint),) = spec.endpoints.items()
+    if spec.capability == "music":
+        request = ProviderRequest(job_id="j", model=spec.name, capability="music", mode=mode, endpoint=endpoint,
+                                  params={"prompt": "calm piano", "duration": 10}, options={})
+    else:
+        request = ProviderRequest(job_id="j", model=spec.name, capability="speech", mode=mode, endpoint=endpoint,
+                                  params={"text": "Hello from the gateway.", "voice": "adam", "language": "en"},
+                                  options={})
+    assert isinstance(adapter.submit(request, KEY), Finished)
+    (record,) = records(control)
+    assert record["unknown_fields"] == [] and record["response_status"] == 200
