@@ -184,11 +184,8 @@ def build_input(req: ProviderRequest) -> dict[str, Any]:
     if req.mode == "background-removal":
         if not files:
             raise ProviderFailure(NAME, "background removal needs one input image", retryable=False)
+        # the remover's published input has no prompt (config/schemas/replicate): the API refuses one
         payload: dict[str, Any] = {"image": files[0]}
-        if params.get("prompt"):
-            # Removers take no prompt, and Replicate drops unknown inputs (replicate/cog#2943).
-            # Sending it keeps the job's own text in the provider's record of the run.
-            payload["prompt"] = params["prompt"]
     else:
         # Only background removal is placed on Replicate today. For other modes this is the
         # convention most official models follow; `provider_options` can rename anything.

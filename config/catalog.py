@@ -233,9 +233,12 @@ MODELS: tuple[ModelSpec, ...] = (
     _fal("topaz", "image", {"upscale": ("fal-ai/topaz/upscale/image", UPSCALE_PROMPTED)}, 8, delisted=TOPAZ_DELISTED),
     _fal("ccsr", "image", {"upscale": ("fal-ai/ccsr", UPSCALE)}, 2),
     _fal("aura-sr", "image", {"upscale": ("fal-ai/aura-sr", UPSCALE)}, 1),
+    # its published input (config/schemas/replicate) is the image and options; no prompt
     ModelSpec("background-remover", "image", "replicate",
               MappingProxyType({"background-removal": "851-labs/background-remover"}),
-              "replicate.com/851-labs/background-remover; provider from " + SPEC_OVERVIEW, 1),
+              "replicate.com/851-labs/background-remover (version a029dff3's published input schema, vendored in "
+              "config/schemas/replicate); provider from " + SPEC_OVERVIEW, 1,
+              payloads=MappingProxyType({"background-removal": Payload(files=("image",), prompt=False)})),
     # --- video: generation ----------------------------------------------------------------------
     _kling("kling-v3", "v3/pro", 50, tuple(range(3, 16)), start="start_image_url", end="end_image_url"),
     _kling("kling-v3-standard", "v3/standard", 30, tuple(range(3, 16)), start="start_image_url", end="end_image_url"),

@@ -132,11 +132,10 @@ def models_table() -> str:
     for spec in MODELS:
         for mode in spec.modes:
             endpoint = spec.endpoints[mode]
-            record = published(spec.provider, endpoint)
-            if record is not None:
-                schema = f"fal-js {record['commit'][:7]}" + (" (delisted)" if record["delisted"] else "")
-            else:
-                schema = "none vendored" if spec.provider != "fal" else "none published"
+            # ElevenLabs' endpoints are its API routes; the catalog's id is the model_id sent to them
+            record = published(spec.provider, ELEVENLABS_ROUTES.get(mode, endpoint) if spec.provider == "elevenlabs"
+                               else endpoint)
+            schema = _schema_label(spec.provider, record)
             rules = spec.parameters(mode)
             durations = rules["durations"]
             timed = ("any" if not durations else _spans(durations)) if rules["duration"] else "-"
@@ -148,6 +147,19 @@ def models_table() -> str:
             lines.append(f"| {spec.name} | {mode} | {spec.provider} | `{endpoint}` | {schema} | {files}{options} | "
                          f"{ratios} | {timed} |")
     return "\n".join(lines) + "\n"
+
+
+ELEVENLABS_ROUTES = {"tts": "text-to-speech", "music": "music"}
+
+
+def _schema_label(provider: str, record: dict | None) -> str:
+    """Where an endpoint's vendored input schema comes from, in a few words (config/schemas/)."""
+    if record is None:
+        return "none published"
+    commit = record["commit"]
+    label = {"fal": f"fal-js {commit[:7]}", "elevenlabs": f"elevenlabs SDK {commit}",
+             "replicate": f"replicate.com, {commit.split(';')[0][:16]}"}.get(provider, record["source"])
+    return label + (" (delisted)" if record["delisted"] else "")
 
 
 def _spans(values: list[int]) -> str:

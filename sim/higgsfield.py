@@ -14,6 +14,13 @@ Error bodies are ``{"detail": <message>}``: the SDK reads ``detail`` first (then
 Any non-empty key is accepted unless ``POST /_sim/config {"keys": [...]}`` lists the valid ones, so
 ``gengate up`` can run against the simulator with a placeholder key.
 
+Published schema: none for ``higgsfield-ai/soul/standard``. docs.higgsfield.ai's "How to use API" page
+(read 2026-12-04) gives one example body (``prompt``, ``aspect_ratio: "16:9"``, ``resolution: "720p"``)
+and no field list, types or enums; its API reference documents only the older ``POST /v1/text2image/soul``
+(``params.width_and_height``, ``quality``, ...), a different endpoint. So no JSON is vendored in
+config/schemas/higgsfield/ (its README says so) and ``invalid`` keeps the sim's own checks (a string
+prompt; ``resolution`` 720p | 1080p, from docs/providers.md). Nothing is recorded for a refused body.
+
 As in ``sim.fal``, a request's phase is derived from the time since submission (``queue_time`` s
 queued, ``latency`` s in progress), so no task runs per request; media are generated when a file URL is
 fetched (every parameter is in the file name) and memoised by ``sim.media``. ``hf_webhook`` is recorded

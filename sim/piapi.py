@@ -23,6 +23,13 @@ Choices where the docs are silent, made explicit:
 * Any non-empty key is accepted unless ``POST /_sim/config {"keys": [...]}`` lists the valid ones.
   Webhooks (``config.webhook_config``) are called with ``{timestamp, data: <task>}`` when the task ends.
 
+Published schema: none. PiAPI's Seedance 2 preview page (piapi.ai/docs/seedance-api/seedance-2-preview,
+read 2026-12-04) shows one example request (``input`` with ``prompt``, ``duration``, ``aspect_ratio``) and
+its answer, but no field table, types, enums or error body as stored; so no JSON is vendored in
+config/schemas/piapi/ (its README says so), ``gengate.config.schemas.published("piapi", task_type)``
+is None, and the checks above (``invalid``) stay the sim's own, from that example and docs/providers.md.
+Nothing is recorded for a refused body; without a schema no ``unknown_fields`` are listed.
+
 A task's phase is derived from the time since submission (``queue_time`` s pending, ``latency`` s
 processing), and media are generated when a file URL is fetched, as in ``sim.fal``.
 """

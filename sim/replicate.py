@@ -27,6 +27,14 @@ Design choices, and why:
   prediction (unchanged once it is terminal); errors are ``application/problem+json``
   ``{"title","detail","status"}``.  Choices the public material does not settle are marked
   "assumed" next to the code.
+* Inputs are validated against the model version's published input schema where one is vendored
+  (``gengate.config.schemas.published("replicate", "<owner>/<name>")``, config/schemas/replicate/):
+  a body that fails it is refused with Replicate's 422 ``Input validation failed`` problem, whose
+  ``invalid_fields`` entries (``{"type", "field", "description"}``) and ``detail`` lines
+  (``- <field>: <description>``) follow bodies recorded from the live API (see ``input_problems``),
+  and nothing is recorded.  Fields the schema lacks are accepted (Replicate ignores unknown inputs)
+  and listed in the request record's ``unknown_fields``; the ``sim`` knob object is not counted.
+  Models with no vendored schema keep the sim's own checks (an ``image`` for background removers).
 """
 
 from __future__ import annotations
@@ -51,7 +59,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from gengate.sim import files, media
+from gengate.config import schemas
+from gengate.sim import files, media, schema
 from gengate.sim.control import (
     JSON, UNKNOWN_STATUS, ControlledSimulator, callback_client, control_routes, hang, number, retry_after_header,
     send_webhook, status_error_due, with_output_fault,
@@ -66,6 +75,7 @@ CONFIG_ONLY = ("keys", "versions", "webhook_secret")
 WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
 TERMINAL = ("succeeded", "failed", "canceled")
 MAX_WAIT = 60  # seconds a ``Prefer: wait`` may hold the request (Replicate's documented default and cap)
+URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S")  # an absolute URI: a scheme, then something
 ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # ids look like "kr2d2jhqbsrj60cjb2vtmekgh4"
 
 # (title, detail) of Replicate's problem bodies.  401/402/422/429 are as recorded from the live API;
@@ -171,6 +181,7 @@ class SimPrediction:
     status_calls: int = 0
     status_errors_served: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    unknown_fields: list[str] = field(default_factory=list)  # input fields the model's schema lacks
     _output: Any = None
 
     @property
@@ -407,6 +418,10 @@ class ReplicateSimulator(ControlledSimulator[SimPrediction]):
             self.count("submit_rejected")
             return invalid
         record = self.accept(request, body, knobs, key_suffix, *invalid, deployment)
+        published = schemas.published("replicate", record.model)
+        if published is not None and isinstance(inp, dict):
+            # the simulator's own knobs ride in the input too; they are not the caller's parameters
+            record.unknown_fields = [f for f in schema.unknown_fields(published["input"], inp) if f != "sim"]
 
         await hang(knobs)
         if fault is not None:  # accepted, then the answer is lost (malformed) or late (hang)
@@ -442,8 +457,11 @@ class ReplicateSimulator(ControlledSimulator[SimPrediction]):
             assert model is not None
             version = hidden_version(model)
         inp = body.get("input")
+        published = schemas.published("replicate", model or "")
         if not isinstance(inp, dict):
             fields.append({"type": "required", "field": "", "description": "input is required"})
+        elif published is not None:
+            fields += input_problems(published["input"], {k: v for k, v in inp.items() if k != "sim"})
         elif output_kind(model or "") == "cutout" and not isinstance(inp.get("image"), str):
             fields.append({"type": "required", "field": "input", "description": "image is required"})
         webhook = body.get("webhook")
@@ -649,6 +667,7 @@ class ReplicateSimulator(ControlledSimulator[SimPrediction]):
             "submitted_at": record.created_at, "key_suffix": record.key_suffix,
             "queue_time": record.queue_time, "latency": record.latency,
             "webhook": record.webhook.as_json() if record.webhook else None,
+            "unknown_fields": record.unknown_fields,
         }
 
     def control_listed(self, request: Request, record: SimPrediction) -> bool:
@@ -663,6 +682,74 @@ class ReplicateSimulator(ControlledSimulator[SimPrediction]):
         for record in self.predictions.values():
             statuses[record.status(record.elapsed())] += 1
         return statuses
+
+
+# JSON type names as Go's gojsonschema (which Replicate's messages match, see `input_problems`) says them
+_JSON_TYPES = {"string": "string", "number": "number", "integer": "integer", "boolean": "boolean",
+               "array": "array", "object": "object", "null": "null"}
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def input_problems(input_schema: JSON, inp: JSON) -> list[JSON]:
+    """``invalid_fields`` entries for `inp` against a model's input schema, from
+    `gengate.sim.schema.validate`'s pydantic-style list, in Replicate's words.
+
+    Bodies recorded from the live API (quoted in public repositories' notes) fix these shapes:
+    ``{"type": "required", "field": "input", "description": "prompt is required"}``,
+    ``{"type": "enum", "field": "input.output_format", "description": "output_format must be one of
+    the following: \"jpg\", \"png\""}`` and ``{"type": "number_lte", "field":
+    "input.num_inference_steps", "description": "Must be less than or equal to 4"}``: gojsonschema's
+    error types and messages.  A wrong type was not seen in a recorded body; it is given as
+    gojsonschema words it (``invalid_type``, ``Invalid type. Expected: X, given: Y``): assumed.
+    """
+    found: list[JSON] = []
+    for error in schema.validate(input_schema, inp):
+        path = [str(part) for part in error["loc"][1:]]
+        if error["type"] == "missing":
+            found.append({"type": "required", "field": ".".join(["input", *path[:-1]]),
+                          "description": f"{path[-1]} is required"})
+            continue
+        field_name = ".".join(["input", *path])
+        if error["type"] == "enum":
+            options = _schema_at(input_schema, path).get("enum", [])
+            allowed = ", ".join(json.dumps(o) for o in options)
+            found.append({"type": "enum", "field": field_name,
+                          "description": f"{path[-1] if path else 'input'} must be one of the following: {allowed}"})
+        else:
+            expected = _JSON_TYPES.get(str(_schema_at(input_schema, path).get("type")), "valid value")
+            found.append({"type": "invalid_type", "field": field_name,
+                          "description": f"Invalid type. Expected: {expected}, given: {_json_type(error.get('input'))}"})
+    # `format: uri` (cog's file inputs), which `schema.validate` does not check; the wording is the
+    # one the sim already uses for `webhook` (gojsonschema's): assumed for inputs
+    for name, prop in input_schema.get("properties", {}).items():
+        value = inp.get(name)
+        if prop.get("format") == "uri" and isinstance(value, str) and not URI.match(value):
+            found.append({"type": "format", "field": f"input.{name}", "description": "Does not match format 'uri'"})
+    return found
+
+
+def _schema_at(input_schema: JSON, path: list[str]) -> JSON:
+    """The sub-schema at `path` (property names and list indexes) of an input schema."""
+    node = input_schema
+    for part in path:
+        if part.isdigit() and "items" in node:
+            node = node["items"]
+        else:
+            node = node.get("properties", {}).get(part, {})
+    return node
 
 
 def hidden_version(model: str) -> str:

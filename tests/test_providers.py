@@ -57,8 +57,9 @@ def test_spec_example_completes(client: httpx.Client, files_url: str, path: str,
 # One model per provider for the fault contract, with a marker field the simulator records.
 CONTRACT = {
     "fal": ("/image", {"model": "flux-schnell"}, "prompt"),
-    "replicate": ("/image", {"model": "background-remover", "files": [{"url": "{files}/cat.png"}]},
-                  "prompt"),
+    # the remover takes no prompt: its marker rides in the simulator's knob object (provider_options.sim)
+    "replicate": ("/image", {"model": "background-remover", "prompt": "", "files": [{"url": "{files}/cat.png"}]},
+                  None),
     "elevenlabs": ("/speech", {"model": "eleven_v3", "voice": "adam"}, "text"),
     "higgsfield": ("/image", {"model": "soul", "aspect_ratio": "16:9"}, "prompt"),
     "piapi": ("/video", {"model": "seedance-2-fast-preview", "duration": 5}, "prompt"),
@@ -77,13 +78,11 @@ def _files_url(files_url: str) -> None:
 def _post(client: httpx.Client, provider: str, sim: dict | None = None, **headers) -> tuple[str, str]:
     path, body, marker_field = CONTRACT[provider]
     marker = uuid.uuid4().hex
-    body = {**body, marker_field: f"contract {marker}"}
+    body = {**body, marker_field: f"contract {marker}"} if marker_field else dict(body)
     if "files" in body:
         body["files"] = [{"url": f["url"].replace("{files}", _FILES["url"])} for f in body["files"]]
-    if provider == "replicate":
-        body["prompt"] = f"contract {marker}"  # background removal ignores it; the simulator records it
-    if sim is not None:
-        body["provider_options"] = {"sim": sim}
+    if sim is not None or marker_field is None:
+        body["provider_options"] = {"sim": {**(sim or {}), **({"marker": marker} if marker_field is None else {})}}
     r = client.post(path, json=body, headers=headers)
     assert r.status_code == 202, r.text
     return r.json()["job_id"], marker

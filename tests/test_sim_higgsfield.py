@@ -96,6 +96,15 @@ def test_protocol_errors(control: httpx.Client, provider_base: str) -> None:
     assert httpx.get(f"{provider_base}/requests/nope/status", headers=AUTH).status_code == 404
     stats = control.get("/_sim/stats").json()
     assert (stats["submit_attempts"], stats["submit_rejected"], stats["submissions"]) == (3, 3, 0)
+    assert control.get("/_sim/requests").json()["requests"] == []  # refused: nothing recorded
+
+
+def test_no_published_schema_is_vendored() -> None:
+    """Higgsfield publishes an example body for soul/standard, no schema: nothing is vendored and
+    the simulator keeps its own checks (config/schemas/higgsfield/README.md)."""
+    from gengate.config import schemas
+    assert schemas.published("higgsfield", SOUL) is None
+    assert "no JSON" in (schemas.HERE / "higgsfield" / "README.md").read_text()
 
 
 # -- the adapter -----------------------------------------------------------------------

@@ -107,6 +107,16 @@ def test_protocol_errors(control: httpx.Client, provider_base: str) -> None:
     assert missing.status_code == 404 and missing.json()["data"] is None
     stats = control.get("/_sim/stats").json()
     assert (stats["submit_attempts"], stats["submit_rejected"], stats["submissions"]) == (5, 5, 0)
+    assert control.get("/_sim/requests").json()["requests"] == []  # refused: nothing recorded
+
+
+def test_no_published_schema_is_vendored() -> None:
+    """PiAPI publishes an example request for Seedance 2 preview, no schema: nothing is vendored and
+    the simulator keeps its own checks (config/schemas/piapi/README.md)."""
+    from gengate.config import schemas
+    assert schemas.published("piapi", "seedance-2-preview") is None
+    assert schemas.published("piapi", "seedance-2-fast-preview") is None
+    assert "no JSON" in (schemas.HERE / "piapi" / "README.md").read_text()
 
 
 # -- the adapter -----------------------------------------------------------------------

@@ -25,7 +25,9 @@ from replicate.webhook import Webhooks
 
 from gengate.adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
 from gengate.adapters.replicate import _target, build_input, create, media_type_of, outputs_from_output
+from gengate.config import schemas
 from gengate.config.settings import ProviderSettings
+from gengate.sim import schema
 from gengate.sim.media import cutout_png
 
 # Its tests reset the simulator and set its global config: a private one (conftest `control`).
@@ -144,6 +146,71 @@ def test_version_route_and_validation(client: replicate.Client, provider_base: s
     assert records(control) and all(r["model"] == "stability-ai/sdxl" for r in records(control))
 
 
+# -- the published input schema (config/schemas/replicate/851-labs__background-remover.json) ----------
+
+def test_vendored_schema_is_the_published_one() -> None:
+    published = schemas.published("replicate", REMOVER)
+    assert published is not None and published["provider"] == "replicate" and not published["delisted"]
+    assert published["source"].startswith("https://replicate.com/851-labs/background-remover/versions/a029dff3")
+    inputs = published["input"]
+    assert inputs["required"] == ["image"]
+    assert {name: prop["type"] for name, prop in inputs["properties"].items()} == {
+        "image": "string", "threshold": "number", "reverse": "boolean", "background_type": "string",
+        "format": "string"}
+    assert schema.validate(inputs, {"image": "https://e/x.png", "threshold": 0.5, "reverse": True,
+                                    "background_type": "white", "format": "jpg"}) == []
+
+
+def test_sdk_refused_input_is_replicates_422_and_nothing_is_recorded(client: replicate.Client,
+                                                                      control: httpx.Client) -> None:
+    with pytest.raises(ReplicateError) as caught:
+        client.models.predictions.create(model=REMOVER, input={"threshold": "high", "reverse": "yes",
+                                                               "sim": {"latency": 0}})
+    error = caught.value
+    assert error.status == 422 and error.title == "Input validation failed"
+    assert error.detail == ("- input: image is required\n"
+                            "- input.threshold: Invalid type. Expected: number, given: string\n"
+                            "- input.reverse: Invalid type. Expected: boolean, given: string\n")
+    assert stats(control)["submissions"] == 0 and stats(control)["submit_rejected"] == 1
+    assert records(control) == []
+
+
+def test_refusal_body_shape_over_http(provider_base: str, control: httpx.Client) -> None:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    url = f"{provider_base}/v1/models/{REMOVER}/predictions"
+    answer = httpx.post(url, headers=headers, json={"input": {"image": "not a uri", "reverse": 1}})
+    assert answer.status_code == 422 and answer.headers["content-type"] == "application/problem+json"
+    assert answer.json() == {
+        "title": "Input validation failed", "status": 422,
+        "detail": "- input.reverse: Invalid type. Expected: boolean, given: integer\n"
+                  "- input.image: Does not match format 'uri'\n",
+        "invalid_fields": [
+            {"type": "invalid_type", "field": "input.reverse",
+             "description": "Invalid type. Expected: boolean, given: integer"},
+            {"type": "format", "field": "input.image", "description": "Does not match format 'uri'"}]}
+    # a versioned request for the same model is checked against the same schema
+    control.post("/_sim/config", json={"versions": {"a029dff38972b5fd": REMOVER}})
+    versioned = httpx.post(f"{provider_base}/v1/predictions", headers=headers,
+                           json={"version": "a029dff38972b5fd", "input": {"format": 3, "image": "https://e/x.png"}})
+    assert versioned.status_code == 422
+    assert versioned.json()["invalid_fields"] == [
+        {"type": "invalid_type", "field": "input.format", "description": "Invalid type. Expected: string, given: integer"}]
+    assert records(control) == [] and stats(control)["submissions"] == 0
+
+
+def test_unknown_inputs_are_accepted_and_listed(client: replicate.Client, control: httpx.Client) -> None:
+    prediction = client.models.predictions.create(
+        model=REMOVER, input={"image": "https://e/x.png", "prompt": "a cat", "scale": 2,
+                              "background_type": "green", "sim": {"latency": 0}})
+    prediction.wait()
+    assert prediction.status == "succeeded"
+    [record] = records(control)
+    assert record["unknown_fields"] == ["prompt", "scale"]  # the sim's own knob object is not counted
+    other = client.models.predictions.create(model="black-forest-labs/flux-schnell", input={"prompt": "x"})
+    assert other.status == "starting"  # no vendored schema: the sim's own checks only, nothing listed
+    assert [r["unknown_fields"] for r in records(control) if r["model"] != REMOVER] == [[]]
+
+
 @pytest.mark.parametrize(("model", "kind"), [("kwaivgi/kling-v2.1", "video"), ("minimax/music-01", "audio")])
 def test_video_and_audio_outputs_decode(client: replicate.Client, model: str, kind: str) -> None:
     output = client.run(model, input={"prompt": "x", "duration": 1})
@@ -217,8 +284,10 @@ def test_adapter_background_removal_succeeds(adapter: Any, control: httpx.Client
     assert isinstance(submitted, Submitted) and json.loads(json.dumps(submitted.handle)) == submitted.handle
     [record] = records(control, "m-ok")
     assert record["input"] == {"input": {"image": "https://example.com/photo_320x240_s1.png",
-                                         "prompt": "cut out m-ok", "marker": "m-ok", "sim": {"latency": 0.2}}}
+                                         "marker": "m-ok", "sim": {"latency": 0.2}}}
     assert record["model"] == REMOVER
+    # the remover publishes no prompt, so none is sent; the test's marker is a field it does not have
+    assert record["unknown_fields"] == ["marker"]
     assert isinstance(adapter.poll(submitted.handle, KEY), Running)
     finished = poll_until_done(adapter, submitted.handle)
     assert isinstance(finished, Finished) and finished.metadata["prediction_id"] == submitted.handle["id"]
@@ -347,7 +416,8 @@ def test_adapter_byok_keys_are_kept_apart(adapter: Any, control: httpx.Client) -
 
 def test_payload_mapping() -> None:
     request = remover_request("m", {"image": "https://override/x.png", "sim": {"latency": 1}})
-    assert build_input(request) == {"image": "https://override/x.png", "prompt": "cut out m", "marker": "m",
+    # the remover's published input has no prompt: the user's (here "cut out m") is not sent
+    assert build_input(request) == {"image": "https://override/x.png", "marker": "m",
                                     "sim": {"latency": 1}}
     generic = ProviderRequest(job_id="j", model="m", capability="image", mode="text-to-image", endpoint="a/b",
                               params={"prompt": "a cat", "aspect_ratio": "16:9", "files": ["u1", "u2"]})

@@ -45,7 +45,8 @@ JOBS_LONG = 20  # ... and under -m resilience_long
 # One model per provider, with the field that carries each job's unique marker (as tests/test_providers.py).
 CONTRACT: dict[str, tuple[str, dict[str, Any], str]] = {
     "fal": ("/image", {"model": "flux-schnell"}, "prompt"),
-    "replicate": ("/image", {"model": "background-remover", "files": [{"url": "{files}/cat.png"}]}, "prompt"),
+    # the remover takes no prompt: its marker rides in the simulator's knob object
+    "replicate": ("/image", {"model": "background-remover", "prompt": "", "files": [{"url": "{files}/cat.png"}]}, ""),
     "elevenlabs": ("/speech", {"model": "eleven_v3", "voice": "adam"}, "text"),
     "higgsfield": ("/image", {"model": "soul", "aspect_ratio": "16:9"}, "prompt"),
     "piapi": ("/video", {"model": "seedance-2-fast-preview", "duration": 5}, "prompt"),
@@ -162,9 +163,9 @@ def _account(rds: redis.Redis) -> tuple[str, str]:
 
 def _body(provider: str, marker: str, knobs: dict[str, Any], files_url: str) -> tuple[str, dict[str, Any]]:
     path, body, marker_field = CONTRACT[provider]
-    body = {**body, marker_field: f"fault {marker}", "provider_options": {"sim": knobs}}
-    if provider == "replicate":
-        body["prompt"] = f"fault {marker}"  # background removal ignores it; the simulator records it
+    body = {**body, "provider_options": {"sim": {**knobs, "marker": marker}}}
+    if marker_field:
+        body[marker_field] = f"fault {marker}"
     if "files" in body:
         body["files"] = [{"url": f["url"].replace("{files}", files_url)} for f in body["files"]]
     return path, body

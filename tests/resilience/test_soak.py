@@ -90,8 +90,9 @@ class Load:
             body["model"] = "flux-schnell"
         elif provider == "higgsfield":
             body.update(model="soul", aspect_ratio="16:9")
-        else:
-            body.update(model="background-remover", files=[{"url": f"{self.files_url}/cat.png"}])
+        else:  # the remover takes no prompt: the marker rides in the simulator's knob object
+            body.update(model="background-remover", prompt="", files=[{"url": f"{self.files_url}/cat.png"}],
+                        provider_options={"sim": {**sim, "marker": m}})
         return "/image", body
 
     async def call(self, c: httpx.AsyncClient, method: str, kind: str, url: str, provider: str,
