@@ -104,3 +104,38 @@ def unknown_fields(schema: JSON, body: JSON) -> list[str]:
     """Top-level fields of `body` that the endpoint's input schema does not have."""
     properties = _resolve(schema, schema).get("properties", {})
     return sorted(name for name in body if name not in properties)
+
+
+def example(schema: JSON, name: str = "", known: JSON | None = None, root: JSON | None = None) -> Any:
+    """A value that `schema` takes, for a field called `name`: `known[name]` when it fits, else the
+    schema's default, else the first enum value, else a plain value of its type (an object gets its
+    required fields). Used by simulators to give every output field its published shape."""
+    root = root if root is not None else schema
+    schema = _resolve(schema, root)
+    known = known or {}
+    if name in known and not errors(schema, known[name], [], root):
+        return known[name]
+    if "default" in schema:
+        return schema["default"]
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "anyOf" in schema:
+        return example(schema["anyOf"][0], name, known, root)
+    kind = schema.get("type")
+    if kind == "object":
+        return {field: example(schema.get("properties", {}).get(field, {}), field, known, root)
+                for field in schema.get("required", [])}
+    return {"string": "", "number": 0, "integer": 0, "boolean": False, "array": []}.get(kind)
+
+
+def conform(schema: JSON, value: JSON, known: JSON | None = None) -> JSON:
+    """`value` with every field the (object) schema requires and lacks filled in by `example`, and
+    the fields the schema does not have left out (a simulator's output in its published shape)."""
+    properties = schema.get("properties")
+    if not properties:
+        return value
+    out = {k: v for k, v in value.items() if k in properties}
+    for field in schema.get("required", []):
+        if field not in out:
+            out[field] = example(properties.get(field, {}), field, known, schema)
+    return out

@@ -25,7 +25,11 @@ import pytest
 from fal_client.client import Completed, FalClientHTTPError, InProgress, Queued, SyncRequestHandle
 from PIL import Image
 
+from gengate.adapters.fal import outputs_from_result
+from gengate.config.schemas import endpoints, published
 from gengate.sim import media
+from gengate.sim.fal import FalRequest, FalSimulator
+from gengate.sim.schema import validate
 
 IMAGE_APP = "fal-ai/flux/schnell"
 VIDEO_APP = "fal-ai/kling-video/v3/pro/text-to-video"
@@ -374,3 +378,20 @@ def test_unknown_fields_are_accepted_and_recorded(client: fal_client.SyncClient,
     handle.get()
     record = httpx.get(f"{provider_base}/_sim/requests/{handle.request_id}").json()
     assert record["unknown_fields"] == ["aspect_ratio"]
+
+
+def test_every_output_has_the_published_shape() -> None:
+    """Each endpoint's simulated result validates against fal's published output schema, and the
+    adapter finds the media in it."""
+    simulator = FalSimulator()
+    wrong = {}
+    for app in endpoints("fal"):
+        record = FalRequest(request_id="12345678-aaaa-bbbb-cccc-1234567890ab", app_id=app, root=app,
+                            input={"prompt": "x"}, knobs={}, base_url="http://sim/fal", submitted_at=time.time(),
+                            started=time.monotonic(), queue_time=0, latency=0, initial_position=0, key_suffix="",
+                            headers={})
+        output = simulator.shaped_output(record)
+        problems = validate(published("fal", app)["output"], output)
+        if problems or not outputs_from_result(output):
+            wrong[app] = problems or "no media the adapter can find"
+    assert wrong == {}
