@@ -134,6 +134,11 @@ class ModelSpec:
 # Where a fal row's ids come from when fal publishes no schema for one of its endpoints.
 FAL_UNPUBLISHED = "a fal endpoint id with no published schema (config/schemas/README.md)"
 SPEC_OVERVIEW = "spec/gateway-overview.md model table"
+# The providers that publish no input schema for the endpoints gengate uses (config/schemas/<provider>/README.md).
+PIAPI_SOURCE = ("piapi.ai/docs seedance-2-preview: task_type and an example request only; no published input schema "
+                "(config/schemas/piapi/README.md)")
+HIGGSFIELD_SOURCE = ("docs.higgsfield.ai: the endpoint and an example request only; no published input schema "
+                     "(config/schemas/higgsfield/README.md); provider from " + SPEC_OVERVIEW)
 FAL_JS_NEWEST = "fal-js 381105e"
 # fal's public model list dropped the two Topaz endpoints on 2026-08-18 for one endpoint per Topaz model
 # (…/upscale/image/{precision,creative,generative,transparent}, …/upscale/video/{precision,creative,
@@ -214,7 +219,7 @@ MODELS: tuple[ModelSpec, ...] = (
     _fal("phota", "image", {"text-to-image": ("fal-ai/phota", _t2i())}, 4),
     _fal("grok-imagine-image", "image", {"text-to-image": ("xai/grok-imagine-image", _t2i())}, 7),
     ModelSpec("soul", "image", "higgsfield", MappingProxyType({"text-to-image": "higgsfield-ai/soul/standard"}),
-              "docs/providers.md (Higgsfield) and " + SPEC_OVERVIEW, 6, IMAGE_RATIOS + ("21:9",)),
+              HIGGSFIELD_SOURCE, 6, IMAGE_RATIOS + ("21:9",)),
     # --- image: editing -------------------------------------------------------------------------
     _fal("nano-banana-pro/edit", "image", {"edit": ("fal-ai/nano-banana-pro/edit", _edit())}, 15),
     _fal("nano-banana-2/edit", "image", {"edit": ("fal-ai/nano-banana-2/edit", _edit())}, 8),
@@ -244,10 +249,10 @@ MODELS: tuple[ModelSpec, ...] = (
     _kling("kling-v3-standard", "v3/standard", 30, tuple(range(3, 16)), start="start_image_url", end="end_image_url"),
     ModelSpec("seedance-2-preview", "video", "piapi", MappingProxyType({
         "text-to-video": "seedance-2-preview", "image-to-video": "seedance-2-preview",
-        "video-edit": "seedance-2-preview"}), "docs/providers.md (PiAPI task_type)", 60, WIDE_VIDEO_RATIOS, (5, 10, 15)),
+        "video-edit": "seedance-2-preview"}), PIAPI_SOURCE, 60, WIDE_VIDEO_RATIOS, (5, 10, 15)),
     ModelSpec("seedance-2-fast-preview", "video", "piapi", MappingProxyType({
         "text-to-video": "seedance-2-fast-preview", "image-to-video": "seedance-2-fast-preview"}),
-        "docs/providers.md (PiAPI task_type)", 35, WIDE_VIDEO_RATIOS, (5, 10, 15)),
+        PIAPI_SOURCE, 35, WIDE_VIDEO_RATIOS, (5, 10, 15)),
     _sora("sora-2", "fal-ai/sora-2/text-to-video", "fal-ai/sora-2/image-to-video", 40),
     _sora("sora-2-pro", "fal-ai/sora-2/text-to-video/pro", "fal-ai/sora-2/image-to-video/pro", 100),
     _wan("wan-2.5"),
