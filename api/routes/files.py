@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from starlette.requests import ClientDisconnect
 
 from gengate.api.deps import PrincipalDep, RedisDep, SettingsDep
+from gengate.api.routes.outputs import SERVED_FILE_HEADERS
 from gengate.api.schemas import ErrorResponse, FileUploadResponse, error_responses
 from gengate.config.settings import Settings
 from gengate.jobs import keys
@@ -50,11 +51,6 @@ _UPLOAD_RESPONSES = {
     413: {"model": ErrorResponse, "description": "File too large (max 50MB)"},
 }
 # Uploaded bytes are the user's: never let a browser run them as a page of this origin.
-_SERVE_HEADERS = {
-    "Cache-Control": "public, max-age=31536000, immutable",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "sandbox; default-src 'none'",
-}
 
 
 def new_file_id() -> str:
@@ -119,7 +115,7 @@ async def get_upload(name: str) -> FileResponse:
     path = get_storage().upload_path(name)
     if path is None:
         raise NotFoundError("File not found")
-    return FileResponse(path, media_type=media_type_for(name), headers=_SERVE_HEADERS)
+    return FileResponse(path, media_type=media_type_for(name), headers=SERVED_FILE_HEADERS)
 
 
 async def _receive(request: Request, sink: UploadSink, limit: int) -> bytes:

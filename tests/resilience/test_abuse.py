@@ -1,0 +1,42 @@
+"""Abuse and cost safety (issue 17): what one tenant can do to others and to the operator's bill.
+Each test is an attack and what it gets; RESILIENCE.md has a row for each."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.resilience
+
+SVG = (b'<svg xmlns="http://www.w3.org/2000/svg"><script>fetch("/v1/me",{credentials:"include"})</script>'
+       b'</svg>')
+
+
+def _served_safely(response: httpx.Response) -> None:
+    assert response.status_code == 200
+    assert response.headers["x-content-type-options"] == "nosniff"
+    csp = response.headers["content-security-policy"]
+    assert "sandbox" in csp and "default-src 'none'" in csp
+
+
+def test_served_files_cannot_run_script_on_the_gateway_origin(client: httpx.Client, files_url: str):
+    """An SVG (or HTML) upload, and a model output that is one, are served from the gateway's own
+    origin: both as the type their name says, never sniffed, in a CSP sandbox, so a script in them
+    runs with no origin and reaches nothing."""
+    up = client.post("/files", content=SVG, headers={"Content-Type": "image/svg+xml"})
+    assert up.status_code in (200, 201), up.text
+    upload = httpx.get(up.json()["url"])
+    _served_safely(upload)
+    assert upload.headers["content-type"].startswith("image/svg+xml")
+    # a model whose output is an SVG (the simulator is told to answer with one)
+    result = {"images": [{"url": f"{files_url}/evil.svg", "content_type": "image/svg+xml"}]}
+    r = client.post("/image", json={"model": "flux-schnell", "prompt": "an svg",
+                                    "provider_options": {"sim": {"result": result}}},
+                    headers={"Cache-Control": "no-store"})
+    assert r.status_code == 202, r.text
+    job = wait_for(client, r.json()["job_id"], timeout=60)
+    assert job["status"] == "completed", job
+    assert job["output"]["url"].endswith(".svg")
+    _served_safely(httpx.get(job["output"]["url"]))
