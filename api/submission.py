@@ -81,6 +81,11 @@ def check_params(spec: ModelSpec, params: dict[str, Any], options: dict[str, Any
     if duration is not None and spec.capability == "music" and not MUSIC_SECONDS[0] <= duration <= MUSIC_SECONDS[1]:
         raise ValidationError(f"duration must be {MUSIC_SECONDS[0]}-{MUSIC_SECONDS[1]} seconds for music",
                               field="duration")
+    protected = sorted(spec.protected_options(mode) & set(options or {}))
+    if protected:
+        raise ValidationError(f"provider_options.{protected[0]} would override a field the gateway validates or "
+                              f"prices for {where}; set it through the request's own field",
+                              field=f"provider_options.{protected[0]}")
     for name in rules["required_provider_options"]:
         if (options or {}).get(name) in (None, ""):
             raise ValidationError(f"{where} needs provider_options.{name}", field=f"provider_options.{name}")

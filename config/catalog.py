@@ -117,6 +117,25 @@ class ModelSpec:
             "delisted": bool(self.delisted), "source": self.source,
         }
 
+    def protected_options(self, mode: str) -> frozenset[str]:
+        """The provider fields the gateway fills from what it validates or prices: `provider_options`
+        may not set them (it would change a job after its price was fixed, or skip a check)."""
+        payload = self.payloads.get(mode)
+        if payload is None:
+            return PROTECTED_OPTIONS.get(self.provider, frozenset())
+        fields = {f.removesuffix("[]") for f in payload.files} | set(payload.params)
+        if payload.prompt:
+            fields.add("prompt")
+        if payload.size:
+            fields.add(payload.size)
+        if payload.duration == "frames":
+            fields |= {"num_frames", "fps"}
+        elif payload.duration:
+            fields.add("duration")
+        if self.capability == "image":
+            fields.add("num_images")  # each image is billed: one job, one image
+        return frozenset(fields)
+
     def parameters(self, mode: str) -> dict:
         """What a request in this mode may set: the aspect ratios and durations it takes, whether it
         takes a prompt, and the provider_options it requires."""
@@ -130,6 +149,14 @@ class ModelSpec:
                 "duration": payload.duration is not None, "prompt": payload.prompt,
                 "required_provider_options": list(payload.options)}
 
+
+# For rows whose adapter builds the payload itself: the provider fields it fills from the request's
+# validated (or priced) fields, which provider_options may therefore not set.
+PROTECTED_OPTIONS: Mapping[str, frozenset[str]] = MappingProxyType({
+    "elevenlabs": frozenset({"text", "model_id", "voice_id", "prompt", "music_length_ms", "composition_plan"}),
+    "piapi": frozenset({"prompt", "duration", "aspect_ratio", "image_urls", "video_urls", "model", "task_type"}),
+    "higgsfield": frozenset({"prompt", "aspect_ratio"}),
+})
 
 # Where a fal row's ids come from when fal publishes no schema for one of its endpoints.
 FAL_UNPUBLISHED = "a fal endpoint id with no published schema (config/schemas/README.md)"

@@ -40,3 +40,34 @@ def test_served_files_cannot_run_script_on_the_gateway_origin(client: httpx.Clie
     assert job["status"] == "completed", job
     assert job["output"]["url"].endswith(".svg")
     _served_safely(httpx.get(job["output"]["url"]))
+
+
+@pytest.mark.parametrize("path,body,field", [
+    # a longer video than the one priced and validated
+    ("/video", {"model": "kling-v3", "prompt": "x", "duration": 5}, "duration"),
+    # four images for the price of one
+    ("/image", {"model": "flux-schnell", "prompt": "x"}, "num_images"),
+    # another size than the one checked
+    ("/image", {"model": "flux-schnell", "prompt": "x", "aspect_ratio": "1:1"}, "image_size"),
+    # 50,000 characters of speech behind a short validated text, or another (pricier) model
+    ("/speech", {"model": "eleven_flash_v2_5", "text": "hi", "voice": "rachel"}, "text"),
+    ("/speech", {"model": "eleven_flash_v2_5", "text": "hi", "voice": "rachel"}, "model_id"),
+    # ten minutes of music behind a validated 10 s
+    ("/music", {"model": "music_v1", "prompt": "x", "duration": 10}, "music_length_ms"),
+    ("/video", {"model": "seedance-2-fast-preview", "prompt": "x", "duration": 5}, "duration"),
+])
+def test_provider_options_cannot_override_what_is_validated_or_priced(client: httpx.Client, path: str, body: dict,
+                                                                      field: str):
+    """`provider_options` reach the provider as they are, but not over a field the gateway filled
+    from what it checked and charged for: that is a 400 naming the option, and no job exists."""
+    value = {"duration": "15", "num_images": 4, "image_size": "landscape_16_9", "text": "x" * 50_000,
+             "model_id": "eleven_v3", "music_length_ms": 600_000}[field]
+    before = client.get("/jobs").json()["jobs"]
+    r = client.post(path, json={**body, "provider_options": {field: value}})
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == f"provider_options.{field}"
+    assert client.get("/jobs").json()["jobs"] == before
+    # options the gateway does not set still pass
+    ok = client.post("/image", json={"model": "flux-schnell", "prompt": "x", "provider_options": {"seed": 7}},
+                     headers={"Cache-Control": "no-store"})
+    assert ok.status_code == 202, ok.text
