@@ -18,7 +18,9 @@ import base64
 import logging
 import random
 import time
+from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -28,6 +30,8 @@ from gengate.config import logs
 from gengate.jobs import cache, states
 from gengate.jobs.record import MEDIA_PROVIDER, Job
 from gengate.jobs.sealing import SealError, job_token, unseal
+from gengate.storage.fetch import FetchError, Policy, UnsafeURL, open_url
+from gengate.storage.fetch import TooLarge as FetchTooLarge
 from gengate.storage.local import TooLarge
 from gengate.tasks import ending, media
 from gengate.tasks import enqueue as q
@@ -268,17 +272,42 @@ def finalize(rt: Runtime, job_id: str, finished: Finished | None = None) -> None
 
 
 def _store_output(rt: Runtime, job: Job, out: Output):
+    """Copy the output into storage. A URL is fetched like a user's, through the safe fetcher (public
+    addresses only, each redirect checked, no proxy from the environment): a model that echoes a
+    tenant's URL must not turn an internal address into that tenant's output. The provider's own
+    host, when the operator points it somewhere private (a simulator, a proxy), is exempt."""
     limit = rt.settings.max_output_bytes
     if out.data is not None:
         return rt.storage.put_output(job.job_id, [out.data], out.media_type or "application/octet-stream", max_bytes=limit)
     assert out.url is not None
-    with rt.http.stream("GET", out.url) as response:
-        if response.status_code >= 400:
-            raise ProviderFailure(job.provider, f"output URL answered {response.status_code}",
-                                  status=response.status_code, retryable=response.status_code in (404, 408, 429) or response.status_code >= 500)
-        media_type = out.media_type or response.headers.get("content-type") or "application/octet-stream"
-        chunks = crashing("finalize.during_download", response.iter_bytes(1 << 16))
-        return rt.storage.put_output(job.job_id, chunks, media_type, max_bytes=limit)
+    try:
+        with open_url(out.url, policy=output_policy(rt.settings, job.provider), max_bytes=limit + 1,
+                      timeout=rt.settings.step_time_limit_seconds) as response:
+            if response.status_code >= 400:
+                raise ProviderFailure(job.provider, f"output URL answered {response.status_code}",
+                                      status=response.status_code,
+                                      retryable=response.status_code in (404, 408, 429) or response.status_code >= 500)
+            media_type = out.media_type or response.headers.get("content-type") or "application/octet-stream"
+            chunks = crashing("finalize.during_download", response.iter_bytes(1 << 16))
+            return rt.storage.put_output(job.job_id, chunks, media_type, max_bytes=limit)
+    except UnsafeURL as exc:
+        raise ProviderFailure(job.provider, f"output URL refused: {exc}", retryable=False) from exc
+    except FetchTooLarge as exc:
+        raise TooLarge(f"the provider's output is larger than {limit} bytes") from exc
+    except FetchError as exc:  # a connection, a timeout, a redirect past the limit: worth another try
+        raise ProviderFailure(job.provider, f"output URL: {exc}", status=exc.status, retryable=True) from exc
+
+
+@lru_cache(maxsize=None)
+def _output_policy(allowed: str) -> Policy:
+    return Policy.parse(allowed)
+
+
+def output_policy(settings: Any, provider: str) -> Policy:
+    """GENGATE_ALLOW_PRIVATE_HOSTS, plus the host of the provider's configured base URL, if any."""
+    base = getattr(settings, provider).base_url
+    host = urlsplit(base).hostname if base else None
+    return _output_policy(",".join(filter(None, [settings.allow_private_hosts, host])))
 
 
 def cancel(rt: Runtime, job_id: str) -> None:

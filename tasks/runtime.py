@@ -1,4 +1,4 @@
-"""Per-process worker resources (Redis pool, job store, storage, HTTP client), made once, lazily."""
+"""Per-process worker resources (Redis pool, job store, storage), made once, lazily."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import os
 import threading
 from dataclasses import dataclass
 
-import httpx
 from redis import BlockingConnectionPool, Redis
 
 from gengate.config.settings import Settings, get_settings
@@ -22,7 +21,6 @@ class Runtime:
     redis: Redis
     store: JobStore
     storage: LocalStorage
-    http: httpx.Client
     cache: Scripts
 
 
@@ -38,7 +36,6 @@ def get_runtime() -> Runtime:
             # Many threads share one client: a blocking pool waits for a free connection instead of failing.
             pool = BlockingConnectionPool.from_url(s.resolved_redis_url(), max_connections=64, timeout=20)
             redis = Redis(connection_pool=pool)
-            http = httpx.Client(timeout=httpx.Timeout(60.0, connect=10.0), follow_redirects=True)
-            _runtime = (os.getpid(), Runtime(s, redis, JobStore(redis, ttl_seconds=s.job_ttl_seconds), get_storage(), http,
+            _runtime = (os.getpid(), Runtime(s, redis, JobStore(redis, ttl_seconds=s.job_ttl_seconds), get_storage(),
                                           Scripts(redis)))
         return _runtime[1]

@@ -3,6 +3,10 @@ Each test is an attack and what it gets; RESILIENCE.md has a row for each."""
 
 from __future__ import annotations
 
+import http.server
+import threading
+from collections.abc import Iterator
+
 import httpx
 import pytest
 
@@ -71,3 +75,47 @@ def test_provider_options_cannot_override_what_is_validated_or_priced(client: ht
     ok = client.post("/image", json={"model": "flux-schnell", "prompt": "x", "provider_options": {"seed": 7}},
                      headers={"Cache-Control": "no-store"})
     assert ok.status_code == 202, ok.text
+
+
+@pytest.fixture
+def canary() -> Iterator[tuple[str, list[str]]]:
+    """An 'internal' HTTP server on 127.0.0.2 (loopback, but neither the simulator's address nor an
+    allowed host) that records every request it gets."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"\x89PNG")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.2:{server.server_address[1]}", hits
+    server.shutdown()
+
+
+def test_a_provider_output_is_fetched_like_a_user_url(client: httpx.Client, files_url: str, canary):
+    """A model that answers with (or redirects to) an internal address, e.g. by echoing a tenant's
+    URL, gets its job failed: the worker fetches outputs through the SSRF guard, and only the
+    provider's own configured host is exempt. Nothing is fetched from the internal address."""
+    internal, hits = canary
+    for url in (f"{internal}/latest/meta-data.png", f"{files_url}/redirect-to-metadata/x.png"):
+        result = {"images": [{"url": url, "content_type": "image/png"}]}
+        r = client.post("/image", json={"model": "flux-schnell", "prompt": "echo",
+                                        "provider_options": {"sim": {"result": result}}},
+                        headers={"Cache-Control": "no-store"})
+        assert r.status_code == 202, r.text
+        job = wait_for(client, r.json()["job_id"], timeout=60)
+        assert job["status"] == "failed", job
+        assert "output URL refused" in job["error"], job
+    assert hits == []
+    # the provider's own outputs (on the simulator's host) still arrive
+    ok = client.post("/image", json={"model": "flux-schnell", "prompt": "fine"}, headers={"Cache-Control": "no-store"})
+    assert wait_for(client, ok.json()["job_id"], timeout=60)["status"] == "completed"
