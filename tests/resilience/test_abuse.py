@@ -18,6 +18,16 @@ SVG = (b'<svg xmlns="http://www.w3.org/2000/svg"><script>fetch("/v1/me",{credent
        b'</svg>')
 
 
+def _job_whose_model_answers(client: httpx.Client, url: str, content_type: str) -> dict:
+    """A fal job whose simulated model answers with an image at `url`; its final state."""
+    result = {"images": [{"url": url, "content_type": content_type}]}
+    r = client.post("/image", json={"model": "flux-schnell", "prompt": f"answer with {url}",
+                                    "provider_options": {"sim": {"result": result}}},
+                    headers={"Cache-Control": "no-store"})
+    assert r.status_code == 202, r.text
+    return wait_for(client, r.json()["job_id"], timeout=60)
+
+
 def _served_safely(response: httpx.Response) -> None:
     assert response.status_code == 200
     assert response.headers["x-content-type-options"] == "nosniff"
@@ -35,12 +45,7 @@ def test_served_files_cannot_run_script_on_the_gateway_origin(client: httpx.Clie
     _served_safely(upload)
     assert upload.headers["content-type"].startswith("image/svg+xml")
     # a model whose output is an SVG (the simulator is told to answer with one)
-    result = {"images": [{"url": f"{files_url}/evil.svg", "content_type": "image/svg+xml"}]}
-    r = client.post("/image", json={"model": "flux-schnell", "prompt": "an svg",
-                                    "provider_options": {"sim": {"result": result}}},
-                    headers={"Cache-Control": "no-store"})
-    assert r.status_code == 202, r.text
-    job = wait_for(client, r.json()["job_id"], timeout=60)
+    job = _job_whose_model_answers(client, f"{files_url}/evil.svg", "image/svg+xml")
     assert job["status"] == "completed", job
     assert job["output"]["url"].endswith(".svg")
     _served_safely(httpx.get(job["output"]["url"]))
@@ -107,12 +112,7 @@ def test_a_provider_output_is_fetched_like_a_user_url(client: httpx.Client, file
     provider's own configured host is exempt. Nothing is fetched from the internal address."""
     internal, hits = canary
     for url in (f"{internal}/latest/meta-data.png", f"{files_url}/redirect-to-metadata/x.png"):
-        result = {"images": [{"url": url, "content_type": "image/png"}]}
-        r = client.post("/image", json={"model": "flux-schnell", "prompt": "echo",
-                                        "provider_options": {"sim": {"result": result}}},
-                        headers={"Cache-Control": "no-store"})
-        assert r.status_code == 202, r.text
-        job = wait_for(client, r.json()["job_id"], timeout=60)
+        job = _job_whose_model_answers(client, url, "image/png")
         assert job["status"] == "failed", job
         assert "output URL refused" in job["error"], job
     assert hits == []
