@@ -20,6 +20,7 @@ client inside the event loop. A scrape that cannot read Redis still answers, wit
 from __future__ import annotations
 
 import asyncio
+import hmac
 import os
 from time import perf_counter
 from typing import Any
@@ -33,7 +34,7 @@ from redis.exceptions import RedisError
 from gengate.config import logs
 from gengate.config.settings import get_settings
 from gengate.jobs import heartbeat, keys
-from gengate.jobs.errors import UnavailableError
+from gengate.jobs.errors import AuthError, UnavailableError
 from gengate.tasks.queues import ALL_QUEUES
 
 REDIS_TIMEOUT_SECONDS = 2.0
@@ -203,6 +204,12 @@ async def gateway_families(redis: Any) -> list[Metric]:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
+    token = get_settings().metrics_token
+    if token is not None:
+        # Bytes: compare_digest raises TypeError on non-ASCII text, and a header may hold any.
+        sent = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(sent, b"Bearer " + token.get_secret_value().encode()):
+            raise AuthError("/metrics needs the metrics token (Authorization: Bearer <GENGATE_METRICS_TOKEN>)")
     families = await gateway_families(request.app.state.redis)
     body = generate_latest(_process_registry()) + generate_latest(_Families(families))
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -141,6 +141,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = Field(
         default="json", description="Log lines of the API and workers: one JSON object per line, or plain text.")
     log_level: str = Field(default="INFO", description="Lowest level logged (DEBUG, INFO, WARNING, ERROR).")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="When set, the API's /metrics answers only requests with `Authorization: Bearer "
+        "<this token>` (a 401 otherwise): set it wherever the API is reachable from outside.")
     worker_metrics_port: int = Field(
         default=0,
         description="Port of a worker's Prometheus endpoint (/metrics); 0 = off. Each worker on one host needs a "

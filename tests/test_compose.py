@@ -18,7 +18,7 @@ from gengate import cli, procs
 from gengate.tasks.queues import ALL_QUEUES, MEDIA_QUEUE
 
 ROOT = Path(__file__).resolve().parents[1]
-REQUIRED = {"GENGATE_SECRET_KEY": "a-test-secret", "FLOWER_BASIC_AUTH": "ops:pw"}
+REQUIRED = {"GENGATE_SECRET_KEY": "a-test-secret", "FLOWER_BASIC_AUTH": "ops:pw", "GENGATE_METRICS_TOKEN": "m-token"}
 _VAR = re.compile(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}|\$(\w+)")
 
 
@@ -225,3 +225,23 @@ def test_readme_shows_the_compose_commands():
         if "build" in svc:  # the project's image: its entry point runs first
             command = entrypoint() + command
         assert shlex.split(shown[name]) == command, name
+
+
+def test_containers_run_with_least_privilege():
+    """Every container of the project's image: read-only root, scratch on tmpfs, no capabilities,
+    no privilege gained through setuid, memory and process limits; Redis bounded too."""
+    doc = compose()
+    for name, svc in gengate_services(doc).items():
+        assert svc["read_only"] is True, name
+        assert "/tmp" in svc["tmpfs"], name
+        assert svc["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in svc["security_opt"], name
+        assert svc["mem_limit"] and int(str(svc["pids_limit"])) > 0, name
+    assert doc["services"]["redis"]["mem_limit"] and doc["services"]["redis"]["pids_limit"]
+
+
+def test_published_metrics_need_a_token():
+    """The API's port is published, /metrics with it: compose requires the metrics token."""
+    api = compose()["services"]["api"]
+    assert api["environment"]["GENGATE_METRICS_TOKEN"] == REQUIRED["GENGATE_METRICS_TOKEN"]
+    assert api["environment"]["GENGATE_SECRET_KEY"] == REQUIRED["GENGATE_SECRET_KEY"]  # the shared env is kept

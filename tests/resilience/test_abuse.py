@@ -6,9 +6,12 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+
+from gengate import procs
 
 from tests.conftest import wait_for
 
@@ -119,3 +122,21 @@ def test_a_provider_output_is_fetched_like_a_user_url(client: httpx.Client, file
     # the provider's own outputs (on the simulator's host) still arrive
     ok = client.post("/image", json={"model": "flux-schnell", "prompt": "fine"}, headers={"Cache-Control": "no-store"})
     assert wait_for(client, ok.json()["job_id"], timeout=60)["status"] == "completed"
+
+
+def test_metrics_answer_only_with_the_metrics_token(env: dict[str, str], data_dir: Path):
+    """With GENGATE_METRICS_TOKEN set (compose requires it: the API's port is published), /metrics
+    is a 401 in the error shape without the token or with a wrong one, any header text included."""
+    port = procs.free_port()
+    api = procs.start(procs.api_command("127.0.0.1", port), dict(env, GENGATE_METRICS_TOKEN="m-secret-token"),
+                      data_dir / "api-metrics-token.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        procs.wait_http(f"{base}/healthz", 30, api)
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer é-not-ascii".encode()}):
+            r = httpx.get(f"{base}/metrics", headers=headers)
+            assert r.status_code == 401 and r.json()["error"] == "AuthError", r.text
+        ok = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer m-secret-token"})
+        assert ok.status_code == 200 and "gengate_jobs" in ok.text
+    finally:
+        procs.stop(api)
