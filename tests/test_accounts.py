@@ -19,7 +19,7 @@ from gengate import procs
 from gengate.config.catalog import BY_NAME
 from gengate.jobs import accounts, keys
 from gengate.jobs.apikeys import create_account, create_key
-from tests.conftest import TERMINAL, sim_requests, wait_for, wait_until
+from tests.conftest import TERMINAL, wait_for, wait_until
 
 PRICE = BY_NAME["flux-schnell"].price_cents
 

@@ -37,7 +37,7 @@ import pytest
 import redis
 
 from gengate.jobs.apikeys import create_account, create_key
-from tests.conftest import TERMINAL, wait_for
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.resilience
 
