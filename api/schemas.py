@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from gengate.config.catalog import CAPABILITIES, MODELS
+from gengate.config.catalog import CAPABILITIES, MODELS, PRICE_UNITS
 from gengate.jobs.record import MEDIA_CAPABILITY
 
 # `None` in Python only: absent from the JSON answer, so absent from its schema's types.
@@ -283,6 +283,19 @@ class ModeParameters(BaseModel):
     required_provider_options: list[str] = Field(description="provider_options the mode requires")
 
 
+class ModelPricing(BaseModel):
+    """A model's unit price: a job costs max(minimum_cents, ceil(units × cents / per)) cents."""
+
+    unit: Literal[PRICE_UNITS] = Field(  # type: ignore[valid-type]
+        description="What the price counts: seconds of output (the request's `duration`), characters of a "
+                    "speech's `text`, images made, or the job (flat)")
+    cents: int = Field(description="Cents for every `per` units")
+    per: int = Field(description="How many units `cents` buys (1,000 characters, 60 seconds, 1)")
+    minimum_cents: int = Field(description="The least one job costs")
+    default_units: int | None = Field(description="The units of a request that names none (the duration filled "
+                                                  "in); null where the request always says (a speech's text)")
+
+
 class ModelInfo(BaseModel):
     name: str
     capability: Literal[CAPABILITIES]  # type: ignore[valid-type]
@@ -293,7 +306,10 @@ class ModelInfo(BaseModel):
     durations: list[int] = Field(description="Allowed whole seconds; empty: any duration")
     parameters: dict[str, ModeParameters] = Field(description="What a request in each mode may set")
     prompt_optional: list[str] = Field(description="The modes whose prompt may be empty")
-    price_cents: int
+    price_cents: int = Field(description="The price in cents of the model's default request (its default "
+                                         "duration, one image, a short text); `pricing` prices any request")
+    pricing: ModelPricing = Field(description="The unit price: what a job costs for the duration, text or "
+                                              "images it asks for")
     legacy: bool
     delisted: bool = Field(description="Gone from the provider's published list: kept for compatibility, "
                                        "it may stop working whenever the provider stops serving it")

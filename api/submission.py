@@ -180,9 +180,10 @@ async def create_job(
         input=params,
         mode=mode,
     )
-
+    # Priced from what was validated (the duration asked for or filled in, the text's characters), so
+    # the hold, the balance check and the capture are for the work the provider will bill.
     return await accept(store, settings, job, body, headers, raw_files + named_inputs(params)[len(raw_files):],
-                        price=spec.price_cents, provider=spec.provider, also=also)
+                        price=spec.price(mode, params), provider=spec.provider, also=also)
 
 
 async def accept(

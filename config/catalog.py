@@ -1,16 +1,20 @@
 """The model catalog as data: one row per public model name of the spec.
 
 A row names the provider that serves the model, the provider's own endpoint id for each mode the
-model has (and where that id comes from), the parameter rules, and a price in integer cents. Pure
+model has (and where that id comes from), the parameter rules, and its price as a unit price in the
+unit its provider bills by (`Pricing`), turned into integer cents per job. Pure
 data and pure functions: this bottom layer imports nothing of gengate's (api/resolve.py turns a
 request into a row and a mode, refusing what the catalog does not hold).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
 from types import MappingProxyType
-from typing import Mapping
+from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from gengate.config.schemas import published
@@ -80,6 +84,71 @@ class Payload:
         return tuple(_FIELD_KINDS.get(f.removesuffix("[]"), "image") for f in self.files)
 
 
+PRICE_UNITS = ("second", "character", "image", "job")
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """A model's price in the unit its provider bills by, so that a job costs in proportion to the
+    work it asks for: `cents` for every `per` units of `unit`.
+
+    unit           "second": seconds of output, the request's `duration` (fal bills video per second,
+                   ElevenLabs music by its length); "character": characters of the speech's `text`
+                   (ElevenLabs bills characters); "image": each image the job makes; "job": flat, where
+                   the provider bills per run, or where the output's size follows an input file the
+                   gateway does not measure before the job (lipsync, video edit and upscale, upscalers,
+                   transcription)
+    cents, per     the unit price as two integers (10 cents per 1,000 characters, 20 per 60 s), so no
+                   price needs a fraction of a cent written down
+    minimum_cents  the least a job costs
+    default_units  the units a request that names none gets (the duration the gateway or the
+                   provider fills in); None where the request always says (a speech's text)
+
+    A job's amount is max(minimum_cents, ceil(units * cents / per)): exact arithmetic rounded up to
+    the next whole cent, because holds, captures and the ledger are integer cents and a fraction
+    rounded down would be work given away.
+    """
+
+    unit: str
+    cents: int
+    per: int = 1
+    minimum_cents: int = 1
+    default_units: int | None = 1
+
+    def amount(self, units: float) -> int:
+        """Integer cents for `units` (a float duration counts as the decimal it prints as: 5.1 s is 5.1)."""
+        exact = Fraction(Decimal(str(units))) * self.cents / self.per
+        return max(self.minimum_cents, math.ceil(exact))
+
+    @property
+    def default_cents(self) -> int:
+        """The price of the default request: the default duration, one image, one job, or (speech)
+        the per-job minimum, which covers a short text."""
+        return self.amount(self.default_units or 0)
+
+    def public(self) -> dict:
+        return {"unit": self.unit, "cents": self.cents, "per": self.per, "minimum_cents": self.minimum_cents,
+                "default_units": self.default_units}
+
+
+def per_second(cents: int, *, per: int = 1, default: int = 5) -> Pricing:
+    """Seconds of output; `default`: the seconds a request without a duration gets (the spec's 5,
+    or the provider's own default where the model does not take 5)."""
+    return Pricing("second", cents, per, default_units=default)
+
+
+def per_characters(cents: int, *, per: int = 1000, minimum: int) -> Pricing:
+    return Pricing("character", cents, per, minimum, default_units=None)
+
+
+def per_image(cents: int) -> Pricing:
+    return Pricing("image", cents)
+
+
+def per_job(cents: int) -> Pricing:
+    return Pricing("job", cents)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -87,7 +156,7 @@ class ModelSpec:
     provider: str
     endpoints: Mapping[str, str]  # mode -> the provider's model / endpoint id
     source: str  # where the endpoint ids were found
-    price_cents: int
+    pricing: Pricing
     aspect_ratios: tuple[str, ...] = ()
     durations: tuple[int, ...] = ()  # allowed whole seconds; empty: any duration passes through
     # mode -> how a request becomes the provider's input (rows whose adapter maps by itself have none)
@@ -101,6 +170,29 @@ class ModelSpec:
     def modes(self) -> tuple[str, ...]:
         return tuple(self.endpoints)
 
+    @property
+    def price_cents(self) -> int:
+        """The price of the model's default request (`Pricing.default_cents`)."""
+        return self.pricing.default_cents
+
+    def units(self, mode: str, params: Mapping[str, Any]) -> float:
+        """How many of its pricing unit a validated request (spec defaults filled in) asks for."""
+        unit = self.pricing.unit
+        if unit == "second":
+            seconds = params.get("duration") if self.parameters(mode)["duration"] else None
+            return seconds if seconds is not None else (self.pricing.default_units or 0)
+        if unit == "character":
+            return len(params.get("text") or "")
+        if unit == "image":
+            # The gateway sends one image per job (num_images is refused in provider_options); a
+            # request that did name a count would pay for each image.
+            return int(params.get("num_images") or 1)
+        return 1
+
+    def price(self, mode: str, params: Mapping[str, Any]) -> int:
+        """Integer cents for a validated request: what is held at admission and captured on completion."""
+        return self.pricing.amount(self.units(mode, params))
+
     def kinds(self, mode: str) -> tuple[str, ...]:
         """The kinds of file the mode takes, in order ("visual": an image or a video)."""
         payload = self.payloads.get(mode)
@@ -113,7 +205,7 @@ class ModelSpec:
             "aspect_ratios": list(self.aspect_ratios), "durations": list(self.durations),
             "parameters": {mode: self.parameters(mode) for mode in self.modes},
             "prompt_optional": [m for m in self.modes if m in PROMPT_OPTIONAL],
-            "price_cents": self.price_cents, "legacy": self.legacy,
+            "price_cents": self.price_cents, "pricing": self.pricing.public(), "legacy": self.legacy,
             "delisted": bool(self.delisted), "source": self.source,
         }
 
@@ -173,7 +265,7 @@ FAL_JS_NEWEST = "fal-js 381105e"
 TOPAZ_DELISTED = "dropped from fal's public model list on 2026-08-18 for per-model endpoints that publish no schema yet"
 
 
-def _fal(name: str, capability: str, modes: dict[str, tuple[str, Payload]], price: int, *, legacy: bool = False,
+def _fal(name: str, capability: str, modes: dict[str, tuple[str, Payload]], price: Pricing, *, legacy: bool = False,
          delisted: str = "") -> ModelSpec:
     """A fal row: mode -> (endpoint id, payload). Its aspect ratios and durations (shown by /v1/models)
     are those of its modes together. Where fal publishes every endpoint's schema (vendored in
@@ -208,7 +300,7 @@ UPSCALE_PROMPTED = Payload(files=("image_url",))
 VIDEO_UPSCALE = Payload(files=("video_url",), prompt=False)
 
 
-def _kling(name: str, path: str, price: int, durations: tuple[int, ...], *, start: str, end: str | None,
+def _kling(name: str, path: str, price: Pricing, durations: tuple[int, ...], *, start: str, end: str | None,
            legacy: bool = False) -> ModelSpec:
     """Kling on fal: text-to-video takes an aspect ratio; image-to-video does not (the image decides)
     and names its first frame `start` (and its last, if the endpoint has one, `end`: keyframes)."""
@@ -221,7 +313,8 @@ def _kling(name: str, path: str, price: int, durations: tuple[int, ...], *, star
     return _fal(name, "video", modes, price, legacy=legacy)
 
 
-def _sora(name: str, t2v: str, i2v: str, price: int) -> ModelSpec:
+def _sora(name: str, t2v: str, i2v: str, price: Pricing) -> ModelSpec:
+    """Sora takes no 5 s, so a request without a duration gets fal's default, 4 s (its price's default)."""
     timed = {"size": "aspect_ratio", "ratios": ("16:9", "9:16"), "duration": "string", "durations": (4, 8, 12, 16, 20)}
     return _fal(name, "video", {"text-to-video": (t2v, Payload(**timed)),
                                 "image-to-video": (i2v, Payload(files=("image_url",), **timed))}, price)
@@ -232,62 +325,67 @@ def _wan(name: str) -> ModelSpec:
     return _fal(name, "video", {
         "text-to-video": ("fal-ai/wan-25-preview/text-to-video", Payload(size="aspect_ratio", ratios=VIDEO_RATIOS,
                                                                           **timed)),
-        "image-to-video": ("fal-ai/wan-25-preview/image-to-video", Payload(files=("image_url",), **timed))}, 25)
+        "image-to-video": ("fal-ai/wan-25-preview/image-to-video", Payload(files=("image_url",), **timed))},
+        per_second(5))
 
 
 MODELS: tuple[ModelSpec, ...] = (
     # --- image: text-to-image --------------------------------------------------------------------
-    _fal("flux-pro", "image", {"text-to-image": ("fal-ai/flux-pro/v1.1", _t2i("image_size"))}, 5),
-    _fal("flux-dev", "image", {"text-to-image": ("fal-ai/flux/dev", _t2i("image_size"))}, 3),
-    _fal("flux-schnell", "image", {"text-to-image": ("fal-ai/flux/schnell", _t2i("image_size"))}, 1),
+    _fal("flux-pro", "image", {"text-to-image": ("fal-ai/flux-pro/v1.1", _t2i("image_size"))}, per_image(5)),
+    _fal("flux-dev", "image", {"text-to-image": ("fal-ai/flux/dev", _t2i("image_size"))}, per_image(3)),
+    _fal("flux-schnell", "image", {"text-to-image": ("fal-ai/flux/schnell", _t2i("image_size"))}, per_image(1)),
     _fal("nano-banana-pro", "image", {"text-to-image": ("fal-ai/nano-banana-pro", _t2i()),
-                                      "edit": ("fal-ai/nano-banana-pro/edit", _edit())}, 15),
-    _fal("recraft-v3", "image", {"text-to-image": ("fal-ai/recraft/v3/text-to-image", _t2i("image_size"))}, 4),
-    _fal("phota", "image", {"text-to-image": ("fal-ai/phota", _t2i())}, 4),
-    _fal("grok-imagine-image", "image", {"text-to-image": ("xai/grok-imagine-image", _t2i())}, 7),
+                                      "edit": ("fal-ai/nano-banana-pro/edit", _edit())}, per_image(15)),
+    _fal("recraft-v3", "image", {"text-to-image": ("fal-ai/recraft/v3/text-to-image", _t2i("image_size"))}, per_image(4)),
+    _fal("phota", "image", {"text-to-image": ("fal-ai/phota", _t2i())}, per_image(4)),
+    _fal("grok-imagine-image", "image", {"text-to-image": ("xai/grok-imagine-image", _t2i())}, per_image(7)),
     ModelSpec("soul", "image", "higgsfield", MappingProxyType({"text-to-image": "higgsfield-ai/soul/standard"}),
-              HIGGSFIELD_SOURCE, 6, IMAGE_RATIOS + ("21:9",)),
+              HIGGSFIELD_SOURCE, per_image(6), IMAGE_RATIOS + ("21:9",)),
     # --- image: editing -------------------------------------------------------------------------
-    _fal("nano-banana-pro/edit", "image", {"edit": ("fal-ai/nano-banana-pro/edit", _edit())}, 15),
-    _fal("nano-banana-2/edit", "image", {"edit": ("fal-ai/nano-banana-2/edit", _edit())}, 8),
-    _fal("phota/edit", "image", {"edit": ("fal-ai/phota/edit", _edit())}, 4),
+    _fal("nano-banana-pro/edit", "image", {"edit": ("fal-ai/nano-banana-pro/edit", _edit())}, per_image(15)),
+    _fal("nano-banana-2/edit", "image", {"edit": ("fal-ai/nano-banana-2/edit", _edit())}, per_image(8)),
+    _fal("phota/edit", "image", {"edit": ("fal-ai/phota/edit", _edit())}, per_image(4)),
     # enhance: the image alone, no prompt and no size
-    _fal("phota/enhance", "image", {"edit": ("fal-ai/phota/enhance", _edit("image_url", None, prompt=False))}, 4),
-    _fal("grok-imagine-image/edit", "image", {"edit": ("xai/grok-imagine-image/edit", _edit())}, 7),
-    _fal("seedream-v4.5/edit", "image", {"edit": ("fal-ai/bytedance/seedream/v4.5/edit", _edit(size="image_size"))}, 4),
+    _fal("phota/enhance", "image", {"edit": ("fal-ai/phota/enhance", _edit("image_url", None, prompt=False))}, per_image(4)),
+    _fal("grok-imagine-image/edit", "image", {"edit": ("xai/grok-imagine-image/edit", _edit())}, per_image(7)),
+    _fal("seedream-v4.5/edit", "image", {"edit": ("fal-ai/bytedance/seedream/v4.5/edit", _edit(size="image_size"))}, per_image(4)),
     # the camera moves are its own fields (rotate_right_left, vertical_angle, ...): provider_options
     _fal("qwen-angles", "image", {"edit": ("fal-ai/qwen-image-edit-2509-lora-gallery/multiple-angles",
-                                           _edit(size="image_size", prompt=False))}, 4),
+                                           _edit(size="image_size", prompt=False))}, per_image(4)),
     # --- image: upscale and background removal --------------------------------------------------
-    _fal("seedvr", "image", {"upscale": ("fal-ai/seedvr/upscale/image", UPSCALE)}, 3),
-    _fal("recraft-clarity", "image", {"upscale": ("fal-ai/recraft/upscale/crisp", UPSCALE)}, 4),
-    _fal("clarity-upscaler", "image", {"upscale": ("fal-ai/clarity-upscaler", UPSCALE_PROMPTED)}, 3),
-    _fal("topaz", "image", {"upscale": ("fal-ai/topaz/upscale/image", UPSCALE_PROMPTED)}, 8, delisted=TOPAZ_DELISTED),
-    _fal("ccsr", "image", {"upscale": ("fal-ai/ccsr", UPSCALE)}, 2),
-    _fal("aura-sr", "image", {"upscale": ("fal-ai/aura-sr", UPSCALE)}, 1),
+    # Per job: their providers bill by the input's megapixels or by compute time, neither known at admission.
+    _fal("seedvr", "image", {"upscale": ("fal-ai/seedvr/upscale/image", UPSCALE)}, per_job(3)),
+    _fal("recraft-clarity", "image", {"upscale": ("fal-ai/recraft/upscale/crisp", UPSCALE)}, per_job(4)),
+    _fal("clarity-upscaler", "image", {"upscale": ("fal-ai/clarity-upscaler", UPSCALE_PROMPTED)}, per_job(3)),
+    _fal("topaz", "image", {"upscale": ("fal-ai/topaz/upscale/image", UPSCALE_PROMPTED)}, per_job(8),
+         delisted=TOPAZ_DELISTED),
+    _fal("ccsr", "image", {"upscale": ("fal-ai/ccsr", UPSCALE)}, per_job(2)),
+    _fal("aura-sr", "image", {"upscale": ("fal-ai/aura-sr", UPSCALE)}, per_job(1)),
     # its published input (config/schemas/replicate) is the image and options; no prompt
     ModelSpec("background-remover", "image", "replicate",
               MappingProxyType({"background-removal": "851-labs/background-remover"}),
               "replicate.com/851-labs/background-remover (version a029dff3's published input schema, vendored in "
-              "config/schemas/replicate); provider from " + SPEC_OVERVIEW, 1,
+              "config/schemas/replicate); provider from " + SPEC_OVERVIEW, per_job(1),
               payloads=MappingProxyType({"background-removal": Payload(files=("image",), prompt=False)})),
     # --- video: generation ----------------------------------------------------------------------
-    _kling("kling-v3", "v3/pro", 50, tuple(range(3, 16)), start="start_image_url", end="end_image_url"),
-    _kling("kling-v3-standard", "v3/standard", 30, tuple(range(3, 16)), start="start_image_url", end="end_image_url"),
+    _kling("kling-v3", "v3/pro", per_second(10), tuple(range(3, 16)), start="start_image_url", end="end_image_url"),
+    _kling("kling-v3-standard", "v3/standard", per_second(6), tuple(range(3, 16)), start="start_image_url",
+           end="end_image_url"),
     ModelSpec("seedance-2-preview", "video", "piapi", MappingProxyType({
         "text-to-video": "seedance-2-preview", "image-to-video": "seedance-2-preview",
-        "video-edit": "seedance-2-preview"}), PIAPI_SOURCE, 60, WIDE_VIDEO_RATIOS, (5, 10, 15)),
+        "video-edit": "seedance-2-preview"}), PIAPI_SOURCE, per_second(12), WIDE_VIDEO_RATIOS, (5, 10, 15)),
     ModelSpec("seedance-2-fast-preview", "video", "piapi", MappingProxyType({
         "text-to-video": "seedance-2-fast-preview", "image-to-video": "seedance-2-fast-preview"}),
-        PIAPI_SOURCE, 35, WIDE_VIDEO_RATIOS, (5, 10, 15)),
-    _sora("sora-2", "fal-ai/sora-2/text-to-video", "fal-ai/sora-2/image-to-video", 40),
-    _sora("sora-2-pro", "fal-ai/sora-2/text-to-video/pro", "fal-ai/sora-2/image-to-video/pro", 100),
+        PIAPI_SOURCE, per_second(7), WIDE_VIDEO_RATIOS, (5, 10, 15)),
+    _sora("sora-2", "fal-ai/sora-2/text-to-video", "fal-ai/sora-2/image-to-video", per_second(10, default=4)),
+    _sora("sora-2-pro", "fal-ai/sora-2/text-to-video/pro", "fal-ai/sora-2/image-to-video/pro",
+          per_second(25, default=4)),
     _wan("wan-2.5"),
     _wan("wan-2.5-preview"),
-    # video-01 takes a prompt (and an image) only: no size, no duration
+    # video-01 takes a prompt (and an image) only: no size, no duration; one length, so one price per job
     _fal("minimax", "video", {"text-to-video": ("fal-ai/minimax/video-01", Payload()),
                               "image-to-video": ("fal-ai/minimax/video-01/image-to-video",
-                                                 Payload(files=("image_url",)))}, 25),
+                                                 Payload(files=("image_url",)))}, per_job(25)),
     # Sized by `video_size`, timed in frames (fal publishes no limit on `num_frames`; its default is
     # 121 at 25 fps). The image-to-video endpoint's optional `end_image_url` makes keyframes.
     _fal("ltx-2-19b-distilled", "video", {
@@ -297,58 +395,71 @@ MODELS: tuple[ModelSpec, ...] = (
                            Payload(files=("image_url",), size="video_size", ratios=WIDE_VIDEO_RATIOS, duration="frames")),
         "keyframes": ("fal-ai/ltx-2-19b/distilled/image-to-video",
                       Payload(files=("image_url", "end_image_url"), size="video_size", ratios=WIDE_VIDEO_RATIOS,
-                              duration="frames"))}, 10),
+                              duration="frames"))}, per_second(2)),
+    # ltx-video takes no duration either: per job
     _fal("ltx", "video", {"text-to-video": ("fal-ai/ltx-video", Payload()),
-                          "image-to-video": ("fal-ai/ltx-video/image-to-video", Payload(files=("image_url",)))}, 5),
+                          "image-to-video": ("fal-ai/ltx-video/image-to-video", Payload(files=("image_url",)))},
+         per_job(5)),
     # grok's durations are a plain number; fal publishes no range for them
     _fal("grok-imagine", "video", {
         "text-to-video": ("xai/grok-imagine-video/text-to-video",
                           Payload(size="aspect_ratio", ratios=WIDE_VIDEO_RATIOS, duration="number")),
         "image-to-video": ("xai/grok-imagine-video/image-to-video",
                            Payload(files=("image_url",), size="aspect_ratio", ratios=WIDE_VIDEO_RATIOS,
-                                   duration="number"))}, 30),
+                                   duration="number"))}, per_second(6)),
     # --- video: editing and motion control ------------------------------------------------------
+    # Per job, like lipsync and video upscale below: the output is as long as an input file the gateway
+    # does not measure before the job.
     _fal("grok-imagine-edit", "video", {"video-edit": ("xai/grok-imagine-video/edit-video",
-                                                       Payload(files=("video_url",)))}, 30),
+                                                       Payload(files=("video_url",)))}, per_job(30)),
     # A remix edits an earlier Sora job of the same key, named by its `video_id`; it takes no file.
     _fal("sora-2-remix", "video", {"video-edit": ("fal-ai/sora-2/video-to-video/remix",
-                                                  Payload(options=("video_id",)))}, 40),
+                                                  Payload(options=("video_id",)))}, per_job(40)),
     # whose orientation the character follows: the reference video's (motion transfer) by default
     _fal("kling-v2.6-motion", "video", {"motion-control": ("fal-ai/kling-video/v2.6/pro/motion-control", Payload(
-        files=("image_url", "video_url"), defaults=MappingProxyType({"character_orientation": "video"})))}, 40),
+        files=("image_url", "video_url"), defaults=MappingProxyType({"character_orientation": "video"})))},
+         per_job(40)),
     # --- video: lipsync -------------------------------------------------------------------------
     _fal("veed-fabric-1.0", "video", {"lipsync": ("veed/fabric-1.0", Payload(
-        files=("image_url", "audio_url"), prompt=False, defaults=MappingProxyType({"resolution": "720p"})))}, 30),
+        files=("image_url", "audio_url"), prompt=False, defaults=MappingProxyType({"resolution": "720p"})))},
+         per_job(30)),
     _fal("sync-v2", "video", {"lipsync": ("fal-ai/sync-lipsync/v2", Payload(files=("video_url", "audio_url"),
-                                                                             prompt=False))}, 20),
+                                                                             prompt=False))}, per_job(20)),
     _fal("sync-v2-pro", "video", {"lipsync": ("fal-ai/sync-lipsync/v2/pro", Payload(files=("video_url", "audio_url"),
-                                                                                     prompt=False))}, 35),
+                                                                                     prompt=False))}, per_job(35)),
     _fal("omnihuman-v1.5", "video", {"lipsync": ("fal-ai/bytedance/omnihuman/v1.5",
-                                                 Payload(files=("image_url", "audio_url")))}, 40),
+                                                 Payload(files=("image_url", "audio_url")))}, per_job(40)),
     _fal("omnihuman", "video", {"lipsync": ("fal-ai/bytedance/omnihuman",
-                                            Payload(files=("image_url", "audio_url"), prompt=False))}, 35),
+                                            Payload(files=("image_url", "audio_url"), prompt=False))}, per_job(35)),
     # --- video: upscale -------------------------------------------------------------------------
-    _fal("seedvr-video", "video", {"video-upscale": ("fal-ai/seedvr/upscale/video", VIDEO_UPSCALE)}, 20),
-    _fal("topaz-video", "video", {"video-upscale": ("fal-ai/topaz/upscale/video", VIDEO_UPSCALE)}, 40,
+    _fal("seedvr-video", "video", {"video-upscale": ("fal-ai/seedvr/upscale/video", VIDEO_UPSCALE)}, per_job(20)),
+    _fal("topaz-video", "video", {"video-upscale": ("fal-ai/topaz/upscale/video", VIDEO_UPSCALE)}, per_job(40),
          delisted=TOPAZ_DELISTED),
     _fal("bytedance-upscaler", "video", {"video-upscale": ("fal-ai/bytedance-upscaler/upscale/video", VIDEO_UPSCALE)},
-         20),
+         per_job(20)),
     # fal never published `simalabs/sima-video-upscaler`; its published id is …-lite
-    _fal("sima-video-upscaler", "video", {"video-upscale": ("simalabs/sima-video-upscaler-lite", VIDEO_UPSCALE)}, 20),
+    _fal("sima-video-upscaler", "video", {"video-upscale": ("simalabs/sima-video-upscaler-lite", VIDEO_UPSCALE)},
+         per_job(20)),
     # --- video: legacy Kling --------------------------------------------------------------------
-    _kling("kling-v2.6", "v2.6/pro", 35, (5, 10), start="start_image_url", end="end_image_url", legacy=True),
-    _kling("kling-v2.5", "v2.5-turbo/pro", 35, (5, 10), start="image_url", end="tail_image_url", legacy=True),
+    _kling("kling-v2.6", "v2.6/pro", per_second(7), (5, 10), start="start_image_url", end="end_image_url", legacy=True),
+    _kling("kling-v2.5", "v2.5-turbo/pro", per_second(7), (5, 10), start="image_url", end="tail_image_url",
+           legacy=True),
     # v2.1 and v2 master: image-to-video has no last-frame field, so no keyframes
-    _kling("kling-v2.1", "v2.1/master", 60, (5, 10), start="image_url", end=None, legacy=True),
-    _kling("kling-v2", "v2/master", 60, (5, 10), start="image_url", end=None, legacy=True),
+    _kling("kling-v2.1", "v2.1/master", per_second(12), (5, 10), start="image_url", end=None, legacy=True),
+    _kling("kling-v2", "v2/master", per_second(12), (5, 10), start="image_url", end=None, legacy=True),
     # --- speech, music, transcription -----------------------------------------------------------
+    # ElevenLabs bills speech by characters, Flash and Turbo at half the rate of v3 and Multilingual; the
+    # minimum is the price of a short text. Music is billed by its length: a request without a duration
+    # gets 30 s (adapters/elevenlabs.py DEFAULT_MUSIC_SECONDS), the default priced here.
     *(ModelSpec(name, "speech", "elevenlabs", MappingProxyType({"tts": name}), "docs/providers.md (ElevenLabs model_id)",
-                price) for name, price in (("eleven_v3", 3), ("eleven_multilingual_v2", 3), ("eleven_flash_v2_5", 2),
-                                           ("eleven_turbo_v2", 2))),
+                price) for name, price in (
+        ("eleven_v3", per_characters(10, minimum=3)), ("eleven_multilingual_v2", per_characters(10, minimum=3)),
+        ("eleven_flash_v2_5", per_characters(5, minimum=2)), ("eleven_turbo_v2", per_characters(5, minimum=2)))),
     ModelSpec("music_v1", "music", "elevenlabs", MappingProxyType({"music": "music_v1"}),
-              "docs/providers.md (ElevenLabs /v1/music)", 10),
+              "docs/providers.md (ElevenLabs /v1/music)", per_second(20, per=60, default=30)),
     _fal("whisper", "transcription", {"transcription": ("fal-ai/whisper",
-                                                        Payload(prompt=False, params=("audio_url", "language")))}, 1),
+                                                        Payload(prompt=False, params=("audio_url", "language")))},
+         per_job(1)),
 )
 
 BY_NAME: Mapping[str, ModelSpec] = MappingProxyType({m.name: m for m in MODELS})

@@ -4,7 +4,9 @@
 `description`; the per-provider settings appear once as `GENGATE_<PROVIDER>__<FIELD>`. README.md
 carries its output between the settings markers below. `models_table()` renders one row per model and
 mode of the catalog: provider, endpoint id, where its schema comes from, the files the mode takes and
-the aspect ratios and durations it honours; docs/providers.md carries it between the models markers.
+the aspect ratios and durations it honours, and its price (per second, per characters, per image or
+per job; for seconds, the default duration's price too); docs/providers.md carries it between the
+models markers.
 `tests/test_docs.py` fails when either differs:
 
     python -m gengate.config.docs --write   # refresh README.md and docs/providers.md (in a source checkout)
@@ -16,11 +18,15 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
 from gengate.config.settings import ProviderSettings, Settings
+
+if TYPE_CHECKING:
+    from gengate.config.catalog import Pricing
 
 BEGIN = "<!-- settings:begin -->"
 END = "<!-- settings:end -->"
@@ -127,8 +133,8 @@ def models_table() -> str:
     from gengate.config.catalog import MODELS
     from gengate.config.schemas import published
 
-    lines = ["| model | mode | provider | endpoint id | schema | files | aspect ratios | durations (s) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | mode | provider | endpoint id | schema | files | aspect ratios | durations (s) | price |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for spec in MODELS:
         for mode in spec.modes:
             endpoint = spec.endpoints[mode]
@@ -145,8 +151,23 @@ def models_table() -> str:
             ratios = ", ".join(rules["aspect_ratios"]) or "-"
             options = "".join(f"; needs `provider_options.{o}`" for o in rules["required_provider_options"])
             lines.append(f"| {spec.name} | {mode} | {spec.provider} | `{endpoint}` | {schema} | {files}{options} | "
-                         f"{ratios} | {timed} |")
+                         f"{ratios} | {timed} | {price_label(spec.pricing)} |")
     return "\n".join(lines) + "\n"
+
+
+_UNIT_NAMES = {"second": ("s", "s"), "character": ("character", "characters"), "image": ("image", "images"),
+               "job": ("job", "jobs")}
+
+
+def price_label(pricing: Pricing) -> str:
+    """A unit price in a few words: `10¢/s (5 s: 50¢)`, `10¢ per 1,000 characters, min 3¢`, `4¢/image`."""
+    one, many = _UNIT_NAMES[pricing.unit]
+    rate = f"{pricing.cents}¢/{one}" if pricing.per == 1 else f"{pricing.cents}¢ per {pricing.per:,} {many}"
+    if pricing.unit == "second":
+        return f"{rate} ({pricing.default_units} s: {pricing.default_cents}¢)"
+    if pricing.minimum_cents > 1:
+        return f"{rate}, min {pricing.minimum_cents}¢"
+    return rate
 
 
 ELEVENLABS_ROUTES = {"tts": "text-to-speech", "music": "music"}

@@ -1,4 +1,5 @@
-"""GET /v1/voices (the spec's shape) and GET /v1/models (the catalog, filterable by capability)."""
+"""GET /v1/voices (the spec's shape) and GET /v1/models (the catalog, with each model's price of its
+default request and its unit pricing, `config/catalog.py` Pricing; filterable by capability)."""
 
 from __future__ import annotations
 
