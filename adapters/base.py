@@ -4,11 +4,15 @@
         name: str
         def submit(self, req: ProviderRequest, key: str) -> Submitted | Finished
         def poll(self, handle: dict, key: str) -> Running | Finished | Failed
-        def cancel(self, handle: dict, key: str) -> None
+        def cancel(self, handle: dict, key: str) -> CancelVerdict
 
 Adapters know nothing of Celery or Redis. A provider's HTTP error becomes a `ProviderFailure`,
 classified by HTTP status first (`failure_for_status`), keeping the provider name, the status and
 the original exception as `__cause__`. `retryable` tells the pipeline whether to try again later.
+
+`cancel` says what the provider answered, because the job's price follows it: a run the provider
+confirms it stopped before starting costs nothing; any other answer is charged (tasks/pipeline.py
+`settle_cancel`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from enum import Enum
 from typing import Any, Protocol
 
 
@@ -69,6 +74,14 @@ class Finished:
 class Failed:
     message: str
     error_type: str | None = None
+
+
+class CancelVerdict(Enum):
+    """What a provider said to a cancel of a run it had accepted."""
+
+    CONFIRMED_BEFORE_START = "confirmed_before_start"  # it never started the run, and will not: nothing billed
+    TOO_LATE = "too_late"  # running, finished, or not cancellable any more: the run is billed
+    UNKNOWN = "unknown"  # the provider does not know the run, or its answer proves nothing
 
 
 class ProviderFailure(Exception):
@@ -127,4 +140,4 @@ class Adapter(Protocol):
 
     def poll(self, handle: dict[str, Any], key: str) -> Running | Finished | Failed: ...
 
-    def cancel(self, handle: dict[str, Any], key: str) -> None: ...
+    def cancel(self, handle: dict[str, Any], key: str) -> CancelVerdict: ...

@@ -26,7 +26,7 @@ from elevenlabs.core.api_error import ApiError
 from elevenlabs.core.request_options import RequestOptions
 
 from gengate.adapters.base import (
-    Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, failure_for_status, header_value,
+    CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, failure_for_status, header_value,
     retry_after_seconds,
 )
 from gengate.config.settings import ProviderSettings
@@ -121,10 +121,10 @@ class ElevenLabsAdapter:
     def poll(self, handle: dict[str, Any], key: str) -> Running | Finished | Failed:
         raise ProviderFailure(NAME, "ElevenLabs is synchronous: there is no job to poll", retryable=False)
 
-    def cancel(self, handle: dict[str, Any], key: str) -> None:
-        """Nothing to do: the audio came back with the create call, so no ElevenLabs job is ever
-        left running, and ElevenLabs has no cancel endpoint for these calls."""
-        return None
+    def cancel(self, handle: dict[str, Any], key: str) -> CancelVerdict:
+        """Nothing to stop: the audio comes back with the create call, which ElevenLabs bills, and it
+        has no cancel endpoint for these calls. A call that was made is always too late to cancel."""
+        return CancelVerdict.TOO_LATE
 
 
 def create(settings: ProviderSettings) -> ElevenLabsAdapter:

@@ -20,7 +20,7 @@ import httpx
 import orjson
 
 from gengate.adapters.base import (
-    Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, header_value,
+    CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, header_value,
     retry_after_seconds,
 )
 from gengate.adapters.http import error_message
@@ -105,12 +105,40 @@ class FalAdapter:
             return Failed(failure.message, "result_error")
         return Finished(outputs=outputs_from_result(result), metadata=_metadata(result))
 
-    def cancel(self, handle: dict[str, Any], key: str) -> None:
+    def cancel(self, handle: dict[str, Any], key: str) -> CancelVerdict:
+        """Fal's cancel answers 202 CANCELLATION_REQUESTED both for a queued request (removed, never
+        run) and for one in progress (a signal to the runner, which keeps billing until it stops), and
+        400 ALREADY_COMPLETED after the end. So the cancel only acts; the status read after it says
+        whether a runner ever had the request."""
         h = self._handle(handle, key)
         with _mapped_errors():
             response = h.client.put(h.cancel_url, timeout=self._timeout)
-        if response.status_code not in (400, 404):  # already completed / unknown: nothing left to stop
+        if response.status_code == 404:
+            return CancelVerdict.UNKNOWN
+        if response.status_code != 400:
             _raise_for_status(response)
+        with _mapped_errors():
+            status = h.client.get(h.status_url, params={"logs": True}, timeout=self._timeout)
+            _raise_for_status(status)
+            data = status.json()
+        return cancel_verdict(response.status_code < 400, data if isinstance(data, dict) else {})
+
+
+def cancel_verdict(accepted: bool, status: dict[str, Any]) -> CancelVerdict:
+    """From the status after a cancel: still IN_QUEUE with the cancel accepted (Fal removes it from
+    the queue), or COMPLETED with an error and no sign of a runner (no `metrics.inference_time`, the
+    runner's seconds, and no runner logs): never started. IN_PROGRESS, a result, or any runner time:
+    too late."""
+    state = status.get("status")
+    if state == "IN_QUEUE":
+        return CancelVerdict.CONFIRMED_BEFORE_START if accepted else CancelVerdict.UNKNOWN
+    if state == "IN_PROGRESS":
+        return CancelVerdict.TOO_LATE
+    if state != "COMPLETED":
+        return CancelVerdict.UNKNOWN
+    metrics = status.get("metrics") if isinstance(status.get("metrics"), dict) else {}
+    ran = bool(metrics.get("inference_time")) or bool(status.get("logs"))
+    return CancelVerdict.CONFIRMED_BEFORE_START if status.get("error") and not ran else CancelVerdict.TOO_LATE
 
 
 def payload(req: ProviderRequest) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from gengate.adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
+from gengate.adapters.base import CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
 from gengate.adapters.http import error_message, json_object, send
 from gengate.adapters.http import client as http_client
 from gengate.config.settings import ProviderSettings
@@ -89,13 +89,18 @@ class HiggsfieldAdapter:
             return Failed("The request was canceled at Higgsfield", "cancelled")
         raise ProviderFailure(NAME, f"unexpected Higgsfield request status {status!r}", retryable=True)
 
-    def cancel(self, handle: dict[str, Any], key: str) -> None:
+    def cancel(self, handle: dict[str, Any], key: str) -> CancelVerdict:
+        """Higgsfield cancels only a queued request: 202 while queued (again 202 once it is canceled),
+        400 once processing started or finished (docs/providers.md)."""
         try:
             self._call("POST", self._handle_url(handle, "cancel"), key)
         except ProviderFailure as failure:
-            if failure.status in (400, 404):  # already processing / finished / unknown: nothing to stop
-                return
+            if failure.status == 400:
+                return CancelVerdict.TOO_LATE
+            if failure.status == 404:
+                return CancelVerdict.UNKNOWN
             raise
+        return CancelVerdict.CONFIRMED_BEFORE_START
 
     # -- plumbing ----------------------------------------------------------------
     def _own_url(self, url: Any, request_id: str, action: str) -> str:

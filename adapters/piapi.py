@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from gengate.adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status
+from gengate.adapters.base import CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status
 from gengate.adapters.http import error_message, json_object, send
 from gengate.adapters.http import client as http_client
 from gengate.config.settings import ProviderSettings
@@ -97,13 +97,18 @@ class PiapiAdapter:
             return Failed(str(message)[:1000], "generation_failed")
         raise ProviderFailure(NAME, f"unexpected PiAPI task status {data.get('status')!r}", retryable=True)
 
-    def cancel(self, handle: dict[str, Any], key: str) -> None:
+    def cancel(self, handle: dict[str, Any], key: str) -> CancelVerdict:
+        """PiAPI cancels pending tasks only, and only for some models (none for Seedance): a refusal
+        means the task runs (or ran) and is billed."""
         try:
             self._call("DELETE", self._task_url(handle), key)
         except ProviderFailure as failure:
+            if failure.status == 404:
+                return CancelVerdict.UNKNOWN
             if failure.status in CANCEL_REFUSALS:  # Seedance: not cancellable, or already running/done
-                return
+                return CancelVerdict.TOO_LATE
             raise
+        return CancelVerdict.CONFIRMED_BEFORE_START
 
     # -- plumbing ----------------------------------------------------------------
     def _task_url(self, handle: dict[str, Any]) -> str:

@@ -42,7 +42,7 @@ from replicate.helpers import FileOutput
 from replicate.prediction import Prediction
 
 from gengate.adapters.base import (
-    Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, retry_after_seconds,
+    CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, retry_after_seconds,
 )
 from gengate.config.settings import ProviderSettings
 
@@ -150,10 +150,27 @@ class ReplicateAdapter:
         error = str(prediction.error or "prediction failed")
         return Failed(error[:1000], _error_type(error))
 
-    def cancel(self, handle: dict[str, Any], key: str) -> None:
-        # A finished prediction is answered unchanged (200), so only an unknown id needs ignoring.
+    def cancel(self, handle: dict[str, Any], key: str) -> CancelVerdict:
+        # The answer is the prediction (a finished one unchanged); an unknown id is a 404.
         with _mapped_errors(ignore={404}):
-            self._client(key).predictions.cancel(handle["id"])
+            return cancel_verdict(self._client(key).predictions.cancel(handle["id"]))
+        return CancelVerdict.UNKNOWN
+
+
+def cancel_verdict(prediction: Any) -> CancelVerdict:
+    """Replicate bills a prediction for the compute it used (`started_at` on, `metrics.predict_time`):
+    one `canceled` without ever starting, or `aborted` (its deadline passed before it started), cost
+    nothing. A prediction still `starting` in the answer has not taken the cancel yet: it proves nothing."""
+    status = getattr(prediction, "status", None)
+    if status == "aborted":
+        return CancelVerdict.CONFIRMED_BEFORE_START
+    if status == "canceled":
+        ran = (getattr(prediction, "metrics", None) or {}).get("predict_time") or 0
+        return CancelVerdict.TOO_LATE if getattr(prediction, "started_at", None) or ran else \
+            CancelVerdict.CONFIRMED_BEFORE_START
+    if status in ("processing", "succeeded", "failed"):
+        return CancelVerdict.TOO_LATE
+    return CancelVerdict.UNKNOWN
 
 
 def create(settings: ProviderSettings) -> ReplicateAdapter:

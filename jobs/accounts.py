@@ -6,11 +6,24 @@ captured) and `holds_cents` (reserved by live jobs). Every movement is a ledger 
 
     credit   balance += n                   (an operator, `gengate credit add`)
     hold     holds += price                 (job admitted; refused with 402 unless balance - holds >= price)
-    capture  balance -= price, holds -= price   (job completed by its own provider call)
-    release  holds -= price                 (job failed, cancelled, or completed from the cache)
+    capture  balance -= price, holds -= price   (job completed by its own provider call, or cancelled too late)
+    release  holds -= price                 (job failed, completed from the cache, or cancelled in time)
 
-Capture and release run inside the job's terminal transition (`jobs/store.py`), which happens
-exactly once per job. Cache hits and BYOK jobs hold nothing and so cost nothing.
+A job's hold ends exactly once, captured or released, never both (`_SETTLE_FN_LUA`). It ends inside
+the job's terminal transition (`jobs/store.py`), which happens exactly once per job, with one
+exception: a cancel. Cancelling costs what the provider charges us:
+
+    cancelled while queued                      release   (no provider call was made)
+    cancelled while processing, nothing sent    release   (the cancel takes the send's `unsent` mark)
+    cancelled while processing, media job       capture   (our FFmpeg started: the work is done)
+    cancelled after the provider's result came  capture
+    cancelled while processing, otherwise       pending: the hold stays until the worker's cancel step
+                                                hears the provider (`settle`): confirmed before the run
+                                                started -> release; anything else -> capture
+
+A pending job carries `settle: "pending"` and stays on the sweeper's schedule (unscheduling skips
+it) until `SETTLE_LUA` ends its hold, so a lost cancel step is re-driven and nothing is held forever.
+Cache hits and BYOK jobs hold nothing and so cost nothing.
 
 Limits per plan: job-creating requests per minute by GCRA (a burst of the whole minute's quota,
 then one per 60/rpm seconds), and concurrent jobs by the account's `active` set, which a job
@@ -27,6 +40,7 @@ from typing import Any
 from gengate.config.plans import PLANS
 from gengate.config.settings import Settings
 from gengate.jobs import keys
+from gengate.jobs.record import MEDIA_PROVIDER
 
 UNLIMITED = 0
 # A concurrency slot frees when one of the account's jobs ends, which cannot be known here: a short
@@ -133,33 +147,33 @@ end
 return 1
 """
 
-# The money part of a winning terminal transition, spliced into the transition script (it runs with
-# KEYS[1] = the job hash, ARGV[2] = the new status, `job_id` the job's id). Lua locals prefixed `acct_`.
-TERMINAL_LUA = """
-local job_id = string.sub(KEYS[1], __JOB_PREFIX_LEN__ + 1)
-local acct_raw = redis.call('HGET', KEYS[1], 'account')
-if acct_raw then
-  local acct = string.sub(acct_raw, 2, -2)
-  local acct_key = '__ACCOUNT_PREFIX__' .. acct
-  redis.call('ZREM', acct_key .. ':active', job_id)
-  local held = tonumber(redis.call('HGET', KEYS[1], 'hold_cents')) or 0
-  local cache_raw = redis.call('HGET', KEYS[1], 'cache') or ''
-  local hit = string.find(cache_raw, '"hit":true', 1, true) ~= nil
+# How long a pending cancel waits for its cancel step before the sweeper settles it itself.
+CANCEL_BACKSTOP_SECONDS = 5
+CAPTURE, RELEASE = "capture", "release"
+
+# The end of a job's hold, shared by the transition script and `SETTLE_LUA`: at most once per job,
+# whichever kind (the ledger index's `job|capture` / `job|release` entries), and the usage record of
+# a completed job or of any job whose price was captured (a cancel that came too late shows in usage
+# like a completion: its price, `cache_hit` false; the job itself says `cancelled`).
+_SETTLE_FN_LUA = """
+local function acct_settle(job_key, job_id, acct_key, held, kind, completed, hit)
   local cost = 0
   if held > 0 then
-    local kind = (ARGV[2] == 'completed' and not hit) and 'capture' or 'release'
-    if redis.call('HSETNX', acct_key .. ':ledger_index', job_id .. '|' .. kind, held) == 1 then
-      if kind == 'capture' then
-        redis.call('HINCRBY', acct_key, 'balance_cents', -held)
-        cost = held
-      end
-      local holds = redis.call('HINCRBY', acct_key, 'holds_cents', -held)
-      redis.call('XADD', acct_key .. ':ledger', '*', 'job', job_id, 'kind', kind, 'cents', held,
-                 'balance', redis.call('HGET', acct_key, 'balance_cents') or 0, 'holds', holds)
+    local idx = acct_key .. ':ledger_index'
+    if redis.call('HEXISTS', idx, job_id .. '|capture') == 1 or redis.call('HEXISTS', idx, job_id .. '|release') == 1 then
+      return 0
     end
+    redis.call('HSET', idx, job_id .. '|' .. kind, held)
+    if kind == 'capture' then
+      redis.call('HINCRBY', acct_key, 'balance_cents', -held)
+      cost = held
+    end
+    local holds = redis.call('HINCRBY', acct_key, 'holds_cents', -held)
+    redis.call('XADD', acct_key .. ':ledger', '*', 'job', job_id, 'kind', kind, 'cents', held,
+               'balance', redis.call('HGET', acct_key, 'balance_cents') or 0, 'holds', holds)
   end
-  if ARGV[2] == 'completed' then
-    local f = redis.call('HMGET', KEYS[1], 'model', 'capability', 'created_at')
+  if completed or cost > 0 then
+    local f = redis.call('HMGET', job_key, 'model', 'capability', 'created_at')
     local t = redis.call('TIME')
     local acct_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     redis.call('ZADD', acct_key .. ':usage', acct_ms,
@@ -170,8 +184,65 @@ if acct_raw then
       redis.call('HINCRBY', acct_key .. ':usage_days', math.floor(acct_ms / 86400000), cost)
     end
   end
+  return 1
 end
-""".replace("__JOB_PREFIX_LEN__", str(len(keys.JOB.format("")))).replace("__ACCOUNT_PREFIX__", keys.ACCOUNT.format(""))
+"""
+
+# The money part of a winning terminal transition, spliced into the transition script (it runs with
+# KEYS[1] = the job hash, ARGV[2] = the new status, `cur` the status before, `job_id` the job's id).
+# Lua locals prefixed `acct_`. The cancel rule is the module docstring's table.
+TERMINAL_LUA = _SETTLE_FN_LUA + """
+local job_id = string.sub(KEYS[1], __JOB_PREFIX_LEN__ + 1)
+local acct_kind = 'release'
+if ARGV[2] == 'cancelled' and cur == 'processing' then
+  -- Taking the `unsent` mark is taking the one right to send: no provider call will follow.
+  if redis.call('HDEL', KEYS[1], 'unsent') == 1 then
+    acct_kind = 'release'
+  elseif redis.call('HGET', KEYS[1], 'provider') == '"__MEDIA__"' or redis.call('HEXISTS', KEYS[1], 'result') == 1 then
+    acct_kind = 'capture'
+  else
+    acct_kind = 'pending'
+  end
+end
+local acct_raw = redis.call('HGET', KEYS[1], 'account')
+if acct_raw then
+  local acct_key = '__ACCOUNT_PREFIX__' .. string.sub(acct_raw, 2, -2)
+  redis.call('ZREM', acct_key .. ':active', job_id)
+  local held = tonumber(redis.call('HGET', KEYS[1], 'hold_cents')) or 0
+  local cache_raw = redis.call('HGET', KEYS[1], 'cache') or ''
+  local hit = string.find(cache_raw, '"hit":true', 1, true) ~= nil
+  if ARGV[2] == 'completed' and not hit then acct_kind = 'capture' end
+  if acct_kind == 'pending' and held > 0 then
+    local t = redis.call('TIME')
+    redis.call('HSET', KEYS[1], 'settle', '"pending"')
+    redis.call('ZADD', '__SCHEDULE__', tonumber(t[1]) + __BACKSTOP__, job_id)
+  else
+    if acct_kind == 'pending' then acct_kind = 'release' end
+    acct_settle(KEYS[1], job_id, acct_key, held, acct_kind, ARGV[2] == 'completed', hit)
+  end
+end
+"""
+
+# The end of a pending cancel's hold (tasks/pipeline.py `settle_cancel`). KEYS: job hash, schedule.
+# ARGV: capture | release. -> 1 if this call settled it, 0 if it was not pending (settled already).
+SETTLE_LUA = _SETTLE_FN_LUA + """
+if redis.call('HGET', KEYS[1], 'settle') ~= '"pending"' then return 0 end
+local job_id = string.sub(KEYS[1], __JOB_PREFIX_LEN__ + 1)
+redis.call('HSET', KEYS[1], 'settle', '"' .. ARGV[1] .. 'd"')
+redis.call('ZREM', KEYS[2], job_id)
+local acct_key = '__ACCOUNT_PREFIX__' .. string.sub(redis.call('HGET', KEYS[1], 'account'), 2, -2)
+local held = tonumber(redis.call('HGET', KEYS[1], 'hold_cents')) or 0
+return acct_settle(KEYS[1], job_id, acct_key, held, ARGV[1], false, false)
+"""
+
+
+def _fill(script: str) -> str:
+    return (script.replace("__JOB_PREFIX_LEN__", str(len(keys.JOB.format(""))))
+            .replace("__ACCOUNT_PREFIX__", keys.ACCOUNT.format("")).replace("__SCHEDULE__", keys.SCHEDULE)
+            .replace("__BACKSTOP__", str(CANCEL_BACKSTOP_SECONDS)).replace("__MEDIA__", MEDIA_PROVIDER))
+
+
+TERMINAL_LUA, SETTLE_LUA = _fill(TERMINAL_LUA), _fill(SETTLE_LUA)
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,14 @@ return 0
 """
 
 
+# A job whose cancel is still to be settled (jobs/accounts.py) keeps its schedule entry whoever asks
+# to drop it: the entry is what re-drives the settlement if its cancel step is lost.
+_UNSCHEDULE_LUA = """
+if redis.call('HGET', KEYS[2], 'settle') == '"pending"' then return 0 end
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+
+
 def _decoded(ids: Iterable[bytes | str]) -> list[str]:
     return [i.decode() if isinstance(i, bytes) else i for i in ids]
 
@@ -183,6 +191,8 @@ class JobStore:
         self._transition = redis.register_script(_TRANSITION_LUA)
         self._claim = redis.register_script(_CLAIM_LUA)
         self._release = redis.register_script(cache.RELEASE_LUA)
+        self._unschedule = redis.register_script(_UNSCHEDULE_LUA)
+        self._settle = redis.register_script(accounts.SETTLE_LUA)
 
     def get(self, job_id: str) -> Job | None:
         raw = self.redis.hgetall(keys.job(job_id))
@@ -220,7 +230,31 @@ class JobStore:
         self.redis.zadd(keys.SCHEDULE, {job_id: at})
 
     def unschedule(self, job_id: str) -> None:
-        self.redis.zrem(keys.SCHEDULE, job_id)
+        self._unschedule(keys=[keys.SCHEDULE, keys.job(job_id)], args=[job_id])
+
+    def schedule_soon(self, job_id: str, at: float) -> None:
+        """Make the job due at `at` unless it is due earlier already."""
+        self.redis.zadd(keys.SCHEDULE, {job_id: at}, lt=True)
+
+    # -- a cancel's settlement (jobs/accounts.py) -------------------------------------------------------
+    def settlement_pending(self, job_id: str) -> bool:
+        return self.redis.hget(keys.job(job_id), "settle") == b'"pending"'
+
+    def settle(self, job_id: str, kind: str) -> bool:
+        """End a pending cancel's hold (`accounts.CAPTURE` or `RELEASE`) and its schedule entry;
+        False when it was not pending (settled already, or never held anything)."""
+        return bool(self._settle(keys=[keys.job(job_id), keys.SCHEDULE], args=[kind]))
+
+    def claim_settlement(self, job_id: str, lease_seconds: float) -> bool:
+        """The right to ask the provider about a pending cancel, for one caller at a time; it lapses
+        after the lease, should its holder die."""
+        return bool(self.redis.set(keys.job(job_id) + ":settling", 1, nx=True, px=int(lease_seconds * 1000)))
+
+    def end_settlement_claim(self, job_id: str) -> None:
+        self.redis.delete(keys.job(job_id) + ":settling")
+
+    def count_cancel_attempt(self, job_id: str) -> int:
+        return int(self.redis.hincrby(keys.job(job_id), "cancel_attempts", 1))
 
     def claim_due(self, *, lease_seconds: float, limit: int) -> list[str]:
         now = time.time()

@@ -97,16 +97,20 @@ def scope(rt: Runtime, job: Job) -> str:
 
 def complete(rt: Runtime, job: Job, entry: cache.Entry, url: str) -> None:
     """processing -> completed with the stored result described by `entry` (main output at `url`),
-    caching it first and then handing it to the jobs that shared this one's work."""
+    then caching it and handing it to the jobs that shared this one's work.
+
+    The cache entry is written only by the winning transition, after it: a job that lost to a cancel
+    leaves none, so nobody gets for free a result that its own job was cancelled out of. An identical
+    job arriving in the one round trip between the two misses and makes its own (paid) call; one
+    that joined as a follower before completes from the entry (`release_followers`)."""
     output: dict[str, Any] = {"url": url, "media_type": entry.media_type}
     if entry.metadata is not None:
         output["metadata"] = entry.metadata
-    if job.cache_key and job.cache_mode != cache.NO_STORE:
-        # Before the transition: an identical job arriving from now on finds the result, not the leader.
-        rt.redis.set(keys.cache(scope(rt, job), job.cache_key), entry.encode(), ex=rt.settings.cache_ttl_seconds)
     info = {"hit": False, "key": cache.public_key(job.cache_key)} if job.cache_key else {"hit": False}
     won, _ = rt.store.transition(job.job_id, states.COMPLETED, allowed_from=(states.PROCESSING,), output=output,
                                  cache=info, output_sha=entry.sha)
+    if won and job.cache_key and job.cache_mode != cache.NO_STORE:
+        rt.redis.set(keys.cache(scope(rt, job), job.cache_key), entry.encode(), ex=rt.settings.cache_ttl_seconds)
     rt.store.unschedule(job.job_id)
     release_followers(rt, job, entry if won else None)
     log.info("job %s: %s", job.job_id, "completed" if won else "finished but lost the race (cancelled)")

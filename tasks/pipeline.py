@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from gengate.adapters import get_adapter
-from gengate.adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
+from gengate.adapters.base import CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
 from gengate.config import logs
-from gengate.jobs import cache, states
+from gengate.jobs import accounts, cache, states
 from gengate.jobs.record import MEDIA_PROVIDER, Job
 from gengate.jobs.sealing import SealError, job_token, unseal
 from gengate.storage.fetch import FetchError, Policy, UnsafeURL, open_url
@@ -68,7 +68,10 @@ def submit(rt: Runtime, job_id: str) -> None:
 def resume(rt: Runtime, job: Job) -> None:
     """Move a job on from wherever it stands; the sweeper calls this for every due job."""
     if job.terminal:
-        rt.store.unschedule(job.job_id)
+        if job.status == states.CANCELLED and rt.store.settlement_pending(job.job_id):
+            settle_cancel(rt, job)  # its cancel step was lost or is waiting: settle from here
+        else:
+            rt.store.unschedule(job.job_id)
     elif job.status == states.QUEUED:
         # The submit message is late or lost: send another (submit is idempotent), backing off.
         rt.store.set_fields(job.job_id, redrives=job.redrives + 1)
@@ -127,12 +130,15 @@ def _resend(rt: Runtime, job: Job) -> bool:
     if rt.store.patch_while(job.job_id, states.PROCESSING, submit_deadline=job.submit_deadline):  # not cancelled
         rt.store.schedule(job.job_id, job.submit_deadline)  # the backstop, should this send die too
         _send(rt, job, claimed=True)
+    else:
+        rt.store.settle(job.job_id, accounts.RELEASE)  # cancelled, and this claim means nothing was sent
     return True
 
 
 def _send(rt: Runtime, job: Job, *, claimed: bool = False) -> None:
     req = provider_request(job, rt.settings)
     adapter = get_adapter(job.provider)
+    sending = False
     try:
         key = provider_key(rt, job)
         crashpoint("submit.before_send")
@@ -140,10 +146,15 @@ def _send(rt: Runtime, job: Job, *, claimed: bool = False) -> None:
         # the outcome known, so the sweeper sends instead (`_resend`); after it, the outcome is unknown
         # until the handle is saved, and the job fails rather than risk a second, billed run.
         if not claimed and not rt.store.take_unsent(job.job_id):
-            return  # this step was so late that the sweeper already sent the job itself
+            return  # the sweeper already sent the job itself, or a cancel took the right to send
+        sending = True
         outcome = _submit_with_retries(rt, adapter, req, key, deadline=job.submit_deadline or time.time())
     except ProviderFailure as failure:
         ending.fail(rt, job, failure.message, code="provider_error", status=failure.status)
+        # Cancelled meanwhile: free if nothing was sent or the provider refused it with an HTTP error
+        # (the failures retried as not accepted); an answer lost on the way may have started a run.
+        unsent = not sending or failure.status is not None
+        rt.store.settle(job.job_id, accounts.RELEASE if unsent else accounts.CAPTURE)
         return
     if isinstance(outcome, Finished):
         finalize(rt, job.job_id, outcome)
@@ -162,7 +173,7 @@ def _send(rt: Runtime, job: Job, *, claimed: bool = False) -> None:
     current = rt.store.get(job.job_id)
     if current is None or current.status != states.PROCESSING:
         if current is not None and current.status == states.CANCELLED:
-            _provider_cancel(rt, current)
+            settle_cancel(rt, current, sender=True)
         rt.store.unschedule(job.job_id)
         return
     # First look at once: fast providers are often done already, which saves a sweep cycle.
@@ -248,6 +259,8 @@ def finalize(rt: Runtime, job_id: str, finished: Finished | None = None) -> None
     job = rt.store.get(job_id)
     if job is None or job.status != states.PROCESSING:
         if job is not None and job.terminal:
+            if job.status == states.CANCELLED:
+                rt.store.settle(job_id, accounts.CAPTURE)  # cancelled, but the provider finished the run
             rt.store.unschedule(job_id)
         return
     outputs = finished.outputs if finished else _decode_result(job.result)
@@ -311,19 +324,71 @@ def output_policy(settings: Any, provider: str) -> Policy:
 
 
 def cancel(rt: Runtime, job_id: str) -> None:
-    """After the API moved the job to `cancelled`: stop the provider's run, if it has one."""
+    """After the API moved the job to `cancelled`: stop the provider's run, if it has one, and settle
+    the job's price by the provider's answer."""
     job = rt.store.get(job_id)
-    if job is not None and job.status == states.CANCELLED and job.handle:
-        _provider_cancel(rt, job)
-    rt.store.unschedule(job_id)
+    if job is not None and job.status == states.CANCELLED:
+        settle_cancel(rt, job)
+    rt.store.unschedule(job_id)  # nothing while the settlement is pending: its entry re-drives it
 
 
-def _provider_cancel(rt: Runtime, job: Job) -> None:
+def settle_cancel(rt: Runtime, job: Job, *, sender: bool = False) -> None:
+    """Stop a cancelled job's provider run and, while its hold is pending (jobs/accounts.py: it was
+    cancelled while processing and the provider may have it), end the hold by the provider's answer:
+    confirmed stopped before the run started -> release; too late, unknown, or no answer after the
+    retries -> capture. A send whose outcome will never be known (no handle after its deadline) is
+    captured. Every caller may come here (the cancel step, the send step once it has the handle, the
+    sweeper); one at a time asks the provider, and the ledger settles once whatever they do.
+    `sender`: the send step, which has just saved the handle."""
+    if not rt.store.settlement_pending(job.job_id):
+        if job.handle:  # settled already, or nothing held (BYOK): the run still has to stop
+            _provider_cancel(rt, job)
+        return
+    lease = 2 * getattr(rt.settings, job.provider).timeout + 5
+    if not rt.store.claim_settlement(job.job_id, lease):
+        # Another step is asking; it may have read the job before the handle was saved: look again soon.
+        rt.store.schedule_soon(job.job_id, time.time() + 1)
+        return
+    try:
+        current = rt.store.get(job.job_id) if not sender else job
+        if current is None:
+            return
+        if not current.handle and current.submit_deadline is not None and time.time() < current.submit_deadline:
+            # A send is in flight: its step settles when its call returns; this entry is the backstop.
+            rt.store.schedule(job.job_id, current.submit_deadline)
+            current = rt.store.get(job.job_id)  # the handle may have been saved meanwhile
+            if current is None or not current.handle:
+                return
+        if not current.handle:
+            rt.store.settle(job.job_id, accounts.CAPTURE)
+            return
+        try:
+            verdict = _provider_cancel(rt, current, quiet=False)
+        except ProviderFailure as failure:
+            attempts = rt.store.count_cancel_attempt(job.job_id)
+            if failure.retryable and attempts <= rt.settings.provider_retries:
+                rt.store.schedule(job.job_id, time.time() + retry_delay(rt, attempts, failure.retry_after))
+                return
+            verdict = CancelVerdict.UNKNOWN
+        kind = accounts.RELEASE if verdict is CancelVerdict.CONFIRMED_BEFORE_START else accounts.CAPTURE
+        if rt.store.settle(job.job_id, kind):
+            log.info("job %s: cancel %s at %s: price %s", job.job_id, verdict.value, job.provider,
+                     "released" if kind == accounts.RELEASE else "captured")
+    finally:
+        rt.store.end_settlement_claim(job.job_id)
+
+
+def _provider_cancel(rt: Runtime, job: Job, *, quiet: bool = True) -> CancelVerdict:
+    """The provider's cancel of the job's run; `quiet`: a failure is logged, not raised."""
     try:
         adapter = get_adapter(job.provider)
-        step_metrics.provider_call(adapter.name, "cancel", adapter.cancel, job.handle or {}, provider_key(rt, job))
+        return step_metrics.provider_call(adapter.name, "cancel", adapter.cancel, job.handle or {},
+                                          provider_key(rt, job))
     except ProviderFailure as failure:
         log.warning("job %s: provider cancel failed: %s", job.job_id, failure.message)
+        if not quiet:
+            raise
+        return CancelVerdict.UNKNOWN
 
 
 def provider_key(rt: Runtime, job: Job) -> str:

@@ -1,7 +1,10 @@
 """A Hypothesis state machine over the money scripts and the job transitions, on the real Redis:
-admit (submit), admit again (a duplicated create), start, complete (by the provider or from the
-cache), fail, cancel, and every transition delivered twice. Whatever the order, the balance never
-goes below zero, no job is captured twice, and failed, cancelled, BYOK and cache-hit jobs cost 0."""
+admit (submit), admit again (a duplicated create), start, send to the provider, complete (by the
+provider or from the cache), fail, cancel, the provider's answer to a cancel (settled, possibly
+twice and both ways), and every transition delivered twice. Whatever the order, the balance never
+goes below zero, every job's hold ends at most once (captured or released), failed, BYOK and
+cache-hit jobs cost 0, and a cancelled job costs its price exactly when it was sent to the provider
+and the provider did not confirm stopping it before it started."""
 
 from __future__ import annotations
 
@@ -36,6 +39,8 @@ def _machine(rds: redis.Redis):
             self.price: dict[str, int] = {}
             self.byok: set[str] = set()
             self.hit: set[str] = set()
+            self.sent: set[str] = set()  # the send step took the `unsent` mark: the provider may have it
+            self.too_late: set[str] = set()  # the provider's first answer to the cancel was "too late"
 
         def _admit(self, job_id: str, price: int) -> bool:
             k, a = accounts.admit_args(self.account, job_id, price, SETTINGS)
@@ -61,7 +66,19 @@ def _machine(rds: redis.Redis):
 
         @rule(job_id=jobs)
         def start(self, job_id: str) -> None:
-            self.store.transition(job_id, states.PROCESSING)
+            self.store.transition(job_id, states.PROCESSING, unsent=True)
+
+        @rule(job_id=jobs)
+        def send(self, job_id: str) -> None:
+            if self.store.take_unsent(job_id):
+                self.sent.add(job_id)
+
+        @rule(job_id=jobs, confirmed=st.booleans(), twice=st.booleans())
+        def provider_answers_cancel(self, job_id: str, confirmed: bool, twice: bool) -> None:
+            for answer in ([confirmed, not confirmed] if twice else [confirmed]):
+                kind = accounts.RELEASE if answer else accounts.CAPTURE
+                if self.store.settle(job_id, kind) and not answer:
+                    self.too_late.add(job_id)
 
         @rule(job_id=jobs, from_cache=st.booleans(), twice=st.booleans())
         def complete(self, job_id: str, from_cache: bool, twice: bool) -> None:
@@ -95,16 +112,24 @@ def _machine(rds: redis.Redis):
                 status = rds.hget(keys.job(job_id), "status")
                 if status and status.decode().strip('"') in (states.QUEUED, states.PROCESSING):
                     live += price
+                elif self.store.settlement_pending(job_id):  # cancelled: waiting for the provider's word
+                    assert status.decode().strip('"') == states.CANCELLED and job_id in self.sent
+                    live += price
             assert holds == live
 
         @invariant()
         def at_most_one_capture_and_only_where_due(self) -> None:
+            ended = [e["job"] for e in self._ledger() if e["kind"] in ("capture", "release")]
+            assert len(ended) == len(set(ended)), "a hold ended twice"
             captured = [e["job"] for e in self._ledger() if e["kind"] == "capture"]
-            assert len(captured) == len(set(captured))
             for job_id in captured:
                 status = rds.hget(keys.job(job_id), "status").decode().strip('"')
-                assert status == states.COMPLETED
+                assert status in (states.COMPLETED, states.CANCELLED)
                 assert job_id not in self.byok and job_id not in self.hit
+                if status == states.CANCELLED:
+                    assert job_id in self.sent and job_id in self.too_late
+            for job_id in self.too_late:
+                assert job_id in captured
 
     return Billing
 

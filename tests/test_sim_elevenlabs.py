@@ -19,7 +19,7 @@ import pytest
 from elevenlabs.client import ElevenLabs
 from elevenlabs.core.api_error import ApiError
 
-from gengate.adapters.base import Finished, ProviderFailure, ProviderRequest
+from gengate.adapters.base import CancelVerdict, Finished, ProviderFailure, ProviderRequest
 from gengate.adapters.elevenlabs import VOICE_NAMES, VOICES, ElevenLabsAdapter, create
 from gengate.config import catalog, schemas
 from gengate.config.settings import ProviderSettings
@@ -293,7 +293,7 @@ def test_poll_and_cancel_are_not_needed(adapter: ElevenLabsAdapter) -> None:
     with pytest.raises(ProviderFailure) as caught:
         adapter.poll({}, KEY)
     assert not caught.value.retryable
-    assert adapter.cancel({}, KEY) is None
+    assert adapter.cancel({}, KEY) is CancelVerdict.TOO_LATE  # a call that was made is billed
 
 
 # -- validation against ElevenLabs' published schemas -----------------------------------------

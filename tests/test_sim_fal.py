@@ -25,7 +25,9 @@ import pytest
 from fal_client.client import Completed, FalClientHTTPError, InProgress, Queued, SyncRequestHandle
 from PIL import Image
 
-from gengate.adapters.fal import outputs_from_result
+from gengate.adapters.base import CancelVerdict
+from gengate.adapters.fal import FalAdapter, outputs_from_result
+from gengate.config.settings import ProviderSettings
 from gengate.config.schemas import endpoints, published
 from gengate.sim import media
 from gengate.sim.fal import FalRequest, FalSimulator
@@ -185,6 +187,28 @@ def test_cancel_after_completion_is_400(client: fal_client.SyncClient, control: 
     with pytest.raises(FalClientHTTPError) as missing:
         client.cancel(IMAGE_APP, "no-such-request")
     assert missing.value.status_code == 404
+
+
+def test_adapter_cancel_says_whether_a_runner_had_it(client: fal_client.SyncClient, provider_base: str) -> None:
+    """Fal answers 202 to a cancel both in the queue and in progress: the adapter's verdict comes from
+    the status after it (queued and never run: confirmed; a runner's time or logs: too late)."""
+    adapter = FalAdapter(ProviderSettings(base_url=provider_base, timeout=5.0, connect_timeout=2.0))
+
+    def handle_of(h: SyncRequestHandle) -> dict[str, str]:
+        return {"request_id": h.request_id, "response_url": h.response_url, "status_url": h.status_url,
+                "cancel_url": h.cancel_url}
+
+    queued = handle_of(client.submit(IMAGE_APP, {"prompt": "q", "sim": {"queue_time": 30}}))
+    assert adapter.cancel(queued, "test") is CancelVerdict.CONFIRMED_BEFORE_START
+    assert adapter.cancel(queued, "test") is CancelVerdict.CONFIRMED_BEFORE_START  # asked again (400), the same
+    running = handle_of(client.submit(IMAGE_APP, {"prompt": "r", "sim": {"latency": 30}}))
+    time.sleep(0.05)
+    assert adapter.cancel(running, "test") is CancelVerdict.TOO_LATE
+    done = client.submit(IMAGE_APP, {"prompt": "d"})
+    done.get()
+    assert adapter.cancel(handle_of(done), "test") is CancelVerdict.TOO_LATE
+    gone = {k: v.replace(queued["request_id"], "no-such-request") for k, v in queued.items()}
+    assert adapter.cancel(gone, "test") is CancelVerdict.UNKNOWN
 
 
 # -- errors ---------------------------------------------------------------------

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from gengate.adapters.base import Failed, Finished, ProviderFailure, ProviderRequest, Running, Submitted
+from gengate.adapters.base import CancelVerdict, Failed, Finished, ProviderFailure, ProviderRequest, Running, Submitted
 from gengate.adapters.higgsfield import HiggsfieldAdapter, create
 from gengate.config.settings import ProviderSettings
 
@@ -204,14 +204,15 @@ def test_status_error_is_retryable_poll_failure(adapter: HiggsfieldAdapter, cont
 def test_cancel_while_queued_and_after_start(adapter: HiggsfieldAdapter, control: httpx.Client) -> None:
     queued = adapter.submit(request("queued", {"queue_time": 30}), KEY).handle
     assert isinstance(adapter.poll(queued, KEY), Running)
-    adapter.cancel(queued, KEY)
+    assert adapter.cancel(queued, KEY) is CancelVerdict.CONFIRMED_BEFORE_START
     cancelled = record(control, "queued")
     assert cancelled["cancelled"] is True and cancelled["cancel_calls"] == 1
     outcome = adapter.poll(queued, KEY)
     assert isinstance(outcome, Failed) and outcome.error_type == "cancelled"
+    assert adapter.cancel(queued, KEY) is CancelVerdict.CONFIRMED_BEFORE_START  # asked again, the same
 
     running = adapter.submit(request("running", {"latency": 30}), KEY).handle
-    adapter.cancel(running, KEY)  # a 400 "already started" is not an error for the gateway
+    assert adapter.cancel(running, KEY) is CancelVerdict.TOO_LATE  # a 400 "already started": billed, not an error
     started = record(control, "running")
     assert started["cancelled"] is False and started["cancel_calls"] == 1 and started["status"] == "in_progress"
     assert control.get("/_sim/stats").json()["cancels"] == 1

@@ -15,7 +15,7 @@ import av
 import httpx
 import pytest
 
-from gengate.adapters.base import Failed, Finished, ProviderFailure, ProviderRequest, Running, Submitted
+from gengate.adapters.base import CancelVerdict, Failed, Finished, ProviderFailure, ProviderRequest, Running, Submitted
 from gengate.adapters.piapi import PiapiAdapter, create
 from gengate.config.settings import ProviderSettings
 
@@ -220,7 +220,7 @@ def test_status_error_is_retryable_poll_failure(adapter: PiapiAdapter, control: 
 
 def test_cancel_is_recorded_but_seedance_runs_on(adapter: PiapiAdapter, control: httpx.Client) -> None:
     handle = adapter.submit(request("cancel", {"queue_time": 0.2}), KEY).handle
-    adapter.cancel(handle, KEY)  # PiAPI refuses (400): not an error for the gateway
+    assert adapter.cancel(handle, KEY) is CancelVerdict.TOO_LATE  # PiAPI refuses (400): billed, not an error
     sent = record(control, "cancel")
     assert sent["cancel_calls"] == 1 and sent["cancelled"] is False
     assert control.get("/_sim/stats").json()["cancels"] == 0

@@ -23,7 +23,7 @@ from replicate.exceptions import ReplicateError
 from replicate.helpers import FileOutput
 from replicate.webhook import Webhooks
 
-from gengate.adapters.base import Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
+from gengate.adapters.base import CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
 from gengate.adapters.replicate import _target, build_input, create, media_type_of, outputs_from_output
 from gengate.config import schemas
 from gengate.config.settings import ProviderSettings
@@ -239,6 +239,19 @@ def test_cancel_through_sdk(client: replicate.Client, control: httpx.Client) -> 
     assert prediction.status == "canceled" and prediction.completed_at and prediction.output is None
     [record] = records(control)
     assert record["cancelled"] and record["cancel_calls"] == 1 and stats(control)["cancels"] == 1
+
+
+def test_adapter_cancel_says_whether_the_prediction_started(adapter: Any, control: httpx.Client) -> None:
+    starting = adapter.submit(remover_request("c-starting", {"sim": {"queue_time": 30}}), KEY).handle
+    assert adapter.cancel(starting, KEY) is CancelVerdict.CONFIRMED_BEFORE_START
+    assert adapter.cancel(starting, KEY) is CancelVerdict.CONFIRMED_BEFORE_START  # asked again, the same
+    running = adapter.submit(remover_request("c-running", {"sim": {"latency": 30}}), KEY).handle
+    time.sleep(0.05)
+    assert adapter.cancel(running, KEY) is CancelVerdict.TOO_LATE  # canceled, but it had started: billed
+    done = adapter.submit(remover_request("c-done"), KEY).handle
+    assert isinstance(poll_until_done(adapter, done), Finished)
+    assert adapter.cancel(done, KEY) is CancelVerdict.TOO_LATE
+    assert adapter.cancel({**done, "id": "no-such-prediction"}, KEY) is CancelVerdict.UNKNOWN
 
 
 def test_stream_and_signed_webhooks(client: replicate.Client, control: httpx.Client) -> None:
