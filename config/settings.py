@@ -7,9 +7,11 @@ processes through the environment, never by editing a settings object in place.
 
 from __future__ import annotations
 
+import ssl
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,6 +26,11 @@ class ProviderSettings(BaseModel):
     base_url: str | None = Field(default=None, description="Override the provider's API base URL (simulators, proxies).")
     connect_timeout: float = Field(default=5.0, description="Seconds to open a connection to the provider.")
     timeout: float = Field(default=30.0, description="Seconds one provider HTTP call may take.")
+    clients_max: int = Field(
+        default=64, ge=1, description="Most SDK clients (one per key: the pooled key and users' own) a worker "
+        "keeps for this provider; the least recently used is dropped past it.")
+    client_idle_seconds: float = Field(
+        default=300.0, gt=0, description="A client unused this long is dropped, and with it a user's plain key.")
 
 
 class Settings(BaseSettings):
@@ -34,10 +41,27 @@ class Settings(BaseSettings):
         description="Redis for job state and the Celery broker. Unset: the private Redis that `gengate up` "
         "started under the data dir, else redis://127.0.0.1:6379/0.",
     )
+    redis_username: str | None = Field(
+        default=None, description="Redis ACL user, when `GENGATE_REDIS_URL` names none (hosted Redis, `--aclfile`).")
+    redis_password: SecretStr | None = Field(
+        default=None, description="Redis password (`requirepass`, or the ACL user's), when the URL carries none: "
+        "keeps the secret out of the URL that logs and process lists may show.")
+    redis_tls_ca_file: Path | None = Field(
+        default=None, description="With a `rediss://` URL: the CA bundle that signed the server's certificate "
+        "(default: the system's CAs).")
+    redis_tls_cert_file: Path | None = Field(
+        default=None, description="With a `rediss://` URL: a client certificate, for servers that ask for one.")
+    redis_tls_key_file: Path | None = Field(default=None, description="The client certificate's private key.")
+    redis_tls_verify: bool = Field(
+        default=True, description="With a `rediss://` URL: check the server's certificate and host name. Turn off "
+        "only for a self-signed server on a private network.")
     data_dir: Path = Field(default=Path(".gengate"), description="Local state: private Redis, storage, run files.")
     api_host: str = Field(default="127.0.0.1", description="Address `gengate api` and `gengate up` listen on.")
     api_port: int = Field(default=8000, description="Port of the API.")
     api_workers: int = Field(default=1, ge=1, description="API processes `gengate api` runs (uvicorn `--workers`).")
+    api_redis_connections: int = Field(
+        default=512, ge=4, description="Redis connections each API process may open for ordinary requests (SSE "
+        "streams have their own, `GENGATE_SSE_MAX_STREAMS_PER_PROCESS`); a request finding none free gets a 503.")
     public_url: str | None = Field(default=None, description="Base of output URLs; default http://127.0.0.1:<api_port>.")
     storage_dir: Path | None = Field(default=None, description="Local storage root; default <data_dir>/storage.")
 
@@ -68,6 +92,12 @@ class Settings(BaseSettings):
     sweep_batch: int = Field(default=200, description="Most due polls one sweep enqueues.")
     sse_keepalive_seconds: float = Field(default=15.0, description="Seconds between keepalive comments on an SSE stream.")
     sse_max_seconds: float = Field(default=600.0, description="An SSE stream closes after this long; clients reconnect.")
+    sse_max_streams_per_account: int = Field(
+        default=20, ge=1, description="Most SSE streams one account may have open at once, over all API processes "
+        "(429 past it).")
+    sse_max_streams_per_process: int = Field(
+        default=256, ge=1, description="Most SSE streams one API process serves at once (429 past it); they read "
+        "Redis through a pool of this size, apart from the pool that serves every other request.")
     worker_concurrency: int = Field(default=16, description="Threads per worker process (steps are I/O-bound).")
     sweeper_threads: int = Field(
         default=64, ge=1,
@@ -83,6 +113,21 @@ class Settings(BaseSettings):
         "has its own cache, so no tenant can learn what another one generated.",
     )
     upload_max_bytes: int = Field(default=50 * 1024 * 1024, description="Largest file `POST /v1/files` accepts.")
+    upload_ttl_seconds: int = Field(
+        default=30 * 24 * 3600, ge=1, description="How long an uploaded file is kept; then it is deleted (its URL "
+        "answers 404) and its bytes leave the account's storage quota. Outputs live as long as their job "
+        "(`GENGATE_JOB_TTL_SECONDS`).")
+    storage_min_free_bytes: int = Field(
+        default=1024**3, ge=0, description="Free disk space the storage keeps: an upload or output that would leave "
+        "less is refused (503 for uploads; the job fails) instead of filling the disk.")
+    retention_interval_seconds: float = Field(
+        default=600.0, gt=0, description="How often a worker deletes expired uploads and outputs and the stored "
+        "bytes no name points to any more (one worker at a time).")
+    probe_max_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1, description="Largest file `POST /v1/ffmpeg/probe` fetches from a URL.")
+    probe_threads: int = Field(
+        default=4, ge=1, description="Probes one API process runs at once, in threads of their own (not the pool "
+        "that URL checks use); up to as many more wait, and further ones get a 429.")
     max_request_bytes: int = Field(
         default=1024 * 1024, description="Largest request body of any other endpoint (JSON): larger ones are "
         "refused with 413 before they are read.")
@@ -108,8 +153,28 @@ class Settings(BaseSettings):
     media_cpu_seconds: int = Field(default=240, description="CPU seconds one FFmpeg run may use (all its threads).")
     media_max_output_bytes: int = Field(default=2 * 1024**3, description="Largest file one FFmpeg run may write.")
     media_max_memory_bytes: int = Field(default=4 * 1024**3, description="Address-space cap of one FFmpeg run.")
-    media_max_files: int = Field(default=64, description="Most files one media job may write.")
+    media_max_files: int = Field(
+        default=64, description="Most files one FFmpeg run may create in its job's directory, watched while it runs "
+        "(a custom command's run: only its declared outputs).")
     media_max_segments: int = Field(default=200, description="Most segments `POST /v1/ffmpeg/slice` may cut.")
+    media_max_job_bytes: int = Field(
+        default=2 * 1024**3, ge=1,
+        description="Most bytes one media job may hold on disk at once in its working directory (inputs, outputs, "
+        "scratch), watched while FFmpeg runs: past it FFmpeg is killed and the job fails. A job starts only when "
+        "its working directory's file system has this much free.")
+    media_max_outputs: int = Field(
+        default=8, ge=1, description="Most output files one custom FFmpeg command (`POST /v1/ffmpeg`) may declare.")
+    media_max_inputs: int = Field(default=4, ge=1, description="Most input files one media job may name.")
+    media_max_input_bytes: int = Field(
+        default=1024**3, ge=1, description="Most bytes of all the input files of one media job together.")
+    media_user: str = Field(
+        default="nobody",
+        description="The user FFmpeg runs as when the worker may switch users (root with CAP_SETUID, CAP_SETGID, "
+        "CAP_CHOWN and CAP_DAC_OVERRIDE); empty: never switch. A worker that may not switch runs FFmpeg as itself, "
+        "still without network, environment or access to other processes (README, Media processing).")
+    media_work_dir: Path | None = Field(
+        default=None, description="Where media jobs get their private working directories; default the system's "
+        "temporary directory. Its parents must be traversable by GENGATE_MEDIA_USER.")
 
     plan_free_requests_per_minute: int = Field(default=10, description="Job-creating requests a minute, free plan.")
     plan_free_concurrent_jobs: int = Field(default=2, description="Jobs queued or processing at once, free plan.")
@@ -119,6 +184,10 @@ class Settings(BaseSettings):
         default=1000, description="Enterprise default; `gengate accounts limits` sets an account's own.")
     plan_enterprise_concurrent_jobs: int = Field(
         default=100, description="Enterprise default; `gengate accounts limits` sets an account's own.")
+    plan_free_storage_bytes: int = Field(
+        default=1024**3, ge=0, description="Bytes of uploaded files an account may keep, free plan (0 = unlimited).")
+    plan_pro_storage_bytes: int = Field(default=20 * 1024**3, ge=0, description="The same, pro plan.")
+    plan_enterprise_storage_bytes: int = Field(default=200 * 1024**3, ge=0, description="The same, enterprise plan.")
     dev_credit_cents: int = Field(
         default=10_000_000, description="Credit given to the account of the key `gengate up` prints (dev plan).")
     media_price_cents: int = Field(default=1, description="Price of one media (FFmpeg) job, in cents.")
@@ -197,6 +266,42 @@ class Settings(BaseSettings):
         if recorded.is_file():
             return recorded.read_text().strip()
         return "redis://127.0.0.1:6379/0"
+
+    def redis_options(self) -> dict[str, Any]:
+        """Keyword arguments for every redis-py client of ours, beside `resolved_redis_url()`: the
+        credentials (a URL's own win, as redis-py merges them over these) and, for `rediss://`, TLS."""
+        options: dict[str, Any] = {}
+        if self.redis_username:
+            options["username"] = self.redis_username
+        if self.redis_password is not None:
+            options["password"] = self.redis_password.get_secret_value()
+        if self.resolved_redis_url().startswith("rediss://"):
+            options.update(ssl_cert_reqs="required" if self.redis_tls_verify else "none",
+                           ssl_check_hostname=self.redis_tls_verify, **self._tls_files())
+        return options
+
+    def broker_url(self) -> str:
+        """The Celery broker URL: the Redis URL, with the credentials of the settings written in when it
+        has none (kombu reads them from the URL only)."""
+        url = self.resolved_redis_url()
+        parts = urlsplit(url)
+        if parts.username or parts.password or (self.redis_username is None and self.redis_password is None):
+            return url
+        user = quote(self.redis_username or "", safe="")
+        password = quote(self.redis_password.get_secret_value(), safe="") if self.redis_password else ""
+        auth = f"{user}:{password}@" if password else f"{user}@"
+        return urlunsplit(parts._replace(netloc=auth + parts.netloc))
+
+    def broker_ssl(self) -> dict[str, Any] | None:
+        """Celery's `broker_use_ssl` for a `rediss://` broker (None otherwise)."""
+        if not self.resolved_redis_url().startswith("rediss://"):
+            return None
+        return {"ssl_cert_reqs": ssl.CERT_REQUIRED if self.redis_tls_verify else ssl.CERT_NONE, **self._tls_files()}
+
+    def _tls_files(self) -> dict[str, str]:
+        files = {"ssl_ca_certs": self.redis_tls_ca_file, "ssl_certfile": self.redis_tls_cert_file,
+                 "ssl_keyfile": self.redis_tls_key_file}
+        return {key: str(path) for key, path in files.items() if path is not None}
 
 
 @lru_cache(maxsize=1)

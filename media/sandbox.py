@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 MAX_COMMAND_CHARS = 8_000
 MAX_TOKENS = 400
+MAX_OUTPUTS = 8  # the default of GENGATE_MEDIA_MAX_OUTPUTS; callers pass the setting
 
 
 class UnsafeCommand(ValueError):
@@ -151,7 +152,7 @@ _FILTER_KEY = re.compile(
 
 
 def plan_command(command: str, inputs: dict[str, str], outputs: dict[str, str], *,
-                 max_outputs: int = 10) -> Plan:
+                 max_outputs: int = MAX_OUTPUTS) -> Plan:
     """Check `command` and build ffmpeg's arguments; UnsafeCommand saying why when refused.
 
     `inputs` maps "in_N" to the local file prepared for it, `outputs` maps "out_N" to the local

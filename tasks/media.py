@@ -6,12 +6,16 @@ place) into a private directory and hashed on the way, the cache decides (hit / 
 job goes queued -> processing, FFmpeg runs under `media.run`'s limits while a cancel is watched for,
 and the outputs are stored content-addressed and the job completed with them. Nothing here holds a
 job past the time limit: a runaway command is killed and the job fails with a clear error.
+
+A job's disk use is bounded: it starts only when its directory's file system has the job's byte
+cap free, its inputs are bounded in number and in bytes together, and everything in its directory
+(inputs, outputs) counts toward the cap `media.run` watches while FFmpeg runs.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,9 +24,10 @@ from typing import Any
 from gengate.jobs import cache, states
 from gengate.jobs.record import Job
 from gengate.media import ops
-from gengate.media.run import Limits, MediaCancelled, MediaFailed, MediaToolMissing, job_dir, probe, run_ffmpeg
+from gengate.media.run import (Limits, MediaCancelled, MediaFailed, MediaNoSpace, MediaToolMissing, check_free_space,
+                               job_dir, probe, run_ffmpeg)
 from gengate.media.sandbox import UnsafeCommand, plan_command
-from gengate.storage.fetch import FetchError, UnsafeURL, fetch_hash
+from gengate.storage.fetch import FetchError, TooLarge, UnsafeURL, fetch_hash
 from gengate.storage.local import StoredFile, extension_for, media_type_for
 from gengate.tasks import ending
 from gengate.tasks.runtime import Runtime
@@ -35,20 +40,27 @@ class _Input:
         self.path, self.sha, self.ext = path, sha, ext
 
 
-def limits(rt: Runtime, deadline: float) -> Limits:
+def limits(rt: Runtime, deadline: float, max_files: int | None = None) -> Limits:
     s = rt.settings
     return Limits(seconds=max(deadline - time.time(), 0.5), cpu_seconds=s.media_cpu_seconds,
                   max_output_bytes=s.media_max_output_bytes, max_memory_bytes=s.media_max_memory_bytes,
-                  max_files=s.media_max_files)
+                  max_files=s.media_max_files if max_files is None else max_files,
+                  max_job_bytes=s.media_max_job_bytes, user=s.media_user)
 
 
 def run(rt: Runtime, job: Job) -> None:
     """The submit step of a queued media job (tasks/pipeline.py hands it here; a job past this step
     is moved on by the pipeline's `resume` like any other)."""
-    with job_dir() as workdir:
+    with job_dir(rt.settings.media_work_dir) as workdir:
+        try:
+            check_free_space(workdir, rt.settings.media_max_job_bytes)  # before a byte is fetched
+        except MediaNoSpace as exc:
+            log.warning("job %s: %s", job.job_id, exc)
+            ending.fail_input(rt, job, str(exc), error="ProcessingError", code="worker_disk_full")
+            return
         try:
             inputs = _fetch_inputs(rt, job, workdir)
-        except (UnsafeURL, FetchError) as exc:
+        except (UnsafeURL, FetchError, _TooManyInputs) as exc:
             ending.fail_input(rt, job, str(exc))
             return
         if ending.settled_by_cache(rt, job, [i.sha for i in inputs.values()]):
@@ -68,6 +80,10 @@ def run(rt: Runtime, job: Job) -> None:
         except (UnsafeCommand, ValueError) as exc:
             ending.fail_input(rt, job, str(exc))
             return
+        except MediaNoSpace as exc:
+            log.warning("job %s: %s", job.job_id, exc)
+            ending.fail_input(rt, job, str(exc), error="ProcessingError", code="worker_disk_full")
+            return
         except (MediaFailed, MediaToolMissing) as exc:
             ending.fail_input(rt, job, str(exc), error="ProcessingError", code="ffmpeg_failed")
             return
@@ -76,17 +92,33 @@ def run(rt: Runtime, job: Job) -> None:
 
 # -- inputs ------------------------------------------------------------------------------------------
 
+class _TooManyInputs(ValueError):
+    """The job names more input files than a media job may have."""
+
+
 def _fetch_inputs(rt: Runtime, job: Job, workdir: Path) -> dict[str, _Input]:
-    """Each input as a local file with its content hash: ours linked from storage (never
-    re-downloaded), others fetched through the safe fetcher, hashed while written."""
+    """Each input as a local file with its content hash: ours copied from storage (never
+    re-downloaded), others fetched through the safe fetcher, hashed while written. At most
+    GENGATE_MEDIA_MAX_INPUTS of them, GENGATE_MEDIA_MAX_INPUT_BYTES together."""
+    named = cache.named_inputs(job.input)
+    s = rt.settings
+    if len(named) > s.media_max_inputs:
+        raise _TooManyInputs(f"{len(named)} input files; a media job may have at most {s.media_max_inputs}")
     got: dict[str, _Input] = {}
-    for field, url in cache.named_inputs(job.input):
+    budget = s.media_max_input_bytes
+    for field, url in named:
         name = field.rsplit(".", 1)[-1] if field.startswith("input_files.") else "input"
-        got[name] = _own_input(rt, url, workdir, name) or _download(rt, url, workdir, name)
+        got[name] = _own_input(rt, url, workdir, name, budget) or _download(rt, url, workdir, name, budget)
+        budget -= got[name].path.stat().st_size
     return got
 
 
-def _own_input(rt: Runtime, url: str, workdir: Path, name: str) -> _Input | None:
+def _over_budget(url: str, budget: int, rt: Runtime) -> FetchError:
+    return TooLarge(f"{url}: the input files of one media job may hold {rt.settings.media_max_input_bytes} bytes "
+                    f"together; {max(budget, 0)} were left for this one")
+
+
+def _own_input(rt: Runtime, url: str, workdir: Path, name: str, budget: int) -> _Input | None:
     own = cache.own_name(url, rt.settings.base_public_url)
     if own is None:
         return None
@@ -95,16 +127,26 @@ def _own_input(rt: Runtime, url: str, workdir: Path, name: str) -> _Input | None
     blob = rt.storage.blob_path(sha) if sha else None
     if blob is None or not blob.is_file():
         raise FetchError(f"{url} is not a file of this gateway (unknown or expired)")
+    if blob.stat().st_size > budget:
+        raise _over_budget(url, budget, rt)
     ext = own[1].rsplit(".", 1)[-1].lower()
     path = workdir / f"{name}.{ext}"
-    os.symlink(blob, path)
+    # A copy, never a link: FFmpeg may write to what it reads (it is not trusted), and a stored
+    # file is shared by every job and cache entry that names it.
+    shutil.copyfile(blob, path)
     return _Input(path, sha, ext)
 
 
-def _download(rt: Runtime, url: str, workdir: Path, name: str) -> _Input:
+def _download(rt: Runtime, url: str, workdir: Path, name: str, budget: int) -> _Input:
     part = workdir / f"{name}.part"
+    limit = min(rt.settings.fetch_max_bytes, max(budget, 0))
     with open(part, "wb") as f:
-        fetched = fetch_hash(url, into=f)
+        try:
+            fetched = fetch_hash(url, into=f, max_bytes=limit)
+        except TooLarge:
+            if limit < rt.settings.fetch_max_bytes:
+                raise _over_budget(url, budget, rt) from None
+            raise
     ext = _ext_from(url, fetched.media_type or "")
     path = workdir / f"{name}.{ext}"
     part.rename(path)
@@ -137,7 +179,7 @@ def _ffmpeg(rt: Runtime, job: Job, args: list[str], workdir: Path, deadline: flo
 
 def _trim(rt: Runtime, job: Job, inputs: dict[str, _Input], workdir: Path, deadline: float) -> Made:
     src = inputs["input"]
-    info = probe(src.path, limits=limits(rt, deadline))
+    info = probe(src.path, limits=limits(rt, deadline), workdir=workdir)
     p = job.input
     start = float(p.get("start") or 0.0)
     total = ops.summarize(info)["duration"]
@@ -149,12 +191,12 @@ def _trim(rt: Runtime, job: Job, inputs: dict[str, _Input], workdir: Path, deadl
     out.parent.mkdir()
     _ffmpeg(rt, job, ops.trim_args(str(src.path), str(out), start=start, duration=duration,
                                    precise=bool(p.get("precise")), video=ops.has_video(info)), workdir, deadline)
-    return [("", out)], _describe(rt, out, deadline)
+    return [("", out)], _describe(rt, out, workdir, deadline)
 
 
 def _resize(rt: Runtime, job: Job, inputs: dict[str, _Input], workdir: Path, deadline: float) -> Made:
     src = inputs["input"]
-    info = probe(src.path, limits=limits(rt, deadline))
+    info = probe(src.path, limits=limits(rt, deadline), workdir=workdir)
     p = job.input
     video = ops.has_video(info) and ops.output_ext(info, src.ext) == "mp4"
     if not ops.has_video(info):
@@ -165,12 +207,12 @@ def _resize(rt: Runtime, job: Job, inputs: dict[str, _Input], workdir: Path, dea
     out.parent.mkdir()
     _ffmpeg(rt, job, ops.resize_args(str(src.path), str(out), width=p["width"], height=p["height"], fit=p["fit"],
                                      video=video), workdir, deadline)
-    return [("", out)], _describe(rt, out, deadline)
+    return [("", out)], _describe(rt, out, workdir, deadline)
 
 
 def _slice(rt: Runtime, job: Job, inputs: dict[str, _Input], workdir: Path, deadline: float) -> Made:
     src = inputs["input"]
-    info = probe(src.path, limits=limits(rt, deadline))
+    info = probe(src.path, limits=limits(rt, deadline), workdir=workdir)
     if not ops.has_video(info):
         raise ValueError("slice needs a video")
     p = job.input
@@ -204,8 +246,10 @@ def _command(rt: Runtime, job: Job, inputs: dict[str, _Input], workdir: Path, de
     outdir.mkdir()
     outputs = {k: str(outdir / f"{k}_{names[k]}") for k in names}
     plan = plan_command(job.input["command"], {k: str(v.path) for k, v in inputs.items()}, outputs,
-                        max_outputs=rt.settings.media_max_files)
-    run_ffmpeg(plan.args, workdir=workdir, limits=limits(rt, deadline), cancelled=_watch(rt, job))
+                        max_outputs=rt.settings.media_max_outputs)
+    # The run may create the declared outputs and nothing else.
+    run_ffmpeg(plan.args, workdir=workdir, limits=limits(rt, deadline, max_files=len(outputs)),
+               cancelled=_watch(rt, job))
     made, listing = [], []
     for i, key in enumerate(sorted(names, key=cache.placeholder_order)):
         path = Path(outputs[key])
@@ -219,8 +263,8 @@ def _command(rt: Runtime, job: Job, inputs: dict[str, _Input], workdir: Path, de
 _OPERATIONS: dict[str, Callable[..., Made]] = {"trim": _trim, "resize": _resize, "slice": _slice, "command": _command}
 
 
-def _describe(rt: Runtime, path: Path, deadline: float) -> dict[str, Any]:
-    return ops.summarize(probe(path, limits=limits(rt, deadline)), path.stat().st_size)
+def _describe(rt: Runtime, path: Path, workdir: Path, deadline: float) -> dict[str, Any]:
+    return ops.summarize(probe(path, limits=limits(rt, deadline), workdir=workdir), path.stat().st_size)
 
 
 # -- outputs -----------------------------------------------------------------------------------------

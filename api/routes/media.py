@@ -139,13 +139,21 @@ async def run_command(request: Request, body: CommandRequest, store: StoreDep, s
     accepted: no shell, no paths or protocols, no filters that read or write files."""
     inputs = _named(body.input_files, "in", "input_files")
     outputs = _named(body.output_files, "out", "output_files")
+    # Bounded before any job exists: each output is a file on the worker's disk and in storage,
+    # each input a download. (The inputs' bytes together are bounded by the worker, which sees them.)
+    if len(inputs) > settings.media_max_inputs:
+        raise ValidationError(f"input_files: {len(inputs)} files; at most {settings.media_max_inputs} are allowed",
+                              field="input_files")
+    if len(outputs) > settings.media_max_outputs:
+        raise ValidationError(f"output_files: {len(outputs)} files; at most {settings.media_max_outputs} are "
+                              "allowed", field="output_files")
     for key, name in outputs.items():
         if not _OUTPUT_NAME.match(name) or ".." in name:
             raise ValidationError(f"output_files.{key}: '{name}' is not an allowed file name (letters, digits, "
                                   "_ . -, and a media extension such as .mp4, .mp3, .png)", field="output_files")
     try:
         plan_command(body.command, {k: f"/job/{k}.bin" for k in inputs}, {k: f"/job/out/{v}" for k, v in outputs.items()},
-                     max_outputs=settings.media_max_files)
+                     max_outputs=settings.media_max_outputs)
     except UnsafeCommand as exc:
         raise ValidationError(f"command refused: {exc}", field="command") from None
     params = {"command": body.command, "input_files": inputs, "output_files": outputs}
