@@ -6,25 +6,40 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import ORJSONResponse
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
-from gengate.api import errors, limits, metrics, openapi
+from gengate.api import errors, limits, metrics, openapi, probes, streams
 from gengate.api.routes import account, files, generation, jobs, media, outputs, provider_webhooks, reference
 from gengate.config import logs
 from gengate.config.settings import get_settings
+from gengate.jobs.uploads import UploadScripts
 from gengate.jobs.store import AsyncJobStore
+
+# Seconds a request waits for a free Redis connection before its 503.
+POOL_WAIT_SECONDS = 5.0
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     settings = get_settings()
-    redis = Redis.from_url(settings.resolved_redis_url(), max_connections=512, health_check_interval=30)
+    # A burst of requests past the pool's size waits a moment for a connection instead of failing.
+    pool = BlockingConnectionPool.from_url(settings.resolved_redis_url(), max_connections=settings.api_redis_connections,
+                                           timeout=POOL_WAIT_SECONDS, health_check_interval=30,
+                                           **settings.redis_options())
+    redis = Redis(connection_pool=pool)
     app.state.redis = redis
     app.state.store = AsyncJobStore(redis, ttl_seconds=settings.job_ttl_seconds,
                                     byok_ttl_seconds=settings.byok_ttl_seconds)
+    app.state.uploads = UploadScripts(redis)
+    app.state.probes = probes.Probes(settings.probe_threads)
+    # SSE streams block in Redis reads: they get a pool of their own (api/streams.py).
+    stream_redis = streams.stream_pool(settings)
+    app.state.streams = streams.StreamSlots(stream_redis, settings)
     try:
         yield
     finally:
+        app.state.probes.close()
+        await stream_redis.aclose()
         await redis.aclose()
 
 

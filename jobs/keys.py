@@ -15,6 +15,9 @@ ACCOUNT_PROVIDER_KEYS = PREFIX + ":account:{}:provider_keys"  # hash provider ->
 ACCOUNT_WEBHOOK_SECRET = PREFIX + ":account:{}:webhook_secret"  # string: sealed Standard Webhooks secret (whsec_...)
 ACCOUNT_FILES = PREFIX + ":account:{}:files"  # hash sha256 -> file_id: X-Content-Hash deduplication, per account
 FILE = PREFIX + ":file:{}"  # hash: an uploaded file's account, sha256, size, media_type, name, created_at
+UPLOADS_EXPIRY = PREFIX + ":uploads:expiry"  # zset file_id -> unix time the upload is deleted (retention)
+OUTPUTS_EXPIRY = PREFIX + ":outputs:expiry"  # zset job_id -> unix time its output files are deleted (retention)
+RETENTION_LOCK = PREFIX + ":retention:lock"  # string: the worker deleting expired files now (one at a time)
 CACHE = PREFIX + ":cache:{}:{}"  # string (scope, key hex): JSON of a cached result {sha, media_type, ext, job_id}
 INFLIGHT = PREFIX + ":inflight:{}:{}"  # string (scope, key hex): the job whose provider call identical jobs share
 JOB_FOLLOWERS = PREFIX + ":job:{}:followers"  # set: jobs waiting on this job's provider call
@@ -28,6 +31,7 @@ WORKERS = PREFIX + ":workers"  # zset worker hostname -> Redis time of its sweep
 # Accounts: the ACCOUNT hash also holds plan, balance_cents, holds_cents and optional rpm / concurrency.
 ACCOUNT_KEYS = PREFIX + ":account:{}:keys"  # set of the account's API key ids
 ACCOUNT_ACTIVE = PREFIX + ":account:{}:active"  # zset job_id -> created ms: the account's live jobs (concurrency)
+ACCOUNT_STREAMS = PREFIX + ":account:{}:streams"  # zset slot id -> ms its SSE stream must have ended by
 ACCOUNT_RATE = PREFIX + ":account:{}:rate"  # string: GCRA theoretical arrival time (ms) of job-creating requests
 ACCOUNT_LEDGER = PREFIX + ":account:{}:ledger"  # stream: every money movement (credit, hold, capture, release)
 ACCOUNT_LEDGER_INDEX = PREFIX + ":account:{}:ledger_index"  # hash "job|kind" -> cents: each movement happens once
@@ -123,3 +127,7 @@ def account_usage_days(account_id: str) -> str:
 
 def account_keys(account_id: str) -> str:
     return ACCOUNT_KEYS.format(account_id)
+
+
+def account_streams(account_id: str) -> str:
+    return ACCOUNT_STREAMS.format(account_id)

@@ -122,9 +122,15 @@ if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
   redis.call('EXPIRE', KEYS[2], ttl)
   redis.call('DEL', KEYS[3])
+  if ARGV[2] == 'completed' or ARGV[2] == 'failed' or ARGV[2] == 'cancelled' then
+    -- The job's output files go when its record does (tasks/retention.py).
+    local t = redis.call('TIME')
+    redis.call('ZADD', '__OUTPUTS_EXPIRY__', tonumber(t[1]) + ttl, string.sub(KEYS[1], __JOB_PREFIX_LEN__ + 1))
+  end
 end
 return {1, cur}
-""".replace("__WEBHOOK__", _WEBHOOK_LUA).replace("__STATS__", _STATS_LUA).replace("__MONEY__", accounts.TERMINAL_LUA).replace("__PUBLIC__", ", ".join(f"'{f}'" for f in PUBLIC_FIELDS)).replace("__MAXLEN__", str(EVENTS_MAXLEN))
+""".replace("__WEBHOOK__", _WEBHOOK_LUA).replace("__STATS__", _STATS_LUA).replace("__MONEY__", accounts.TERMINAL_LUA).replace("__PUBLIC__", ", ".join(f"'{f}'" for f in PUBLIC_FIELDS)).replace("__MAXLEN__", str(EVENTS_MAXLEN)).replace(
+    "__OUTPUTS_EXPIRY__", keys.OUTPUTS_EXPIRY).replace("__JOB_PREFIX_LEN__", str(len(keys.job(""))))
 
 # The sweeper's claim: take due jobs and push their due time out by a lease, atomically, so each
 # due job goes to one sweeper, and comes back by itself if that sweeper dies before rescheduling it.

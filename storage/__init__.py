@@ -11,4 +11,4 @@ from gengate.storage.local import LocalStorage
 @lru_cache(maxsize=1)
 def get_storage() -> LocalStorage:
     s = get_settings()
-    return LocalStorage(s.storage_root, s.base_public_url)
+    return LocalStorage(s.storage_root, s.base_public_url, min_free_bytes=s.storage_min_free_bytes)

@@ -12,9 +12,11 @@ import hashlib
 import mimetypes
 import os
 import re
+import shutil
 import tempfile
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +42,14 @@ class TooLarge(Exception):
     pass
 
 
+class StorageFull(Exception):
+    """Storing this would leave the disk with less free space than the storage keeps."""
+
+
+# While an output streams in, free space is checked again after every this many bytes.
+_FREE_CHECK_BYTES = 64 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class StoredFile:
     name: str
@@ -63,16 +73,26 @@ def media_type_for(name: str) -> str:
 
 
 class LocalStorage:
-    def __init__(self, root: Path, public_url: str) -> None:
+    def __init__(self, root: Path, public_url: str, *, min_free_bytes: int = 0) -> None:
         self.root = Path(root)
         self.public_url = public_url.rstrip("/")
+        self.min_free_bytes = min_free_bytes
         for sub in ("objects", "o", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
+    def ensure_free(self, size: int) -> None:
+        """StorageFull unless `size` more bytes still leave the disk its `min_free_bytes`."""
+        free = shutil.disk_usage(self.root).free
+        if free - size < self.min_free_bytes:
+            raise StorageFull(f"the storage disk has {free // 2**20} MiB free and keeps at least "
+                              f"{self.min_free_bytes // 2**20} MiB free")
+
     def put_output(self, name_stem: str, chunks: Iterable[bytes], media_type: str, *, max_bytes: int) -> StoredFile:
-        """Stream `chunks` into the store, refusing more than `max_bytes`; link it as `o/<stem>.<ext>`."""
+        """Stream `chunks` into the store, refusing more than `max_bytes` or more than the disk can
+        spare (StorageFull, checked before and while writing); link it as `o/<stem>.<ext>`."""
         digest = hashlib.sha256()
-        size = 0
+        size = checked = 0
+        self.ensure_free(0)
         fd, tmp = tempfile.mkstemp(dir=self.root / "tmp")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -80,6 +100,9 @@ class LocalStorage:
                     size += len(chunk)
                     if size > max_bytes:
                         raise TooLarge(f"output larger than {max_bytes} bytes")
+                    if size - checked >= _FREE_CHECK_BYTES:
+                        self.ensure_free(0)
+                        checked = size
                     digest.update(chunk)
                     f.write(chunk)
             sha = digest.hexdigest()
@@ -150,6 +173,48 @@ class LocalStorage:
             return None
         path = self.root / "u" / name
         return path if path.is_file() else None
+
+    # Retention: names are removed when what they belong to expires; a blob no name links to any
+    # more (its link count is back to 1) is deleted once it has stayed so for `grace` seconds, so
+    # a blob just written and not yet linked, or being linked by a cache hit, is never taken.
+
+    def output_names(self) -> Iterator[str]:
+        with os.scandir(self.root / "o") as entries:
+            for entry in entries:
+                if _SAFE_NAME.match(entry.name):
+                    yield entry.name
+
+    def remove_output(self, name: str) -> None:
+        if _SAFE_NAME.match(name):
+            (self.root / "o" / name).unlink(missing_ok=True)
+
+    def collect_blobs(self, grace_seconds: float) -> tuple[int, int]:
+        """Delete blobs no output or upload links to; (blobs, bytes) deleted."""
+        count = size = 0
+        now = time.time()
+        for shard in (self.root / "objects").iterdir():
+            if not shard.is_dir():
+                continue
+            for blob in shard.iterdir():
+                st = blob.stat()
+                # ctime changes with the link count: "unlinked for `grace`" is ctime older than it.
+                if st.st_nlink == 1 and now - st.st_ctime > grace_seconds:
+                    blob.unlink(missing_ok=True)
+                    count, size = count + 1, size + st.st_size
+        return count, size
+
+    def clean_tmp(self, max_age_seconds: float) -> int:
+        """Delete temp files a crashed writer left behind."""
+        removed = 0
+        now = time.time()
+        for leftover in (self.root / "tmp").iterdir():
+            try:
+                if now - leftover.stat().st_mtime > max_age_seconds:
+                    leftover.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
 
 
 class UploadSink:

@@ -160,6 +160,8 @@ def env(redis_url: str, sim_url: str, data_dir: Path) -> dict[str, str]:
         GENGATE_ALLOW_PRIVATE_HOSTS="localhost",
         GENGATE_WEBHOOK_RETRY_DELAYS="0.2,0.4,0.8",
         GENGATE_WEBHOOK_TIMEOUT_SECONDS="2",
+        # Retention sweeps all through the session: it must never take what a test still uses.
+        GENGATE_RETENTION_INTERVAL_SECONDS="2",
         # Media jobs in the tests take well under a second; a runaway one is killed after this.
         GENGATE_MEDIA_TIME_LIMIT_SECONDS="8",
         # The session worker's Prometheus endpoint (tests/test_metrics.py reads it).

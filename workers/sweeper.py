@@ -21,6 +21,7 @@ Due webhook deliveries (`gengate:webhooks:due`) are claimed the same way and que
 from __future__ import annotations
 
 import logging
+import random
 import socket
 import threading
 import time
@@ -97,7 +98,7 @@ def _resume(job_id: str) -> None:
 
 
 def sweep_forever(stop: threading.Event, name: str | None = None) -> None:
-    from gengate.tasks import webhooks
+    from gengate.tasks import retention, webhooks
     from gengate.tasks.runtime import get_runtime
 
     rt = get_runtime()
@@ -130,8 +131,22 @@ def sweep_forever(stop: threading.Event, name: str | None = None) -> None:
         finally:
             slots.end(run_id)
 
+    retention_thread: threading.Thread | None = None
+    next_retention = time.monotonic() + s.retention_interval_seconds * random.uniform(0.1, 1.0)  # spread out
+
+    def keep_retention() -> None:
+        try:
+            retention.sweep(rt, owner=name)
+        except Exception:
+            log.exception("retention sweep failed; the next one retries")
+
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sweeper") as pool:
         while not stop.is_set():
+            # Retention in a thread of its own: a long one must not hold up due polls.
+            if time.monotonic() >= next_retention and (retention_thread is None or not retention_thread.is_alive()):
+                next_retention = time.monotonic() + s.retention_interval_seconds
+                retention_thread = threading.Thread(target=keep_retention, name="gengate-retention", daemon=True)
+                retention_thread.start()
             if time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + s.worker_heartbeat_seconds
                 try:

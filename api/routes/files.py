@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import FileResponse, ORJSONResponse
 from redis.asyncio import Redis
 from starlette.requests import ClientDisconnect
 
 from gengate.api.deps import PrincipalDep, RedisDep, SettingsDep
+from gengate.api.metering import take_rate
 from gengate.api.routes.outputs import SERVED_FILE_HEADERS
 from gengate.api.schemas import ErrorResponse, FileUploadResponse, error_responses
 from gengate.config.settings import Settings
-from gengate.jobs import keys
-from gengate.jobs.errors import NotFoundError, PayloadTooLargeError, ValidationError
+from gengate.jobs import keys, uploads
+from gengate.jobs.errors import NotFoundError, PayloadTooLargeError, UnavailableError, ValidationError
 from gengate.jobs.record import utcnow_iso
 from gengate.storage import get_storage
-from gengate.storage.local import LocalStorage, UploadSink, extension_for, media_type_for
+from gengate.storage.local import LocalStorage, StorageFull, UploadSink, extension_for, media_type_for
 from gengate.storage.sniff import HEAD_BYTES, OCTET_STREAM, sniff_media_type
 
 router = APIRouter(tags=["Files"])
@@ -47,8 +49,8 @@ _BINARY_BODY = {"requestBody": {"required": True, "content": {
 }}}
 _UPLOAD_RESPONSES = {
     200: {"model": FileUploadResponse, "description": "File uploaded"},
-    **error_responses(400, 401, 500),
-    413: {"model": ErrorResponse, "description": "File too large (max 50MB)"},
+    **error_responses(400, 401, 429, 500, 503),
+    413: {"model": ErrorResponse, "description": "File too large (max 50MB), or the account's storage quota used up"},
 }
 # Uploaded bytes are the user's: never let a browser run them as a page of this origin.
 
@@ -70,34 +72,77 @@ async def upload_file(
 ):
     """Upload a file (raw body, any media type, up to 50 MiB) for use in generation requests."""
     account, storage = principal.account_id, get_storage()
+    # Before anything is read: the plan's request rate, then the account's storage quota.
+    rate = await take_rate(request.app.state.store, settings, account, "uploads")
     claimed = _claimed_hash(x_content_hash)
     if claimed is not None:
         found = await _find(redis, storage, account, claimed)
         if found is not None:
-            return _answer(found, settings, deduplicated=True)
-    limit = settings.upload_max_bytes
-    if _declared_length(request) > limit:
-        raise _too_large(limit)
+            return _answer(found, settings, deduplicated=True, headers=rate.headers())
+    declared = _declared_length(request)
+    limit = min(settings.upload_max_bytes, await _quota_left(redis, settings, account))
+    if declared > limit:
+        raise _too_large(settings) if declared > settings.upload_max_bytes else _over_quota(settings)
+    try:
+        storage.ensure_free(declared)
+    except StorageFull as exc:
+        raise UnavailableError(f"The gateway's storage is full ({exc}); try again later") from None
     sink = storage.open_upload()
     try:
-        head = await _receive(request, sink, limit)
+        head = await _receive(request, sink, limit,
+                              _too_large(settings) if limit == settings.upload_max_bytes else _over_quota(settings))
         sha = sink.sha256
         if claimed is not None and claimed != sha:
             raise ValidationError(f"X-Content-Hash does not match the content (sha256:{sha})", field="X-Content-Hash")
         found = await _find(redis, storage, account, sha)
         if found is not None:  # the same bytes again, without the header: hashed anyway
             sink.discard()
-            return _answer(found, settings, deduplicated=True)
+            return _answer(found, settings, deduplicated=True, headers=rate.headers())
+        # The size is known now: take it from the quota atomically (concurrent uploads may have used it).
+        k, a = uploads.take_args(account, sink.size, settings)
+        if not uploads.usage(await request.app.state.uploads.take(keys=k, args=a)).allowed:
+            raise _over_quota(settings)
         media_type = _media_type(request.headers.get("content-type"), head)
         file_id = new_file_id()
         name = file_id + _extension(media_type)
-        storage.commit_upload(sink, name)
+        try:
+            storage.commit_upload(sink, name)
+        except BaseException:
+            k, a = uploads.give_back_args(account, sink.size)
+            await request.app.state.uploads.give_back(keys=k, args=a)
+            raise
     except BaseException:
         sink.discard()
         raise
     record = {"account": account, "sha256": sha, "size": str(sink.size), "media_type": media_type,
               "name": name, "created_at": utcnow_iso()}
-    return await _register(redis, storage, settings, file_id, record)
+    answer = await _register(request, redis, storage, settings, file_id, record)
+    answer.headers.update(rate.headers())
+    return answer
+
+
+@router.delete("/v1/files/{file_id}", status_code=204, responses=error_responses(401, 404),
+               operation_id="deleteFile", summary="Delete file")
+async def delete_file(file_id: str, request: Request, redis: RedisDep, principal: PrincipalDep):
+    """Delete an uploaded file (gengate addition): its URL answers 404 from now on, and its bytes
+    leave the account's storage quota. Jobs already holding its content keep their outputs."""
+    record = await _record(redis, file_id) if _FILE_ID.match(file_id) else None
+    if record is None or record["account"] != principal.account_id:
+        raise NotFoundError("File not found")
+    if not await forget_upload(request.app.state.uploads, get_storage(), file_id):
+        raise NotFoundError("File not found")  # deleted meanwhile, by another request or by retention
+    return Response(status_code=204)
+
+
+async def forget_upload(scripts: uploads.UploadScripts, storage: LocalStorage, file_id: str) -> bool:
+    """Forget an upload (jobs/uploads.py) and remove its name, exactly once; False if already gone.
+    Its blob is left to retention, which deletes it once no name links to it."""
+    k, a = uploads.forget_args(file_id)
+    name = uploads.forgotten_name(await scripts.forget(keys=k, args=a))
+    if name is None:
+        return False
+    storage.remove_upload(name)
+    return True
 
 
 @router.get("/v1/files/{file_id}", response_model=FileUploadResponse, responses=error_responses(401, 404),
@@ -118,13 +163,13 @@ async def get_upload(name: str) -> FileResponse:
     return FileResponse(path, media_type=media_type_for(name), headers=SERVED_FILE_HEADERS)
 
 
-async def _receive(request: Request, sink: UploadSink, limit: int) -> bytes:
-    """Stream the body into `sink`, refusing byte limit+1; returns the first bytes, for sniffing."""
+async def _receive(request: Request, sink: UploadSink, limit: int, refusal: PayloadTooLargeError) -> bytes:
+    """Stream the body into `sink`, refusing byte limit+1 with `refusal`; returns the first bytes, for sniffing."""
     head = b""
     try:
         async for chunk in request.stream():
             if sink.size + len(chunk) > limit:
-                raise _too_large(limit)
+                raise refusal
             sink.write(chunk)
             if len(head) < HEAD_BYTES:
                 head += chunk[:HEAD_BYTES - len(head)]
@@ -135,8 +180,23 @@ async def _receive(request: Request, sink: UploadSink, limit: int) -> bytes:
     return head
 
 
-def _too_large(limit: int) -> PayloadTooLargeError:
-    return PayloadTooLargeError(f"File too large (max {limit // (1024 * 1024)}MB)")
+def _too_large(settings: Settings) -> PayloadTooLargeError:
+    return PayloadTooLargeError(f"File too large (max {settings.upload_max_bytes // (1024 * 1024)}MB)")
+
+
+def _over_quota(settings: Settings) -> PayloadTooLargeError:
+    return PayloadTooLargeError("The account's storage quota is used up: delete files (DELETE /v1/files/{file_id}) "
+                                f"or wait for them to expire (uploads are kept {settings.upload_ttl_seconds // 86400} "
+                                "days)")
+
+
+async def _quota_left(redis: Redis, settings: Settings, account: str) -> int:
+    """Bytes the account may still upload (the size limit when its plan has no quota)."""
+    plan, used = await redis.hmget(keys.account(account), "plan", "upload_bytes")
+    allowed = uploads.quota_of(plan.decode() if plan else "free", settings)
+    if allowed == 0:
+        return settings.upload_max_bytes
+    return max(allowed - int(used or 0), 0)
 
 
 def _declared_length(request: Request) -> int:
@@ -189,27 +249,28 @@ async def _find(redis: Redis, storage: LocalStorage, account: str, sha: str) -> 
     return record
 
 
-async def _register(redis: Redis, storage: LocalStorage, settings: Settings, file_id: str,
+async def _register(request: Request, redis: Redis, storage: LocalStorage, settings: Settings, file_id: str,
                     record: dict[str, str]) -> ORJSONResponse:
-    """Write the record, then claim the account's hash entry; a concurrent identical upload that
-    claimed it first wins, and this one's name and record are dropped in its favour."""
+    """Write the record (with its retention), then claim the account's hash entry; a concurrent
+    identical upload that claimed it first wins, and this one is dropped in its favour."""
     account, sha = record["account"], record["sha256"]
     pipe = redis.pipeline(transaction=True)
     pipe.hset(keys.file(file_id), mapping=record)
+    pipe.zadd(keys.UPLOADS_EXPIRY, {file_id: time.time() + settings.upload_ttl_seconds})
     pipe.hsetnx(keys.account_files(account), sha, file_id)
-    _, claimed = await pipe.execute()
+    _, _, claimed = await pipe.execute()
     if not claimed:
         winner = await _find(redis, storage, account, sha)
         if winner is not None:
-            await redis.delete(keys.file(file_id))
-            storage.remove_upload(record["name"])
+            await forget_upload(request.app.state.uploads, storage, file_id)
             return _answer(winner, settings, deduplicated=True)
         await redis.hset(keys.account_files(account), sha, file_id)  # the old entry was dangling
     return _answer({**record, "file_id": file_id}, settings, deduplicated=False)
 
 
-def _answer(record: dict[str, str], settings: Settings, *, deduplicated: bool) -> ORJSONResponse:
-    return ORJSONResponse({
+def _answer(record: dict[str, str], settings: Settings, *, deduplicated: bool,
+            headers: dict[str, str] | None = None) -> ORJSONResponse:
+    return ORJSONResponse(headers=headers, content={
         "file_id": record["file_id"],
         "url": f"{settings.base_public_url}/u/{record['name']}",
         "hash": "sha256:" + record["sha256"],

@@ -8,11 +8,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
+import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import ORJSONResponse, StreamingResponse
 
 from gengate.api.deps import PrincipalDep, RedisDep, SettingsDep, StoreDep
 from gengate.api.schemas import JobListResponse, JobResponse, error_responses
+from gengate.api.streams import Slot, StreamSlots
 from gengate.config.catalog import CAPABILITIES
 from gengate.jobs import cache, keys, states
 from gengate.jobs.apikeys import Principal
@@ -68,6 +70,8 @@ async def get_job(job_id: str, store: StoreDep, principal: PrincipalDep):
 @router.delete("/{job_id}", status_code=204, responses=error_responses(401, 404, 500), operation_id="cancelJob")
 async def cancel_job(job_id: str, store: StoreDep, redis: RedisDep, principal: PrincipalDep, settings: SettingsDep):
     job = await _own_job(store, principal, job_id)
+    # The transition settles the price only where no provider can have charged for the job (jobs/accounts.py);
+    # a job the provider may have keeps its hold until the cancel step hears the provider.
     won, before = await store.transition(job_id, states.CANCELLED)
     if won and before == states.PROCESSING:
         await redis.lpush(*step_message(CANCEL, job_id, job.capability))
@@ -80,20 +84,34 @@ async def cancel_job(job_id: str, store: StoreDep, redis: RedisDep, principal: P
 
 
 @router.get("/{job_id}/stream", operation_id="streamJob",
-            responses={200: {"content": {"text/event-stream": {}}}, **error_responses(400, 401, 404)})
+            responses={200: {"content": {"text/event-stream": {}}}, **error_responses(400, 401, 404, 429)})
 async def stream_job(
-    job_id: str, request: Request, store: StoreDep, redis: RedisDep, principal: PrincipalDep, settings: SettingsDep,
+    job_id: str, request: Request, store: StoreDep, principal: PrincipalDep, settings: SettingsDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", description="Resume after this id")] = None,
     last_event_id_query: Annotated[str | None, Query(alias="lastEventId", description="The same, for EventSource "
                                                      "polyfills that cannot set headers")] = None,
 ):
     await _own_job(store, principal, job_id)
     after = _resume_id(last_event_id if last_event_id is not None else last_event_id_query)
+    slots: StreamSlots = request.app.state.streams
+    slot = await slots.acquire(principal.account_id)
     return StreamingResponse(
-        _events(request, redis, job_id, after, settings.sse_keepalive_seconds, settings.sse_max_seconds),
+        _released(_events(request, slots.redis, job_id, after, settings.sse_keepalive_seconds,
+                          settings.sse_max_seconds), slots, slot),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def _released(events: AsyncIterator[bytes], slots: StreamSlots, slot: Slot) -> AsyncIterator[bytes]:
+    """The stream's events; its slot is given back however the stream ends. A client that goes
+    away cancels the stream's task: the release is shielded, or it would be cancelled with it."""
+    try:
+        async for event in events:
+            yield event
+    finally:
+        with anyio.CancelScope(shield=True):
+            await slots.release(slot)
 
 
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")

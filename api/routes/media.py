@@ -4,7 +4,6 @@ run by workers of the `media` queue."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from fastapi.responses import ORJSONResponse
 
 from gengate.api import idempotency
 from gengate.api.deps import PrincipalDep, SettingsDep, StoreDep
+from gengate.api.metering import take_rate
 from gengate.api.limits import StrictJSONRoute
 from gengate.api.schemas import (
     CommandRequest,
@@ -44,15 +44,18 @@ _OUTPUT_NAME = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}\.(mp4|mov|webm|mkv|m4a|mp3|wav|ogg|flac|aac|gif|png|jpg|jpeg|webp)$")
 
 
-@router.post("/probe", response_model=ProbeResponse, responses=error_responses(400, 401, 413, 500, 503),
+@router.post("/probe", response_model=ProbeResponse, responses=error_responses(400, 401, 413, 429, 500, 503),
              operation_id="probeMedia", summary="Probe a media file")
-async def probe_media(body: ProbeRequest, store: StoreDep, settings: SettingsDep, principal: PrincipalDep):
+async def probe_media(body: ProbeRequest, request: Request, store: StoreDep, settings: SettingsDep,
+                      principal: PrincipalDep):
     """ffprobe's figures for a file, at once. Our own files are read in place; others are fetched
-    through the SSRF-safe fetcher into a private directory, off the event loop."""
+    through the SSRF-safe fetcher (at most `GENGATE_PROBE_MAX_BYTES`) into a private directory, in
+    the probes' own threads (api/probes.py). It takes from the plan's request rate like a job."""
+    rate = await take_rate(store, settings, principal.account_id, "probes")
     await check_urls([("url", body.url)], settings.base_public_url)
     local = await _own_path(store.redis, body.url, settings)
     try:
-        figures = await asyncio.to_thread(_probe, body.url, local, settings)
+        figures = await request.app.state.probes.run(_probe, body.url, local, settings)
     except FetchError as exc:
         raise ValidationError(f"url: could not fetch it: {exc}", field="url") from None
     except UnsafeURL as exc:  # a redirect to a refused address: the user's URL, so a 400
@@ -61,7 +64,7 @@ async def probe_media(body: ProbeRequest, store: StoreDep, settings: SettingsDep
         raise UnavailableError(str(exc)) from None
     except MediaFailed:
         raise ValidationError("url: not a media file FFmpeg can read", field="url") from None
-    return ORJSONResponse(figures)
+    return ORJSONResponse(figures, headers=rate.headers())
 
 
 async def _own_path(redis, url: str, settings: Settings) -> Path | None:
@@ -84,8 +87,8 @@ def _probe(url: str, local: Path | None, settings: Settings) -> dict[str, Any]:
     with job_dir() as workdir:
         path = workdir / "input"
         with open(path, "wb") as f:
-            fetch_hash(url, into=f)
-        return ops.summarize(probe(path, limits=limits), path.stat().st_size)
+            fetch_hash(url, into=f, max_bytes=settings.probe_max_bytes)
+        return ops.summarize(probe(path, limits=limits, workdir=workdir), path.stat().st_size)
 
 
 async def _create(request: Request, store, settings: Settings, principal, op: str, body: _JobOptions,
