@@ -17,7 +17,6 @@ bytes and there is never anything to poll or cancel. Wire details that shape thi
 from __future__ import annotations
 
 import re
-import threading
 from typing import Any
 
 import httpx
@@ -29,6 +28,7 @@ from gengate.adapters.base import (
     CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, failure_for_status, header_value,
     retry_after_seconds,
 )
+from gengate.adapters.clients import ClientCache
 from gengate.config.settings import ProviderSettings
 
 NAME = "elevenlabs"
@@ -72,17 +72,12 @@ class ElevenLabsAdapter:
         # The SDK hands its `timeout` to httpx unchanged on every request, so an httpx.Timeout
         # keeps a short connect timeout next to the long read timeout a generation needs.
         self._timeout = httpx.Timeout(settings.timeout, connect=settings.connect_timeout)
-        self._clients: dict[str, ElevenLabs] = {}
-        self._lock = threading.Lock()
+        self._clients: ClientCache[ElevenLabs] = ClientCache(
+            lambda key: ElevenLabs(api_key=key, base_url=self._base_url, timeout=self._timeout),  # type: ignore[arg-type]
+            max_size=settings.clients_max, idle_seconds=settings.client_idle_seconds)
 
     def _client(self, key: str) -> ElevenLabs:
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                client = self._clients[key] = ElevenLabs(
-                    api_key=key, base_url=self._base_url, timeout=self._timeout  # type: ignore[arg-type]
-                )
-            return client
+        return self._clients.get(key)
 
     def submit(self, req: ProviderRequest, key: str) -> Finished:
         client = self._client(key)

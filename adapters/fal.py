@@ -10,7 +10,6 @@ backoff, between polls and without holding a thread.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,6 +22,7 @@ from gengate.adapters.base import (
     CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, header_value,
     retry_after_seconds,
 )
+from gengate.adapters.clients import ClientCache
 from gengate.adapters.http import error_message
 from gengate.config import catalog
 from gengate.config.settings import ProviderSettings
@@ -38,15 +38,12 @@ class FalAdapter:
             # The SDK reads this module constant at call time; there is no per-client base URL.
             fal_sdk.QUEUE_URL_FORMAT = settings.base_url.rstrip("/") + "/"
         self._timeout = settings.timeout
-        self._clients: dict[str, fal_client.SyncClient] = {}
-        self._lock = threading.Lock()
+        self._clients: ClientCache[fal_client.SyncClient] = ClientCache(
+            lambda key: fal_client.SyncClient(key=key, default_timeout=self._timeout),
+            max_size=settings.clients_max, idle_seconds=settings.client_idle_seconds)
 
     def _client(self, key: str) -> fal_client.SyncClient:
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                client = self._clients[key] = fal_client.SyncClient(key=key, default_timeout=self._timeout)
-            return client
+        return self._clients.get(key)
 
     def submit(self, req: ProviderRequest, key: str) -> Submitted:
         # One POST through the SDK's own client (auth, hosts), but not through `SyncClient.submit`: that

@@ -30,7 +30,6 @@ import base64
 import mimetypes
 import re
 import threading
-from collections import OrderedDict
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -44,11 +43,11 @@ from replicate.prediction import Prediction
 from gengate.adapters.base import (
     CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, retry_after_seconds,
 )
+from gengate.adapters.clients import ClientCache
 from gengate.config.settings import ProviderSettings
 
 NAME = "replicate"
 DEFAULT_BASE_URL = "https://api.replicate.com"
-MAX_CLIENTS = 256  # per-key SDK clients kept; BYOK keys are unbounded, connection pools are not free
 
 MEDIA_TYPES = {
     "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif",
@@ -91,31 +90,26 @@ class ReplicateAdapter:
     def __init__(self, settings: ProviderSettings) -> None:
         self._base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._timeout = httpx.Timeout(settings.timeout, connect=settings.connect_timeout)
-        self._clients: OrderedDict[str, replicate.Client] = OrderedDict()
-        self._lock = threading.Lock()
+        self._clients: ClientCache[replicate.Client] = ClientCache(
+            self._new_client, max_size=settings.clients_max, idle_seconds=settings.client_idle_seconds)
 
     def _client(self, key: str) -> replicate.Client:
         if not _TOKEN.fullmatch(key):
             # Checked before sending: httpx would reject it with an error that quotes the header,
             # i.e. the key, and an empty token would make the SDK use REPLICATE_API_TOKEN instead.
             raise failure_for_status(NAME, 401, "the Replicate API token is empty or malformed")
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                floor = _TimeoutFloor(self._timeout)
-                client = replicate.Client(
-                    api_token=key, base_url=self._base_url, timeout=self._timeout,
-                    headers={"Authorization": f"Bearer {key}"},
-                    event_hooks={"response": [_remember_error]}, transport=floor,
-                    mounts={"all://": floor},  # routes around the SDK's RetryTransport (see the docstring)
-                )
-                _ = client._client  # build the httpx client now: the SDK's lazy property is not thread-safe
-                self._clients[key] = client
-                if len(self._clients) > MAX_CLIENTS:
-                    self._clients.popitem(last=False)  # dropped, not closed: another thread may be using it
-            else:
-                self._clients.move_to_end(key)
-            return client
+        return self._clients.get(key)
+
+    def _new_client(self, key: str) -> replicate.Client:
+        floor = _TimeoutFloor(self._timeout)
+        client = replicate.Client(
+            api_token=key, base_url=self._base_url, timeout=self._timeout,
+            headers={"Authorization": f"Bearer {key}"},
+            event_hooks={"response": [_remember_error]}, transport=floor,
+            mounts={"all://": floor},  # routes around the SDK's RetryTransport (see the docstring)
+        )
+        _ = client._client  # build the httpx client now: the SDK's lazy property is not thread-safe
+        return client
 
     def submit(self, req: ProviderRequest, key: str) -> Submitted:
         model, version = _target(req.endpoint)

@@ -32,7 +32,7 @@ from gengate.jobs.record import MEDIA_PROVIDER, Job
 from gengate.jobs.sealing import SealError, job_token, unseal
 from gengate.storage.fetch import FetchError, Policy, UnsafeURL, open_url
 from gengate.storage.fetch import TooLarge as FetchTooLarge
-from gengate.storage.local import TooLarge
+from gengate.storage.local import StorageFull, TooLarge
 from gengate.tasks import ending, media
 from gengate.tasks import enqueue as q
 from gengate.tasks import metrics as step_metrics
@@ -50,7 +50,7 @@ def submit(rt: Runtime, job_id: str) -> None:
     if job.provider == MEDIA_PROVIDER and job.status == states.QUEUED:
         media.run(rt, job)  # media jobs have a submit step of their own; once past it, resume below
         return
-    if job.status == states.QUEUED and ending.settled_by_cache(rt, job):
+    if job.status == states.QUEUED and not _unhashed_byok(job) and ending.settled_by_cache(rt, job):
         return
     if job.status == states.QUEUED:
         deadline = _submit_deadline(rt, job)
@@ -63,6 +63,14 @@ def submit(rt: Runtime, job_id: str) -> None:
         if job is None:
             return
     resume(rt, job)
+
+
+def _unhashed_byok(job: Job) -> bool:
+    """A BYOK job whose cache key needs its inputs downloaded goes to its provider without the cache:
+    the download and hashing would be the operator's cost, for a job the operator is not paid for
+    and whose key no provider has accepted yet (a random key would make it free). Its inputs are
+    fetched by the provider, on the user's account; the result is not cached."""
+    return job.byok and job.cache_key is None and bool(cache.input_urls(job.input))
 
 
 def resume(rt: Runtime, job: Job) -> None:
@@ -269,10 +277,13 @@ def finalize(rt: Runtime, job_id: str, finished: Finished | None = None) -> None
         return
     try:
         stored = _store_output(rt, job, outputs[0])
-    except (httpx.HTTPError, ProviderFailure) as exc:
+    except (httpx.HTTPError, ProviderFailure, StorageFull) as exc:
+        # A full disk is waited out like an unreachable output: retention or the operator may free it.
         errors = job.finalize_errors + 1
         if errors > rt.settings.provider_retries or (isinstance(exc, ProviderFailure) and not exc.retryable):
-            ending.fail(rt, job, f"Could not fetch the provider's output: {exc}", code="output_unavailable")
+            full = isinstance(exc, StorageFull)
+            ending.fail(rt, job, f"Could not {'store' if full else 'fetch'} the provider's output: {exc}",
+                        code="storage_full" if full else "output_unavailable")
             return
         rt.store.patch_while(job_id, states.PROCESSING, finalize_errors=errors)
         rt.store.schedule(job_id, time.time() + retry_delay(rt, errors))
