@@ -14,7 +14,8 @@ from gengate.jobs import accounts, keys, states
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().resolved_redis_url())
+    settings = get_settings()
+    return redis.Redis.from_url(settings.resolved_redis_url(), **settings.redis_options())
 
 
 def _exists(r: redis.Redis, account: str) -> bool:

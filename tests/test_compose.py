@@ -18,7 +18,8 @@ from gengate import cli, procs
 from gengate.tasks.queues import ALL_QUEUES, MEDIA_QUEUE
 
 ROOT = Path(__file__).resolve().parents[1]
-REQUIRED = {"GENGATE_SECRET_KEY": "a-test-secret", "FLOWER_BASIC_AUTH": "ops:pw", "GENGATE_METRICS_TOKEN": "m-token"}
+REQUIRED = {"GENGATE_SECRET_KEY": "a-test-secret", "FLOWER_BASIC_AUTH": "ops:pw", "GENGATE_METRICS_TOKEN": "m-token",
+            "GENGATE_REDIS_PASSWORD": "r-pass"}
 _VAR = re.compile(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}|\$(\w+)")
 
 
@@ -139,9 +140,18 @@ def test_redis_is_durable_private_and_checked():
     assert "redis-cli" in redis["healthcheck"]["test"] and "ping" in redis["healthcheck"]["test"]
     assert [v for v in redis["volumes"] if v.endswith(":/data")], "Redis keeps its AOF in a volume"
     assert "ports" not in redis
+    # a password, the same one every gengate service is given; redis-cli's health check has it too
+    password = REQUIRED["GENGATE_REDIS_PASSWORD"]
+    assert f"--requirepass {password}" in cmd
+    assert redis["environment"]["REDISCLI_AUTH"] == password
     for name, svc in gengate_services(compose()).items():
         assert svc["depends_on"]["redis"]["condition"] == "service_healthy", name
         assert svc["environment"]["GENGATE_REDIS_URL"] == "redis://redis:6379/0", name
+        assert svc["environment"]["GENGATE_REDIS_PASSWORD"] == password, name
+    # a managed Redis instead (TLS, an ACL user): the URL is the operator's to set
+    managed = compose({**REQUIRED, "GENGATE_REDIS_URL": "rediss://cache.example.com:6380/0"})
+    assert {svc["environment"]["GENGATE_REDIS_URL"] for svc in gengate_services(managed).values()} == {
+        "rediss://cache.example.com:6380/0"}
 
 
 def test_one_data_volume_shared_by_api_and_workers():

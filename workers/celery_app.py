@@ -29,10 +29,11 @@ def create_app(settings: Settings | None = None) -> Celery:
 
     settings = settings or get_settings()
     transport.install()
-    app = Celery("gengate", broker=settings.resolved_redis_url(), include=TASK_MODULES, set_as_current=True)
+    app = Celery("gengate", broker=settings.broker_url(), include=TASK_MODULES, set_as_current=True)
     app.conf.update(
         **celery_settings(step_time_limit_seconds=settings.step_time_limit_seconds, default_queue=ALL_QUEUES[0]),
         worker_hijack_root_logger=False,
+        broker_use_ssl=settings.broker_ssl(),  # None unless rediss://
     )
     app.steps["worker"].add(Sweeper)
     return app
