@@ -44,9 +44,13 @@ return 1
 
 def stream_pool(settings: Settings) -> Redis:
     """The Redis client streams read through: one connection per stream, never more than the cap."""
+    # A stream's XREAD blocks up to the keepalive interval: the socket must wait longer than that
+    # (redis-py's default read timeout, 5 s, cut every quiet stream short).
     pool = BlockingConnectionPool.from_url(settings.resolved_redis_url(),
                                            max_connections=settings.sse_max_streams_per_process + 1,
-                                           timeout=5.0, health_check_interval=30, **settings.redis_options())
+                                           timeout=5.0, health_check_interval=30,
+                                           socket_timeout=settings.sse_keepalive_seconds + 10,
+                                           **settings.redis_options())
     return Redis(connection_pool=pool)
 
 

@@ -119,3 +119,19 @@ def test_streams_do_not_take_the_connections_ordinary_requests_need(env: dict[st
         assert codes.count(200) == 30 and codes.count(429) == 10
         assert not report.errors, report.errors
         assert report.requests > 20
+
+
+def test_a_quiet_stream_stays_open_on_keepalives(env: dict[str, str], data_dir: Path, rds: redis.Redis, worker):
+    """A job with nothing to report for longer than a Redis read's default timeout (5 s): its stream
+    sends keepalive comments and then the completion, instead of being cut off mid-way."""
+    with _api(env, data_dir / "api-sse-quiet.log", sse_keepalive_seconds="6") as api:
+        key = new_key(rds)
+        r = httpx.post(f"{api}/v1/image", json={"model": "flux-schnell", "prompt": "quiet",
+                                                 "provider_options": {"sim": {"latency": 9}}},
+                       headers={"Authorization": f"Bearer {key}", "Cache-Control": "no-store"}, timeout=10)
+        assert r.status_code == 202, r.text
+        with httpx.stream("GET", f"{api}/v1/jobs/{r.json()['job_id']}/stream",
+                          headers={"Authorization": f"Bearer {key}"}, timeout=30) as stream:
+            body = b"".join(stream.iter_raw())
+    assert b": keepalive" in body, body
+    assert b'"status":"completed"' in body, body
