@@ -43,7 +43,7 @@ def probe(url: str) -> str:
     return kind_of_media_type(sniffed) if sniffed != OCTET_STREAM else "unknown"
 
 
-async def file_kinds(urls: list[str], redis: Any, base_public_url: str) -> list[str]:
+async def file_kinds(urls: list[str], redis: Any, base_public_url: str | tuple[str, ...]) -> list[str]:
     """The kind of each URL, in order; refuses (400 on `files`) one that cannot be told."""
     kinds = [file_kind(url) for url in urls]
     for i, url in enumerate(urls):

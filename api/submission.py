@@ -17,6 +17,7 @@ from starlette.datastructures import Headers
 from gengate.api.file_kinds import file_kinds
 from gengate.api.provider_keys import from_header, saved_or_pooled
 from gengate.api.schemas import _JobOptions, _Request
+from gengate.api.stored import off_loop
 from gengate.api.resolve import choose_mode, resolve
 from gengate.config.catalog import PROMPT_OPTIONAL, ModelSpec
 from gengate.config.settings import Settings
@@ -117,7 +118,7 @@ class Accepted:
     headers: dict[str, str]
 
 
-async def check_urls(named: list[tuple[str, str]], base_public_url: str) -> None:
+async def check_urls(named: list[tuple[str, str]], base_public_url: str | tuple[str, ...]) -> None:
     """Refuse, with the field's name, any user URL the gateway must not fetch (SSRF). Our own file
     URLs pass (they are resolved locally, never fetched); a webhook is always checked."""
     named = [(field, url) for field, url in named if field == "webhook_url" or own_name(url, base_public_url) is None]
@@ -129,7 +130,7 @@ async def check_urls(named: list[tuple[str, str]], base_public_url: str) -> None
             raise result
 
 
-async def own_hashes(redis, named: list[tuple[str, str]], base_public_url: str) -> list[str] | None:
+async def own_hashes(redis, named: list[tuple[str, str]], base_public_url: str | tuple[str, ...]) -> list[str] | None:
     """Content hashes of inputs that are all our own files (one round trip), else None: then the
     worker fetches and hashes them. An own URL that names nothing is the user's mistake."""
     lookups = []
@@ -163,7 +164,7 @@ async def create_job(
     params = body.model_dump(exclude={"model", "webhook_url", "webhook_events"}, exclude_none=True)
     urls = [f["url"] for f in params.get("files") or []]
     # Only when some mode takes that many files: otherwise no kind could make the request valid.
-    kinds = (await file_kinds(urls, store.redis, settings.base_public_url)
+    kinds = (await file_kinds(urls, store.redis, settings.file_url_bases)
              if urls and any(len(spec.kinds(mode)) == len(urls) for mode in spec.modes) else None)
     mode, files = check_params(spec, params, params.get("provider_options"), kinds)
     with_spec_defaults(spec, mode, params)
@@ -211,14 +212,14 @@ async def accept(
                                              saved_key=provider if provider and header_key is None else None)
     if options.webhook_url:
         urls = [*urls, ("webhook_url", options.webhook_url)]
-    await check_urls(urls, settings.base_public_url)
+    await check_urls(urls, settings.file_url_bases)
     job.webhook_url = options.webhook_url
     job.webhook_events = sorted(set(options.webhook_events)) if options.webhook_events else None
     answer = {"Location": f"/v1/jobs/{job.job_id}", "X-Cache": "BYPASS" if job.cache_mode == NO_STORE else "MISS",
               **rate.headers()}
     if job.cache_mode != NO_STORE:
         if job.cache_key is None:
-            hashes = await own_hashes(store.redis, inputs, settings.base_public_url)
+            hashes = await own_hashes(store.redis, inputs, settings.file_url_bases)
             if hashes is not None:
                 job.cache_key = compute_key(job.capability, job.model, job.mode, job.input, hashes)
         if job.cache_key:
@@ -342,8 +343,10 @@ async def _hit(store: AsyncJobStore, settings: Settings, job: Job, cached: tuple
     if raw is None:
         return None
     try:
-        # Hard links: one metadata write each, cheap enough for the event loop.
-        job.output, job.output_sha = Entry.decode(raw).materialize(get_storage(), job.job_id)
+        # Locally, hard links: one metadata write each, cheap enough for the event loop; in object
+        # storage, a server-side copy, made from a thread.
+        storage = get_storage()
+        job.output, job.output_sha = await off_loop(storage, Entry.decode(raw).materialize, storage, job.job_id)
     except FileNotFoundError:
         await store.redis.delete(_cache_key(settings, job))  # the content is gone: the entry lies, forget it
         return None

@@ -64,6 +64,25 @@ class Settings(BaseSettings):
         "streams have their own, `GENGATE_SSE_MAX_STREAMS_PER_PROCESS`); a request finding none free gets a 503.")
     public_url: str | None = Field(default=None, description="Base of output URLs; default http://127.0.0.1:<api_port>.")
     storage_dir: Path | None = Field(default=None, description="Local storage root; default <data_dir>/storage.")
+    storage_url: str | None = Field(
+        default=None, description="Where outputs and uploads live: `file:///path` (a local directory the API "
+        "and every worker share; default `file://<GENGATE_STORAGE_DIR>`) or `s3://bucket/prefix` (any "
+        "S3-compatible store: AWS S3, Cloudflare R2, MinIO, GCS's S3 interoperability), with "
+        "`GENGATE_S3_ENDPOINT_URL`, `GENGATE_S3_REGION` and the standard AWS_ACCESS_KEY_ID / "
+        "AWS_SECRET_ACCESS_KEY (or the provider chain: instance roles, web identity).")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="The S3 API's endpoint for a store other than AWS (R2, MinIO, ...).")
+    s3_region: str | None = Field(default=None, description="The bucket's region (AWS_DEFAULT_REGION otherwise).")
+    storage_public_url: str | None = Field(
+        default=None, description="With object storage: a public base (a CDN or public bucket domain) under "
+        "which `o/<name>` and `u/<name>` are the stored objects. Output and upload URLs then point there; "
+        "unset, they stay on the API, which redirects to (or streams) the object.")
+    storage_serve: Literal["redirect", "stream"] = Field(
+        default="redirect", description="With object storage and no public URL: how `/o/…` and `/u/…` answer: a "
+        "redirect to a short-lived presigned URL, or the object streamed through the API (range requests "
+        "either way).")
+    storage_presign_seconds: int = Field(
+        default=300, ge=1, description="How long a presigned URL of a stored object stays valid.")
 
     job_ttl_seconds: int = Field(default=30 * 24 * 3600, description="How long a finished job stays readable.")
     poll_initial_seconds: float = Field(default=0.25, description="First provider poll after submission.")
@@ -257,6 +276,16 @@ class Settings(BaseSettings):
     @property
     def base_public_url(self) -> str:
         return (self.public_url or f"http://127.0.0.1:{self.api_port}").rstrip("/")
+
+    @property
+    def file_url_base(self) -> str:
+        """The base of stored files' URLs (`<base>/o/<name>`, `<base>/u/<name>`)."""
+        return (self.storage_public_url or self.base_public_url).rstrip("/")
+
+    @property
+    def file_url_bases(self) -> tuple[str, ...]:
+        """Every base under which a URL names one of our stored files (the API's, and the storage's)."""
+        return tuple(dict.fromkeys((self.file_url_base, self.base_public_url)))
 
     def resolved_redis_url(self) -> str:
         """The explicit URL, else the private Redis a running `gengate up` recorded, else the local default."""

@@ -75,6 +75,19 @@ def start_redis(directory: Path, port: int | None = None, *, appendonly: bool = 
     return proc, url
 
 
+def start_s3(bucket: str = "gengate", port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """An S3-compatible server on loopback for tests and benchmarks (moto's standalone server, from
+    the `test` extra: the S3 REST API with multipart uploads, copies and presigned URLs), holding an
+    empty `bucket`; its endpoint URL. It keeps everything in memory and accepts any credentials."""
+    port = port or free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_own_session_dying_with_parent)
+    endpoint = f"http://127.0.0.1:{port}"
+    wait_http(f"{endpoint}/moto-api/", 30, proc)
+    httpx.put(f"{endpoint}/{bucket}", timeout=10).raise_for_status()  # moto takes unsigned requests
+    return proc, endpoint
+
+
 def gengate_command(*args: str) -> list[str]:
     """`python -P -m gengate ARGS`, with this interpreter. `-P` keeps the current directory off
     `sys.path`: whatever folders the directory holds (`config`, `storage`, ...), the process runs

@@ -145,11 +145,12 @@ class Entry:
         return cls(d["sha"], d["media_type"], d["job_id"], files, d.get("metadata"))  # type: ignore[arg-type]
 
     def materialize(self, storage: Any, job_id: str) -> tuple[dict[str, Any], str]:
-        """Link the cached content under `job_id`'s own names; the job's output (URLs rewritten from
-        the first job's names to this one's) and its sha. FileNotFoundError if a blob is gone."""
-        stored = storage.link_output(job_id, self.sha, self.media_type)
+        """Give the cached content `job_id`'s own names; the job's output (URLs rewritten from the
+        first job's names to this one's) and its sha. The first job's names are where a store without
+        blobs copies from. FileNotFoundError if the content is gone."""
+        stored = storage.link_output(job_id, self.sha, self.media_type, source_stem=self.job_id)
         for suffix, sha, media_type in self.files:
-            storage.link_output(job_id + suffix, sha, media_type)
+            storage.link_output(job_id + suffix, sha, media_type, source_stem=self.job_id + suffix)
         output: dict[str, Any] = {"url": stored.url, "media_type": stored.media_type}
         if self.metadata is not None:
             # Job ids are 128 random bits: replacing the first job's id rewrites exactly its URLs.
@@ -184,10 +185,12 @@ def release_args(scope_id: str, key_hex: str, leader: str) -> tuple[list[str], l
     return [keys.inflight(scope_id, key_hex), keys.job_followers(leader)], [leader]
 
 
-def own_name(url: str, base_public_url: str) -> tuple[str, str] | None:
-    """("u", name) or ("o", name) when the URL is one of our own stored files, else None."""
-    base = base_public_url.rstrip("/") + "/"
-    if not url.startswith(base):
+def own_name(url: str, base_public_url: str | tuple[str, ...]) -> tuple[str, str] | None:
+    """("u", name) or ("o", name) when the URL is one of our own stored files, else None. The base
+    (or bases: the API's, and a storage public URL) under which stored files are named."""
+    bases = (base_public_url,) if isinstance(base_public_url, str) else base_public_url
+    base = next((b.rstrip("/") + "/" for b in bases if url.startswith(b.rstrip("/") + "/")), None)
+    if base is None:
         return None
     parts = urlsplit(url)
     if parts.query or parts.fragment:

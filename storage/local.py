@@ -3,81 +3,38 @@ and uploads `u/<file_id>.<ext>`.
 
 Content addressing means identical content is stored once (a cache hit links the same blob under
 its own job's name); the per-job or per-file link gives the stable, spec-shaped URL without a
-database lookup when serving.
+database lookup when serving. The API and every worker must share the directory; storage/s3.py is
+the backend for deployments that span machines.
 """
 
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 import os
-import re
 import shutil
 import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-_EXTENSIONS = {
-    "image/png": ".png",
-    "image/jpeg": ".jpg",
-    "image/webp": ".webp",
-    "image/gif": ".gif",
-    "video/mp4": ".mp4",
-    "video/webm": ".webm",
-    "video/quicktime": ".mov",
-    "audio/mpeg": ".mp3",
-    "audio/wav": ".wav",
-    "audio/x-wav": ".wav",
-    "audio/ogg": ".ogg",
-    "application/json": ".json",
-    "text/plain": ".txt",
-}
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_\-]+\.[A-Za-z0-9]{1,8}$")
-
-
-class TooLarge(Exception):
-    pass
-
-
-class StorageFull(Exception):
-    """Storing this would leave the disk with less free space than the storage keeps."""
-
+from gengate.storage.base import (
+    SAFE_NAME, Reading, StorageFull, StoredFile, TooLarge, UploadSink, checked_name, output_name,
+)
 
 # While an output streams in, free space is checked again after every this many bytes.
 _FREE_CHECK_BYTES = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    name: str
-    url: str
-    sha256: str
-    size: int
-    media_type: str
-
-
-def extension_for(media_type: str) -> str:
-    base = media_type.split(";")[0].strip().lower()
-    return _EXTENSIONS.get(base) or mimetypes.guess_extension(base) or ".bin"
-
-
-def media_type_for(name: str) -> str:
-    ext = "." + name.rsplit(".", 1)[-1].lower()
-    for mt, e in _EXTENSIONS.items():
-        if e == ext:
-            return mt
-    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+_READ_CHUNK = 1 << 16
 
 
 class LocalStorage:
+    remote = False
+
     def __init__(self, root: Path, public_url: str, *, min_free_bytes: int = 0) -> None:
         self.root = Path(root)
         self.public_url = public_url.rstrip("/")
         self.min_free_bytes = min_free_bytes
-        for sub in ("objects", "o", "tmp"):
+        for sub in ("objects", "o", "u", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     def ensure_free(self, size: int) -> None:
@@ -110,7 +67,7 @@ class LocalStorage:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        return self.link_output(name_stem, sha, media_type, size=size)
+        return self.link_output(name_stem, sha, media_type, source_stem=name_stem, size=size)
 
     def blob_path(self, sha: str) -> Path:
         return self.root / "objects" / sha[:2] / sha
@@ -127,10 +84,13 @@ class LocalStorage:
         except FileExistsError:
             pass
 
-    def link_output(self, name_stem: str, sha: str, media_type: str, *, size: int | None = None) -> StoredFile:
-        """Give a stored blob the stable name `o/<stem>.<ext>` (a cache hit reuses another job's blob)."""
+    def link_output(self, name_stem: str, sha: str, media_type: str, *, source_stem: str,
+                    size: int | None = None) -> StoredFile:
+        """Give stored content the stable name `o/<stem>.<ext>` (a cache hit reuses another job's).
+        Here the content is found by its `sha` (the blob); `source_stem`, the stem of the output that
+        holds it, is what a store without blobs copies from. FileNotFoundError if the content is gone."""
         blob = self.blob_path(sha)
-        name = name_stem + extension_for(media_type)
+        name = output_name(name_stem, media_type)
         link = self.root / "o" / name
         # Replace atomically so a redelivered finalize re-links instead of failing.
         tmp_link = link.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -139,12 +99,6 @@ class LocalStorage:
         if size is None:
             size = blob.stat().st_size
         return StoredFile(name, f"{self.public_url}/o/{name}", sha, size, media_type.split(";")[0].strip())
-
-    def output_path(self, name: str) -> Path | None:
-        if not _SAFE_NAME.match(name):
-            return None
-        path = self.root / "o" / name
-        return path if path.is_file() else None
 
     # Uploads (`POST /v1/files`): the same blobs, linked as `u/<file_id>.<ext>`.
 
@@ -159,20 +113,58 @@ class LocalStorage:
             self._keep_blob(sink.path, sink.sha256)
         finally:
             Path(sink.path).unlink(missing_ok=True)
-        uploads = self.root / "u"
-        uploads.mkdir(exist_ok=True)
-        os.link(blob, uploads / name)  # the name holds a fresh random file id: nothing to replace
+        os.link(blob, self.root / checked_name("u", name))  # a fresh random file id: nothing to replace
 
     def remove_upload(self, name: str) -> None:
         """Drop the name only; the blob may be shared and stays."""
-        if _SAFE_NAME.match(name):
+        if SAFE_NAME.match(name):
             (self.root / "u" / name).unlink(missing_ok=True)
 
-    def upload_path(self, name: str) -> Path | None:
-        if not _SAFE_NAME.match(name):
+    # Reading stored files by name (kind "o" or "u").
+
+    def local_path(self, kind: str, name: str) -> Path | None:
+        """The file itself, for serving it and reading it in place; None if there is no such file."""
+        try:
+            path = self.root / checked_name(kind, name)
+        except ValueError:
             return None
-        path = self.root / "u" / name
         return path if path.is_file() else None
+
+    def exists(self, kind: str, name: str) -> bool:
+        return self.local_path(kind, name) is not None
+
+    def sign(self, kind: str, name: str) -> str | None:
+        """A short-lived direct URL: none for a local directory (the API serves the file itself)."""
+        return None
+
+    def read(self, kind: str, name: str, start: int | None = None, end: int | None = None) -> Reading:
+        path = self.local_path(kind, name)
+        if path is None:
+            raise FileNotFoundError(f"{kind}/{name}")
+        total = path.stat().st_size
+        first, last = start or 0, min(end if end is not None else total - 1, total - 1)
+
+        def chunks() -> Iterator[bytes]:
+            with open(path, "rb") as f:
+                f.seek(first)
+                left = last - first + 1
+                while left > 0 and (chunk := f.read(min(_READ_CHUNK, left))):
+                    left -= len(chunk)
+                    yield chunk
+
+        return Reading(chunks(), first, last, total)
+
+    def copy_to(self, kind: str, name: str, dest: Path, *, max_bytes: int) -> int:
+        """Copy a stored file to `dest` (a copy, never a link: the reader may not be trusted with the
+        stored file); its size. FileNotFoundError if absent, TooLarge past `max_bytes`."""
+        path = self.local_path(kind, name)
+        if path is None:
+            raise FileNotFoundError(f"{kind}/{name}")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise TooLarge(f"{size} bytes, more than {max_bytes}")
+        shutil.copyfile(path, dest)
+        return size
 
     # Retention: names are removed when what they belong to expires; a blob no name links to any
     # more (its link count is back to 1) is deleted once it has stayed so for `grace` seconds, so
@@ -181,11 +173,11 @@ class LocalStorage:
     def output_names(self) -> Iterator[str]:
         with os.scandir(self.root / "o") as entries:
             for entry in entries:
-                if _SAFE_NAME.match(entry.name):
+                if SAFE_NAME.match(entry.name):
                     yield entry.name
 
     def remove_output(self, name: str) -> None:
-        if _SAFE_NAME.match(name):
+        if SAFE_NAME.match(name):
             (self.root / "o" / name).unlink(missing_ok=True)
 
     def collect_blobs(self, grace_seconds: float) -> tuple[int, int]:
@@ -205,45 +197,18 @@ class LocalStorage:
 
     def clean_tmp(self, max_age_seconds: float) -> int:
         """Delete temp files a crashed writer left behind."""
-        removed = 0
-        now = time.time()
-        for leftover in (self.root / "tmp").iterdir():
-            try:
-                if now - leftover.stat().st_mtime > max_age_seconds:
-                    leftover.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                pass
-        return removed
+        return clean_dir(self.root / "tmp", max_age_seconds)
 
 
-class UploadSink:
-    """A temp file that counts and hashes what is written to it, so an upload is read exactly once.
-
-    Writes are plain blocking calls made from the event loop: each is one socket read's worth
-    (uvicorn hands over at most 256,000 bytes per chunk, measured) into the page cache, tens of
-    microseconds, cheaper than a thread hop per chunk; 50 MB goes through in ~0.3 s."""
-
-    def __init__(self, tmp_dir: Path) -> None:
-        fd, path = tempfile.mkstemp(dir=tmp_dir, prefix="upload-")
-        self.path = Path(path)
-        self.size = 0
-        self._file = os.fdopen(fd, "wb")
-        self._digest = hashlib.sha256()
-
-    def write(self, chunk: bytes) -> None:
-        self._digest.update(chunk)
-        self._file.write(chunk)
-        self.size += len(chunk)
-
-    @property
-    def sha256(self) -> str:
-        return self._digest.hexdigest()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def discard(self) -> None:
-        """Nothing of the upload is kept (idempotent; a committed sink's path is already gone)."""
-        self._file.close()
-        self.path.unlink(missing_ok=True)
+def clean_dir(directory: Path, max_age_seconds: float) -> int:
+    """Delete the files of `directory` older than `max_age_seconds`; how many."""
+    removed = 0
+    now = time.time()
+    for leftover in directory.iterdir():
+        try:
+            if now - leftover.stat().st_mtime > max_age_seconds:
+                leftover.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed

@@ -51,7 +51,7 @@ def input_hashes(rt: Runtime, urls: list[str]) -> list[str]:
     """sha256 of each input's content: our own files from their records, others fetched (SSRF-safe)."""
     hashes = []
     for url in urls:
-        own = cache.own_name(url, rt.settings.base_public_url)
+        own = cache.own_name(url, rt.settings.file_url_bases)
         if own is not None:
             key, field, encoding = cache.own_hash_lookup(*own)
             sha = cache.decode_own_hash(rt.redis.hget(key, field), encoding)

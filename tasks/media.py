@@ -28,7 +28,8 @@ from gengate.media.run import (Limits, MediaCancelled, MediaFailed, MediaNoSpace
                                job_dir, probe, run_ffmpeg)
 from gengate.media.sandbox import UnsafeCommand, plan_command
 from gengate.storage.fetch import FetchError, TooLarge, UnsafeURL, fetch_hash
-from gengate.storage.local import StoredFile, extension_for, media_type_for
+from gengate.storage.base import StoredFile, extension_for, media_type_for
+from gengate.storage.base import TooLarge as StoredTooLarge
 from gengate.tasks import ending
 from gengate.tasks.runtime import Runtime
 
@@ -119,21 +120,23 @@ def _over_budget(url: str, budget: int, rt: Runtime) -> FetchError:
 
 
 def _own_input(rt: Runtime, url: str, workdir: Path, name: str, budget: int) -> _Input | None:
-    own = cache.own_name(url, rt.settings.base_public_url)
+    own = cache.own_name(url, rt.settings.file_url_bases)
     if own is None:
         return None
     key, field, encoding = cache.own_hash_lookup(*own)
     sha = cache.decode_own_hash(rt.redis.hget(key, field), encoding)
-    blob = rt.storage.blob_path(sha) if sha else None
-    if blob is None or not blob.is_file():
+    if sha is None:
         raise FetchError(f"{url} is not a file of this gateway (unknown or expired)")
-    if blob.stat().st_size > budget:
-        raise _over_budget(url, budget, rt)
     ext = own[1].rsplit(".", 1)[-1].lower()
     path = workdir / f"{name}.{ext}"
     # A copy, never a link: FFmpeg may write to what it reads (it is not trusted), and a stored
     # file is shared by every job and cache entry that names it.
-    shutil.copyfile(blob, path)
+    try:
+        rt.storage.copy_to(*own, path, max_bytes=max(budget, 0))
+    except FileNotFoundError:
+        raise FetchError(f"{url} is not a file of this gateway (unknown or expired)") from None
+    except StoredTooLarge:
+        raise _over_budget(url, budget, rt) from None
     return _Input(path, sha, ext)
 
 

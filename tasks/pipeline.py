@@ -32,7 +32,7 @@ from gengate.jobs.record import MEDIA_PROVIDER, Job
 from gengate.jobs.sealing import SealError, job_token, unseal
 from gengate.storage.fetch import FetchError, Policy, UnsafeURL, open_url
 from gengate.storage.fetch import TooLarge as FetchTooLarge
-from gengate.storage.local import StorageFull, TooLarge
+from gengate.storage.base import StorageFull, TooLarge
 from gengate.tasks import ending, media
 from gengate.tasks import enqueue as q
 from gengate.tasks import metrics as step_metrics

@@ -12,7 +12,7 @@ from gengate.config.settings import Settings, get_settings
 from gengate.jobs.cache import Scripts
 from gengate.jobs.store import JobStore
 from gengate.storage import get_storage
-from gengate.storage.local import LocalStorage
+from gengate.storage.base import Storage
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Runtime:
     settings: Settings
     redis: Redis
     store: JobStore
-    storage: LocalStorage
+    storage: Storage
     cache: Scripts
 
 

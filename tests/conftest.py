@@ -59,6 +59,32 @@ def rds(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
 
 
+# GENGATE_TEST_STORAGE=s3: the whole session stores and serves files through an S3 server it starts
+# (moto), as a deployment with GENGATE_STORAGE_URL=s3://... would; tests/test_storage_s3.py runs the
+# tests that store or serve files this way. Tests that look at the local storage directory skip.
+S3_SESSION = os.environ.get("GENGATE_TEST_STORAGE") == "s3"
+local_storage_only = pytest.mark.skipif(S3_SESSION, reason="looks at the local storage directory")
+
+
+def s3_env(endpoint: str, bucket: str, prefix: str) -> dict[str, str]:
+    """The settings of a process storing in the test S3 server (which takes any credentials)."""
+    return {"GENGATE_STORAGE_URL": f"s3://{bucket}/{prefix}", "GENGATE_S3_ENDPOINT_URL": endpoint,
+            "GENGATE_S3_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+
+
+@pytest.fixture(scope="session")
+def storage_env() -> Iterator[dict[str, str]]:
+    """The session's storage settings: none (the local directory), or an S3 server's."""
+    if not S3_SESSION:
+        yield {}
+        return
+    proc, endpoint = procs.start_s3("gengate-session")
+    # Streamed through the API: the tests fetch stored files with plain GETs, which do not follow the
+    # redirect mode's 307 (tests/test_storage_s3.py covers that mode and the public URL).
+    yield {**s3_env(endpoint, "gengate-session", "suite"), "GENGATE_STORAGE_SERVE": "stream"}
+    procs.stop(proc)
+
+
 @pytest.fixture(scope="session")
 def sim_url() -> Iterator[str]:
     proc, url = procs.start_sim()
@@ -139,10 +165,11 @@ def files_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def env(redis_url: str, sim_url: str, data_dir: Path) -> dict[str, str]:
+def env(redis_url: str, sim_url: str, data_dir: Path, storage_env: dict[str, str]) -> dict[str, str]:
     port = procs.free_port()
     return dict(
         os.environ,
+        **storage_env,
         GENGATE_REDIS_URL=redis_url,
         GENGATE_DATA_DIR=str(data_dir),
         GENGATE_API_PORT=str(port),

@@ -14,20 +14,20 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
-from fastapi.responses import FileResponse, ORJSONResponse
+from fastapi.responses import ORJSONResponse
 from redis.asyncio import Redis
 from starlette.requests import ClientDisconnect
 
 from gengate.api.deps import PrincipalDep, RedisDep, SettingsDep
 from gengate.api.metering import take_rate
-from gengate.api.routes.outputs import SERVED_FILE_HEADERS
+from gengate.api.stored import off_loop, serve_stored
 from gengate.api.schemas import ErrorResponse, FileUploadResponse, error_responses
 from gengate.config.settings import Settings
 from gengate.jobs import keys, uploads
 from gengate.jobs.errors import NotFoundError, PayloadTooLargeError, UnavailableError, ValidationError
 from gengate.jobs.record import utcnow_iso
 from gengate.storage import get_storage
-from gengate.storage.local import LocalStorage, StorageFull, UploadSink, extension_for, media_type_for
+from gengate.storage.base import Storage, StorageFull, UploadSink, extension_for
 from gengate.storage.sniff import HEAD_BYTES, OCTET_STREAM, sniff_media_type
 
 router = APIRouter(tags=["Files"])
@@ -106,7 +106,7 @@ async def upload_file(
         file_id = new_file_id()
         name = file_id + _extension(media_type)
         try:
-            storage.commit_upload(sink, name)
+            await off_loop(storage, storage.commit_upload, sink, name)
         except BaseException:
             k, a = uploads.give_back_args(account, sink.size)
             await request.app.state.uploads.give_back(keys=k, args=a)
@@ -134,14 +134,14 @@ async def delete_file(file_id: str, request: Request, redis: RedisDep, principal
     return Response(status_code=204)
 
 
-async def forget_upload(scripts: uploads.UploadScripts, storage: LocalStorage, file_id: str) -> bool:
+async def forget_upload(scripts: uploads.UploadScripts, storage: Storage, file_id: str) -> bool:
     """Forget an upload (jobs/uploads.py) and remove its name, exactly once; False if already gone.
     Its blob is left to retention, which deletes it once no name links to it."""
     k, a = uploads.forget_args(file_id)
     name = uploads.forgotten_name(await scripts.forget(keys=k, args=a))
     if name is None:
         return False
-    storage.remove_upload(name)
+    await off_loop(storage, storage.remove_upload, name)
     return True
 
 
@@ -156,11 +156,8 @@ async def get_file(file_id: str, redis: RedisDep, settings: SettingsDep, princip
 
 
 @router.api_route("/u/{name}", methods=["GET", "HEAD"], include_in_schema=False)
-async def get_upload(name: str) -> FileResponse:
-    path = get_storage().upload_path(name)
-    if path is None:
-        raise NotFoundError("File not found")
-    return FileResponse(path, media_type=media_type_for(name), headers=SERVED_FILE_HEADERS)
+async def get_upload(name: str, request: Request) -> Response:
+    return await serve_stored("u", name, request, "File not found")
 
 
 async def _receive(request: Request, sink: UploadSink, limit: int, refusal: PayloadTooLargeError) -> bytes:
@@ -238,18 +235,20 @@ async def _record(redis: Redis, file_id: str) -> dict[str, str] | None:
     return record if all(f in record for f in _RECORD_FIELDS) else None
 
 
-async def _find(redis: Redis, storage: LocalStorage, account: str, sha: str) -> dict[str, str] | None:
+async def _find(redis: Redis, storage: Storage, account: str, sha: str) -> dict[str, str] | None:
     """The account's live file with this content, if any (a dangling index entry counts as none)."""
     file_id = await redis.hget(keys.account_files(account), sha)
     if file_id is None:
         return None
     record = await _record(redis, file_id.decode())
-    if record is None or record["account"] != account or storage.upload_path(record["name"]) is None:
+    if record is None or record["account"] != account:
+        return None
+    if not await off_loop(storage, storage.exists, "u", record["name"]):
         return None
     return record
 
 
-async def _register(request: Request, redis: Redis, storage: LocalStorage, settings: Settings, file_id: str,
+async def _register(request: Request, redis: Redis, storage: Storage, settings: Settings, file_id: str,
                     record: dict[str, str]) -> ORJSONResponse:
     """Write the record (with its retention), then claim the account's hash entry; a concurrent
     identical upload that claimed it first wins, and this one is dropped in its favour."""
@@ -272,7 +271,7 @@ def _answer(record: dict[str, str], settings: Settings, *, deduplicated: bool,
             headers: dict[str, str] | None = None) -> ORJSONResponse:
     return ORJSONResponse(headers=headers, content={
         "file_id": record["file_id"],
-        "url": f"{settings.base_public_url}/u/{record['name']}",
+        "url": f"{settings.file_url_base}/u/{record['name']}",
         "hash": "sha256:" + record["sha256"],
         "size": int(record["size"]),
         "media_type": record["media_type"],

@@ -5,7 +5,6 @@ run by workers of the `media` queue."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -35,6 +34,7 @@ from gengate.media import ops
 from gengate.media.run import Limits, MediaFailed, MediaToolMissing, job_dir, probe
 from gengate.media.sandbox import UnsafeCommand, plan_command
 from gengate.storage import get_storage
+from gengate.storage.base import TooLarge as StoredTooLarge
 from gengate.storage.fetch import FetchError, UnsafeURL, fetch_hash
 
 router = APIRouter(prefix="/v1/ffmpeg", tags=["Media Processing"], route_class=StrictJSONRoute)  # no NaN, no duplicate keys
@@ -52,11 +52,13 @@ async def probe_media(body: ProbeRequest, request: Request, store: StoreDep, set
     through the SSRF-safe fetcher (at most `GENGATE_PROBE_MAX_BYTES`) into a private directory, in
     the probes' own threads (api/probes.py). It takes from the plan's request rate like a job."""
     rate = await take_rate(store, settings, principal.account_id, "probes")
-    await check_urls([("url", body.url)], settings.base_public_url)
-    local = await _own_path(store.redis, body.url, settings)
+    await check_urls([("url", body.url)], settings.file_url_bases)
+    own = await _own_file(store.redis, body.url, settings)
     try:
-        figures = await request.app.state.probes.run(_probe, body.url, local, settings)
-    except FetchError as exc:
+        figures = await request.app.state.probes.run(_probe, body.url, own, settings)
+    except FileNotFoundError:  # deleted, or expired, since its record was read
+        raise ValidationError(f"{body.url} is not a file of this gateway (unknown or expired)", field="url") from None
+    except (FetchError, StoredTooLarge) as exc:
         raise ValidationError(f"url: could not fetch it: {exc}", field="url") from None
     except UnsafeURL as exc:  # a redirect to a refused address: the user's URL, so a 400
         raise ValidationError(f"url: {exc}", field="url") from None
@@ -67,27 +69,34 @@ async def probe_media(body: ProbeRequest, request: Request, store: StoreDep, set
     return ORJSONResponse(figures, headers=rate.headers())
 
 
-async def _own_path(redis, url: str, settings: Settings) -> Path | None:
-    own = cache.own_name(url, settings.base_public_url)
+async def _own_file(redis, url: str, settings: Settings) -> tuple[str, str] | None:
+    """(kind, name) when `url` is one of this gateway's stored files (known to its records), None
+    for any other URL; a 400 for an own URL that names nothing."""
+    own = cache.own_name(url, settings.file_url_bases)
     if own is None:
         return None
     key, field, encoding = cache.own_hash_lookup(*own)
-    sha = cache.decode_own_hash(await redis.hget(key, field), encoding)
-    path = get_storage().blob_path(sha) if sha else None
-    if path is None or not path.is_file():
+    if cache.decode_own_hash(await redis.hget(key, field), encoding) is None:
         raise ValidationError(f"{url} is not a file of this gateway (unknown or expired)", field="url")
-    return path
+    return own
 
 
-def _probe(url: str, local: Path | None, settings: Settings) -> dict[str, Any]:
+def _probe(url: str, own: tuple[str, str] | None, settings: Settings) -> dict[str, Any]:
+    """A local stored file is probed in place; one in object storage, or any other URL, is fetched
+    into a private directory first (at most GENGATE_PROBE_MAX_BYTES)."""
     limits = Limits(seconds=settings.fetch_timeout_seconds, cpu_seconds=30, max_output_bytes=1 << 20,
                     max_memory_bytes=settings.media_max_memory_bytes, max_files=8)
+    storage = get_storage()
+    local = storage.local_path(*own) if own is not None else None
     if local is not None:
         return ops.summarize(probe(local, limits=limits), local.stat().st_size)
     with job_dir() as workdir:
         path = workdir / "input"
-        with open(path, "wb") as f:
-            fetch_hash(url, into=f, max_bytes=settings.probe_max_bytes)
+        if own is not None:
+            storage.copy_to(*own, path, max_bytes=settings.probe_max_bytes)
+        else:
+            with open(path, "wb") as f:
+                fetch_hash(url, into=f, max_bytes=settings.probe_max_bytes)
         return ops.summarize(probe(path, limits=limits, workdir=workdir), path.stat().st_size)
 
 

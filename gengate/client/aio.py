@@ -174,7 +174,8 @@ class AsyncGatewayClient:
         url, path = calls.download_target(source, dest, self.base_url)
         part = path.with_name(path.name + ".part")
         try:
-            async with self._http.stream("GET", url, timeout=self.timeout) as resp:  # no API key: URLs are public
+            async with self._http.stream("GET", url, timeout=self.timeout, follow_redirects=True) as resp:  # no API key: URLs are
+                # public; with object storage the gateway redirects to the object
                 if resp.status_code >= 400:
                     await resp.aread()
                     raise api_error(resp)

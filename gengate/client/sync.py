@@ -172,7 +172,8 @@ class GatewayClient:
         url, path = calls.download_target(source, dest, self.base_url)
         part = path.with_name(path.name + ".part")
         try:
-            with self._http.stream("GET", url, timeout=self.timeout) as resp:  # no API key: URLs are public
+            with self._http.stream("GET", url, timeout=self.timeout, follow_redirects=True) as resp:  # no API key: URLs are
+                # public; with object storage the gateway redirects to the object
                 if resp.status_code >= 400:
                     resp.read()
                     raise api_error(resp)

@@ -21,7 +21,7 @@ from gengate.jobs import keys
 from gengate.jobs.apikeys import create_account, create_key
 from gengate.storage.local import LocalStorage
 
-from tests.conftest import new_key, wait_for, wait_until
+from tests.conftest import local_storage_only, new_key, wait_for, wait_until
 from tests.resilience.bystander import Bystander
 from tests.resilience.test_abuse_streams import _api
 
@@ -142,6 +142,7 @@ def test_a_blob_goes_only_when_no_name_links_to_it_for_the_grace(tmp_path: Path)
     assert storage.blob_path(kept.sha256).is_file() and not storage.blob_path(orphan.sha256).exists()
 
 
+@local_storage_only
 def test_a_full_disk_refuses_uploads_without_filling_it(env: dict[str, str], data_dir: Path, rds: redis.Redis, worker):
     """Storage keeps GENGATE_STORAGE_MIN_FREE_BYTES free: with more asked than the disk has, an
     upload is a 503 in the error shape and nothing is written."""
