@@ -18,6 +18,7 @@ import base64
 import logging
 import random
 import time
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -312,7 +313,7 @@ def _store_output(rt: Runtime, job: Job, out: Output):
                                       status=response.status_code,
                                       retryable=response.status_code in (404, 408, 429) or response.status_code >= 500)
             media_type = out.media_type or response.headers.get("content-type") or "application/octet-stream"
-            chunks = crashing("finalize.during_download", response.iter_bytes(1 << 16))
+            chunks = _renewing(rt, job.job_id, crashing("finalize.during_download", response.iter_bytes(1 << 16)))
             return rt.storage.put_output(job.job_id, chunks, media_type, max_bytes=limit)
     except UnsafeURL as exc:
         raise ProviderFailure(job.provider, f"output URL refused: {exc}", retryable=False) from exc
@@ -320,6 +321,19 @@ def _store_output(rt: Runtime, job: Job, out: Output):
         raise TooLarge(f"the provider's output is larger than {limit} bytes") from exc
     except FetchError as exc:  # a connection, a timeout, a redirect past the limit: worth another try
         raise ProviderFailure(job.provider, f"output URL: {exc}", status=exc.status, retryable=True) from exc
+
+
+def _renewing(rt: Runtime, job_id: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """`chunks`, pushing the job's backstop (its schedule entry) a lease ahead while they come: a
+    long download (a large video, a slow store) is progress, not a dead finalize for the sweeper to
+    start again beside it."""
+    lease = rt.settings.step_lease_seconds
+    renew_at = time.monotonic() + lease / 3
+    for chunk in chunks:
+        if time.monotonic() >= renew_at:
+            rt.store.schedule(job_id, time.time() + lease)
+            renew_at = time.monotonic() + lease / 3
+        yield chunk
 
 
 @lru_cache(maxsize=None)

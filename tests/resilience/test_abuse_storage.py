@@ -10,14 +10,17 @@ import http.server
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import redis
 
 from gengate.jobs import keys
+from gengate.sim import media
 from gengate.jobs.apikeys import create_account, create_key
 from gengate.storage.local import LocalStorage
 
@@ -176,6 +179,51 @@ class _Dribble(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
+
+
+class _SlowImage(http.server.BaseHTTPRequestHandler):
+    """A PNG sent over ~10 s, counting how often it is asked for."""
+
+    gets: dict[str, int] = {}
+
+    def do_GET(self) -> None:
+        _SlowImage.gets[self.path] = _SlowImage.gets.get(self.path, 0) + 1
+        piece = 128 * 1024  # 256 KB/s: a slow provider, or a large output on a slow link, scaled down
+        body = media.png_bytes(64, 64) + b"\0" * (20 * piece)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for i in range(0, len(body), piece):
+                self.wfile.write(body[i:i + piece])
+                self.wfile.flush()
+                time.sleep(0.5)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_slow_output_download_is_not_started_again(client: httpx.Client):
+    """A provider output that takes ~10 s to download, far past the step lease (4 s in the tests):
+    the finalize keeps its job's backstop ahead while bytes come, so the sweeper does not take it
+    for dead and fetch the output again beside it (each fetch a whole download)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowImage)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://localhost:{server.server_address[1]}/slow-{uuid.uuid4().hex}.png"
+        r = client.post("/image", json={"model": "flux-schnell", "prompt": f"slow {url}", "provider_options": {
+            "sim": {"result": {"images": [{"url": url, "content_type": "image/png"}]}}}},
+                        headers={"Cache-Control": "no-store"})
+        assert r.status_code == 202, r.text
+        job = wait_for(client, r.json()["job_id"], timeout=60)
+    finally:
+        server.shutdown()
+    assert job["status"] == "completed", job
+    assert _SlowImage.gets[urlsplit(url).path] == 1, _SlowImage.gets
 
 
 @pytest.fixture
