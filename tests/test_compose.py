@@ -93,7 +93,10 @@ def gengate_args(service_argv: list[str]) -> list[str]:
 
 def test_services_and_no_beat():
     doc = compose()
-    assert set(doc["services"]) == {"redis", "api", "worker", "media-worker", "flower"}
+    assert set(doc["services"]) == {"redis", "api", "worker", "media-worker", "flower", "minio", "minio-init"}
+    # the object store is an option: only `--profile s3` starts it
+    assert {name for name, svc in doc["services"].items() if svc.get("profiles")} == {"minio", "minio-init"}
+    assert all(svc["profiles"] == ["s3"] for svc in doc["services"].values() if svc.get("profiles"))
     # The design has no beat: the comment says why, so nobody adds one by habit.
     assert "No `beat` service" in (ROOT / "docker-compose.yml").read_text()
 
@@ -255,3 +258,23 @@ def test_published_metrics_need_a_token():
     api = compose()["services"]["api"]
     assert api["environment"]["GENGATE_METRICS_TOKEN"] == REQUIRED["GENGATE_METRICS_TOKEN"]
     assert api["environment"]["GENGATE_SECRET_KEY"] == REQUIRED["GENGATE_SECRET_KEY"]  # the shared env is kept
+
+
+def test_object_storage_is_an_option_every_gengate_service_is_given():
+    """With the `s3` profile's MinIO (or any S3 store), the storage settings and the standard AWS
+    credentials reach every gengate container; MinIO's root user is those credentials, and a one-off
+    container creates the bucket."""
+    env = {**REQUIRED, "GENGATE_STORAGE_URL": "s3://gengate/data", "GENGATE_S3_ENDPOINT_URL": "http://minio:9000",
+           "AWS_ACCESS_KEY_ID": "gg", "AWS_SECRET_ACCESS_KEY": "secret"}
+    doc = compose(env)
+    for name, svc in gengate_services(doc).items():
+        assert "GENGATE_STORAGE_URL" in svc["environment"] and "AWS_SECRET_ACCESS_KEY" in svc["environment"], name
+    raw = raw_compose()["x-gengate-env"]
+    for name in ("GENGATE_STORAGE_URL", "GENGATE_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert raw[name] is None, name  # passed through from the shell or .env, never set empty
+    minio = doc["services"]["minio"]
+    assert minio["environment"] == {"MINIO_ROOT_USER": "gg", "MINIO_ROOT_PASSWORD": "secret"}
+    assert "ports" not in minio and "mc ready local" in " ".join(minio["healthcheck"]["test"])
+    init = doc["services"]["minio-init"]
+    assert init["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert "mc mb --ignore-existing local/gengate" in init["command"][0]
