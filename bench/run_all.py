@@ -33,11 +33,12 @@ TITLES = {
     "6": "Cost growth (`bench/growth.py`)",
     "P": "Profiles (`bench/profile.py`, py-spy)",
     "7": "Footprint of the API process and of the installs (`bench/footprint.py`)",
+    "8": "Object storage: local store vs S3 server, worker hosts, large outputs (`bench/storage.py`)",
 }
 
 
 def _benches(quick: bool):
-    from bench import cache_hit, footprint, growth, inflight, pipeline, profile, submission
+    from bench import cache_hit, footprint, growth, inflight, pipeline, profile, storage, submission
 
     def profiles() -> tuple[list[Figure], list[str]]:
         if profile.py_spy() is None:
@@ -55,6 +56,7 @@ def _benches(quick: bool):
         "P": profiles,
         "4": lambda: inflight.measure(quick),
         "7": lambda: footprint.measure(quick),
+        "8": lambda: storage.measure(quick),
     }
 
 
@@ -112,7 +114,7 @@ def write(out: Path, args, benches, results: dict, started: datetime) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    ap.add_argument("--only", default="", help="comma-separated benchmarks: 1,2,3,4,5,6,7,P")
+    ap.add_argument("--only", default="", help="comma-separated benchmarks: 1,2,3,4,5,6,7,8,P")
     ap.add_argument("--output", default=str(ROOT / "BENCHMARKS.md"))
     args = ap.parse_args()
     out = Path(args.output)
