@@ -22,12 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report import Figure, median, pct  # noqa: E402
-from bench.stack import BENCH_QUEUE, Stack, wait_for  # noqa: E402
+from bench.stack import BENCH_QUEUE, Stack, run_job, wait_for  # noqa: E402
 
 CPU_LOG: list[str] = []
 
@@ -88,14 +87,7 @@ def gengate_latencies(s: Stack, n: int) -> list[float]:
     with s.client() as c:
         for i in range(n + 20):
             t = time.perf_counter()
-            job = c.post("/v1/image", json={"model": "flux-schnell", "prompt": f"latency {stamp} {i}"}).json()["job_id"]
-            status = None
-            with c.stream("GET", f"/v1/jobs/{job}/stream") as r:
-                for line in r.iter_lines():
-                    if line.startswith("data:"):
-                        status = orjson.loads(line[5:])["status"]
-                        if status in ("completed", "failed", "cancelled"):
-                            break
+            job, status = run_job(c, {"model": "flux-schnell", "prompt": f"latency {stamp} {i}"})
             if status != "completed":
                 raise RuntimeError(f"job {job} ended {status}")
             if i >= 20:  # the first jobs warm up connections and the worker

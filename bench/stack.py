@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import orjson
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,3 +194,19 @@ def wait_for(check, timeout: float, what: str, interval: float = 0.02) -> float:
             return time.perf_counter()
         time.sleep(interval)
     raise TimeoutError(f"{what}: not done after {timeout:g}s")
+
+
+def run_job(c: httpx.Client, body: dict, headers: dict[str, str] | None = None) -> tuple[str, str]:
+    """POST one image job, follow its SSE stream to the end: (job id, final status)."""
+    r = c.post("/v1/image", json=body, headers=headers)
+    if r.status_code != 202:
+        raise RuntimeError(f"POST /v1/image: {r.status_code} {r.text}")
+    job = r.json()["job_id"]
+    status = None
+    with c.stream("GET", f"/v1/jobs/{job}/stream") as resp:
+        for line in resp.iter_lines():
+            if line.startswith("data:"):
+                status = orjson.loads(line[5:])["status"]
+                if status in ("completed", "failed", "cancelled"):
+                    break
+    return job, status or "?"

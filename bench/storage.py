@@ -49,7 +49,7 @@ from bench.pipeline import (  # noqa: E402
     SIM_OPTIONS, _held, completed_count, cpu_seconds, create_jobs, failed_count, noop_rate,
 )
 from bench.report import Figure, median, pct  # noqa: E402
-from bench.stack import Stack, wait_for  # noqa: E402
+from bench.stack import Stack, run_job, wait_for  # noqa: E402
 from gengate import procs  # noqa: E402
 
 BENCH = "8"
@@ -117,22 +117,6 @@ def peak_rss_mb(pid: int) -> tuple[float, float]:
         if line.startswith(("VmHWM:", "VmRSS:")):
             got[line.split(":")[0]] = int(line.split()[1]) / 1024
     return got["VmHWM"], got["VmRSS"]
-
-
-def run_job(c: httpx.Client, body: dict, headers: dict[str, str] | None = None) -> tuple[str, str]:
-    """POST one image job, follow its SSE stream to the end: (job id, final status)."""
-    r = c.post("/v1/image", json=body, headers=headers)
-    if r.status_code != 202:
-        raise RuntimeError(f"POST /v1/image: {r.status_code} {r.text}")
-    job = r.json()["job_id"]
-    status = None
-    with c.stream("GET", f"/v1/jobs/{job}/stream") as resp:
-        for line in resp.iter_lines():
-            if line.startswith("data:"):
-                status = orjson.loads(line[5:])["status"]
-                if status in ("completed", "failed", "cancelled"):
-                    break
-    return job, status or "?"
 
 
 def completion_delays(b: Bench, jobs: list[str]) -> list[float]:
