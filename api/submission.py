@@ -82,6 +82,10 @@ def check_params(spec: ModelSpec, params: dict[str, Any], options: dict[str, Any
     if duration is not None and spec.capability == "music" and not MUSIC_SECONDS[0] <= duration <= MUSIC_SECONDS[1]:
         raise ValidationError(f"duration must be {MUSIC_SECONDS[0]}-{MUSIC_SECONDS[1]} seconds for music",
                               field="duration")
+    limit = rules.get("max_text_characters")
+    if limit and len(params.get("text") or "") > limit:
+        raise ValidationError(f"text has {len(params['text'])} characters; {where} takes at most {limit} in one "
+                              "request", field="text")
     protected = sorted(spec.protected_options(mode) & set(options or {}))
     if protected:
         raise ValidationError(f"provider_options.{protected[0]} would override a field the gateway validates or "

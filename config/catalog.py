@@ -165,6 +165,9 @@ class ModelSpec:
     # Why the model is gone from its provider's published list, when it is (kept for compatibility:
     # a request may still reach it, but the provider may stop serving it at any time).
     delisted: str = ""
+    # The most characters of `text` one request may carry, where the provider limits it (0: only the
+    # API's own cap): a longer text would be accepted, held, then refused by the provider.
+    max_text_chars: int = 0
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -233,9 +236,12 @@ class ModelSpec:
         takes a prompt, and the provider_options it requires."""
         payload = self.payloads.get(mode)
         if payload is None:
-            return {"aspect_ratios": list(self.aspect_ratios), "durations": list(self.durations),
-                    "duration": self.capability in ("video", "music"), "prompt": True,
-                    "required_provider_options": []}
+            rules = {"aspect_ratios": list(self.aspect_ratios), "durations": list(self.durations),
+                     "duration": self.capability in ("video", "music"), "prompt": True,
+                     "required_provider_options": []}
+            if self.max_text_chars:
+                rules["max_text_characters"] = self.max_text_chars
+            return rules
         return {"aspect_ratios": list(payload.ratios if payload.size else ()),
                 "durations": list(payload.durations) if payload.duration else [],
                 "duration": payload.duration is not None, "prompt": payload.prompt,
@@ -450,11 +456,14 @@ MODELS: tuple[ModelSpec, ...] = (
     # --- speech, music, transcription -----------------------------------------------------------
     # ElevenLabs bills speech by characters, Flash and Turbo at half the rate of v3 and Multilingual; the
     # minimum is the price of a short text. Music is billed by its length: a request without a duration
-    # gets 30 s (adapters/elevenlabs.py DEFAULT_MUSIC_SECONDS), the default priced here.
+    # gets 30 s (adapters/elevenlabs.py DEFAULT_MUSIC_SECONDS), the default priced here. Characters per
+    # request: ElevenLabs' help centre's limits per model (eleven_v3's 5,000 is our reading of it).
     *(ModelSpec(name, "speech", "elevenlabs", MappingProxyType({"tts": name}), "docs/providers.md (ElevenLabs model_id)",
-                price) for name, price in (
-        ("eleven_v3", per_characters(10, minimum=3)), ("eleven_multilingual_v2", per_characters(10, minimum=3)),
-        ("eleven_flash_v2_5", per_characters(5, minimum=2)), ("eleven_turbo_v2", per_characters(5, minimum=2)))),
+                price, max_text_chars=limit) for name, price, limit in (
+        ("eleven_v3", per_characters(10, minimum=3), 5_000),
+        ("eleven_multilingual_v2", per_characters(10, minimum=3), 10_000),
+        ("eleven_flash_v2_5", per_characters(5, minimum=2), 40_000),
+        ("eleven_turbo_v2", per_characters(5, minimum=2), 30_000))),
     ModelSpec("music_v1", "music", "elevenlabs", MappingProxyType({"music": "music_v1"}),
               "docs/providers.md (ElevenLabs /v1/music)", per_second(20, per=60, default=30)),
     _fal("whisper", "transcription", {"transcription": ("fal-ai/whisper",

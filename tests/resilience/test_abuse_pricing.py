@@ -36,7 +36,8 @@ LEFT = 100  # what the account keeps after the pairs: less than any long variant
 TOO_DEAR = [
     ("kling-v3 15 s", "/video", {"model": "kling-v3", "prompt": "cliffs", "duration": 15}, 150),
     ("music_v1 600 s", "/music", {"model": "music_v1", "prompt": "drums", "duration": 600}, 200),
-    ("eleven_v3 50,000 chars", "/speech", {"model": "eleven_v3", "text": "b" * 50_000}, 500),
+    # the longest text a model takes in one request (ElevenLabs' limit: longer is a 400 on `text`)
+    ("eleven_flash_v2_5 40,000 chars", "/speech", {"model": "eleven_flash_v2_5", "text": "b" * 40_000}, 200),
 ]
 
 
@@ -51,7 +52,7 @@ def test_long_work_is_charged_in_proportion_and_beyond_the_balance_is_a_402(api_
                                                                               worker):
     # sanity: the figures above are the catalog's
     assert BY_NAME["kling-v3"].price("text-to-video", {"duration": 15}) == 150
-    assert BY_NAME["eleven_v3"].price("tts", {"text": "b" * 50_000}) == 500
+    assert BY_NAME["eleven_flash_v2_5"].price("tts", {"text": "b" * 40_000}) == 200
     start = sum(cents for *_, cents in PAIRS) + LEFT
     account = create_account(rds, plan="enterprise", credit_cents=start)
     accounts.set_limits(rds, account, rpm=0, concurrency=0)
@@ -93,3 +94,13 @@ def test_long_work_is_charged_in_proportion_and_beyond_the_balance_is_a_402(api_
           f"{rounds * len(TOO_DEAR)} requests beyond the balance refused with 402; {report}")
     assert not report.errors, report.errors
     assert report.requests > 10
+
+
+def test_a_text_longer_than_the_model_takes_is_refused_before_it_is_held(client: httpx.Client):
+    """ElevenLabs refuses a text over its per-model limit after the job was accepted and its price
+    held; the catalog knows the limits, so the request is a 400 naming `text`, and no job exists."""
+    r = client.post("/speech", json={"model": "eleven_v3", "text": "c" * 5_001, "voice": "rachel"})
+    assert "at most 5000" in assert_error(r, 400, "ValidationError", "text")["message"]
+    assert client.get("/jobs").json()["jobs"] == []
+    models = {m["name"]: m for m in client.get("/models", params={"capability": "speech"}).json()["models"]}
+    assert models["eleven_v3"]["parameters"]["tts"]["max_text_characters"] == 5_000
