@@ -15,6 +15,7 @@ import yaml
 
 from gengate.config.docs import variable_names
 from gengate import cli, procs
+from gengate.config.settings import Settings
 from gengate.tasks.queues import ALL_QUEUES, MEDIA_QUEUE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,6 +252,9 @@ def test_containers_run_with_least_privilege():
         assert "no-new-privileges:true" in svc["security_opt"], name
         assert svc["mem_limit"] and int(str(svc["pids_limit"])) > 0, name
     assert doc["services"]["redis"]["mem_limit"] and doc["services"]["redis"]["pids_limit"]
+    # the media worker's limit holds its two FFmpeg runs at their own address-space cap, and itself
+    media = doc["services"]["media-worker"]["mem_limit"]
+    assert media.endswith("g") and int(media[:-1]) * 1024**3 > 2 * Settings().media_max_memory_bytes
 
 
 def test_published_metrics_need_a_token():
