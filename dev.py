@@ -6,7 +6,8 @@
 
 Each first makes ./.venv and installs the project into it (again only when pyproject.toml
 changed), makes sure FFmpeg is there for media jobs (installing Debian's package when run as root),
-then runs `gengate up` or pytest from it. Extra arguments go to that command.
+then runs `gengate up` or pytest from it. Extra arguments go to that command. `test` also makes sure
+of a Chromium for the browser tests (tests/browser), the same way.
 """
 
 from __future__ import annotations
@@ -42,21 +43,43 @@ def ensure_env() -> None:
     STAMP.write_text(wanted)
 
 
+def apt_install(package: str) -> None:
+    """`apt-get install` a Debian package when we can (root with apt-get), updating the package
+    lists once if the first try fails (a fresh machine has none); otherwise do nothing."""
+    if not (os.name == "posix" and os.geteuid() == 0 and shutil.which("apt-get")):
+        return
+    print(f"installing {package} (apt-get install -y {package}) ...", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if subprocess.run(["apt-get", "install", "-y", "-q", package], env=env).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env)
+        subprocess.run(["apt-get", "install", "-y", "-q", package], env=env)
+
+
 def ensure_ffmpeg() -> None:
     """Media jobs run FFmpeg from the system (Debian's `ffmpeg` package). Install it when we can
     (root with apt-get); otherwise say how, and go on: a worker without it fails media jobs with
     that same advice, and the media tests skip."""
     if shutil.which("ffmpeg") and shutil.which("ffprobe"):
         return
-    if os.name == "posix" and os.geteuid() == 0 and shutil.which("apt-get"):
-        print("installing ffmpeg (apt-get install -y ffmpeg) ...", flush=True)
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        if subprocess.run(["apt-get", "install", "-y", "-q", "ffmpeg"], env=env).returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], env=env)
-            subprocess.run(["apt-get", "install", "-y", "-q", "ffmpeg"], env=env)
+    apt_install("ffmpeg")
     if not shutil.which("ffmpeg"):
         print("ffmpeg is not installed: media jobs (/v1/ffmpeg/...) will fail until it is "
               "(Debian/Ubuntu: sudo apt-get install -y ffmpeg; macOS: brew install ffmpeg)", flush=True)
+
+
+def ensure_chromium() -> None:
+    """The browser tests (tests/browser) drive the system's Chromium (Debian's `chromium` package)
+    with Playwright, never a browser build of Playwright's own (`playwright install` downloads one,
+    which a machine without the public internet cannot). Install it when we can; otherwise say how,
+    and go on: those tests then skip, saying why."""
+    names = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")  # as tests/browser/conftest.py
+    if os.environ.get("GENGATE_TEST_CHROMIUM") or any(map(shutil.which, names)):
+        return
+    apt_install("chromium")
+    if not shutil.which("chromium"):
+        print("chromium is not installed: the browser tests (tests/browser) will skip until it is "
+              "(Debian/Ubuntu: sudo apt-get install -y chromium; or set GENGATE_TEST_CHROMIUM to a "
+              "Chromium or Chrome binary)", flush=True)
 
 
 def main() -> int:
@@ -66,6 +89,8 @@ def main() -> int:
     ensure_env()
     ensure_ffmpeg()
     command, rest = sys.argv[1], sys.argv[2:]
+    if command == "test":
+        ensure_chromium()
     os.chdir(ROOT)
     if command == "up":
         cmd = [str(BIN / "gengate"), "up", *rest]

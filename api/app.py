@@ -9,7 +9,7 @@ from fastapi.responses import ORJSONResponse
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from gengate.api import errors, limits, metrics, openapi, probes, streams
-from gengate.api.routes import account, files, generation, jobs, media, outputs, provider_webhooks, reference
+from gengate.api.routes import account, docs, files, generation, jobs, media, outputs, provider_webhooks, reference
 from gengate.config import logs
 from gengate.config.settings import get_settings
 from gengate.jobs.uploads import UploadScripts
@@ -53,6 +53,10 @@ def create_app() -> FastAPI:
         description="Self-hostable, wire-compatible gateway for AI media generation.",
         default_response_class=ORJSONResponse,
         lifespan=lifespan,
+        # /docs is ours (api/routes/docs.py): FastAPI's loads Swagger UI from a CDN, and its ReDoc
+        # (/redoc) likewise, so neither is served.
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
     openapi.install(app)  # /openapi.json lists the 400s the API answers, not FastAPI's 422s
@@ -69,6 +73,7 @@ def create_app() -> FastAPI:
     app.include_router(files.router)
     app.include_router(account.router)
     app.include_router(provider_webhooks.router)
+    app.include_router(docs.router)  # /docs, Swagger UI from files in the package
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:

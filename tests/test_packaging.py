@@ -76,6 +76,11 @@ def test_the_wheel_installs_one_import_name(wheel: Path):
     # and its data: the vendored provider schemas the simulators validate against
     schemas = {f"gengate/{p.relative_to(ROOT).as_posix()}" for p in (ROOT / "config" / "schemas").rglob("*.json")}
     assert schemas and schemas <= set(names)
+    # and the files /docs serves: its page and the vendored Swagger UI with its licence (api/routes/docs.py)
+    static = {f"gengate/{p.relative_to(ROOT).as_posix()}" for p in (ROOT / "api" / "static").rglob("*") if p.is_file()}
+    assert {f"gengate/api/static/{name}" for name in ("docs.html", "docs.js", "swagger-ui/swagger-ui-bundle.js",
+                                                       "swagger-ui/swagger-ui.css", "swagger-ui/LICENSE",
+                                                       "swagger-ui/NOTICE")} <= static <= set(names)
 
 
 def test_the_base_requirements_hold_no_server_package(wheel: Path):
