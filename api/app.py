@@ -9,7 +9,7 @@ from fastapi.responses import ORJSONResponse
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from gengate.api import errors, limits, metrics, openapi, probes, streams
-from gengate.api.routes import account, docs, files, generation, jobs, media, outputs, provider_webhooks, reference
+from gengate.api.routes import account, docs, files, generation, jobs, media, outputs, provider_webhooks, reference, ui
 from gengate.config import logs
 from gengate.config.settings import get_settings
 from gengate.jobs.uploads import UploadScripts
@@ -74,6 +74,7 @@ def create_app() -> FastAPI:
     app.include_router(account.router)
     app.include_router(provider_webhooks.router)
     app.include_router(docs.router)  # /docs, Swagger UI from files in the package
+    app.include_router(ui.router)  # /ui, the web dashboard (static files in the package)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict:

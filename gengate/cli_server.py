@@ -197,6 +197,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         base = f"http://127.0.0.1:{s.api_port}"
         procs.wait_http(f"{base}/healthz", 30, api)
         print(f"api        {base} (docs at {base}/docs, logs in {logs / 'api.log'})")
+        print(f"dashboard  {base}/ui (sign in with the key below)")
 
         from gengate.jobs.apikeys import create_account, create_key
 

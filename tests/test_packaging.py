@@ -81,6 +81,10 @@ def test_the_wheel_installs_one_import_name(wheel: Path):
     assert {f"gengate/api/static/{name}" for name in ("docs.html", "docs.js", "swagger-ui/swagger-ui-bundle.js",
                                                        "swagger-ui/swagger-ui.css", "swagger-ui/LICENSE",
                                                        "swagger-ui/NOTICE")} <= static <= set(names)
+    # and the web dashboard /ui serves (api/routes/ui.py): its page, styles and every module
+    ui = {f"gengate/api/static/ui/{p.name}" for p in (ROOT / "api" / "static" / "ui").iterdir()}
+    assert {f"gengate/api/static/ui/{name}" for name in ("index.html", "ui.css", "app.js", "stream.js")} <= ui
+    assert ui <= set(names)
 
 
 def test_the_base_requirements_hold_no_server_package(wheel: Path):

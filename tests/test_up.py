@@ -70,6 +70,9 @@ def test_up_serves_the_printed_curl_and_stops_cleanly(tmp_path: Path):
         key = re.search(r"^export GENGATE_API_KEY=(gg_live_\S+)$", out, re.M).group(1)
         base = re.search(r"^export GENGATE_BASE_URL=(\S+)$", out, re.M).group(1)
         assert base == f"http://127.0.0.1:{port}/v1"
+        dashboard = re.search(r"^dashboard\s+(\S+)", out, re.M).group(1)
+        assert dashboard == f"http://127.0.0.1:{port}/ui"
+        assert httpx.get(dashboard).headers["content-security-policy"].startswith("default-src 'self'")
         curl = next(line for line in lines if line.startswith("curl "))
         body = re.search(r"-d '(.*)'", curl).group(1)
         headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}

@@ -1,0 +1,70 @@
+// The dashboard's entry: sign-in gate and the router (#/jobs, #/jobs/<id>). Each view is a function
+// that renders into <main> and returns its dispose(), which stops its streams and timers.
+import { me } from "./api.js";
+import { h, fill } from "./dom.js";
+import { apiKey, signIn, signOut } from "./session.js";
+import { renderGallery } from "./gallery.js";
+import { renderJob } from "./jobpage.js";
+
+const main = document.getElementById("main");
+const who = document.getElementById("who");
+const account = document.getElementById("account");
+let dispose = () => {};
+
+function signInView() {
+  who.hidden = true;
+  const input = h("input", { id: "api-key", name: "api-key", type: "password", required: true,
+                             autocomplete: "off", spellcheck: "false", placeholder: "gg_live_…" });
+  const problem = h("p", { class: "error", role: "alert", id: "sign-in-error" });
+  const form = h("form", { class: "sign-in", id: "sign-in", "aria-labelledby": "sign-in-title" },
+    h("h1", { id: "sign-in-title" }, "Sign in"),
+    h("label", { for: "api-key" }, "API key"), input,
+    h("p", { class: "muted" }, "The key stays in this tab (session storage) and is gone when the tab closes."),
+    h("button", { type: "submit" }, "Sign in"), problem);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    problem.textContent = "";
+    const key = input.value.trim();
+    try {
+      await me(key);  // checks the key before keeping it
+    } catch (error) {
+      problem.textContent = error.status === 401 ? "That key is not valid." : `Could not sign in: ${error.message}`;
+      return;
+    }
+    signIn(key);
+    if (location.hash.startsWith("#/jobs")) route(); else location.hash = "#/jobs";
+  });
+  fill(main, form);
+  input.focus();
+  return () => {};
+}
+
+async function showAccount() {
+  try {
+    const user = await me();
+    account.textContent = user.email || user.userId;
+    who.hidden = false;
+  } catch (error) {
+    if (error.status === 401) { signOut(); route(); }  // revoked since: back to sign-in
+  }
+}
+
+function route() {
+  dispose();
+  if (!apiKey()) { dispose = signInView(); return; }
+  showAccount();
+  const match = /^#\/jobs\/([^/?]+)$/.exec(location.hash);
+  for (const link of document.querySelectorAll("[data-nav]")) {
+    if (link.dataset.nav === "jobs") link.setAttribute("aria-current", "page");
+  }
+  dispose = match ? renderJob(main, decodeURIComponent(match[1])) : renderGallery(main);
+  main.focus({ preventScroll: true });
+}
+
+document.getElementById("sign-out").addEventListener("click", () => {
+  signOut();
+  account.textContent = "";
+  route();
+});
+window.addEventListener("hashchange", route);
+route();
