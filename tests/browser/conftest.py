@@ -40,9 +40,12 @@ def chromium_binary() -> str | None:
     return next((path for path in map(shutil.which, CHROMIUM_NAMES) if path), None)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium for the whole session (one launch: about a second of the 2 cores)."""
+    """Headless Chromium for one test module. Not for the session: Playwright's sync API keeps an
+    event loop running in the main thread while it is started, and every later test that calls
+    `asyncio.run()` (the async client, the SSE tests) would fail with "cannot be called from a
+    running event loop"; stopped after each module, it leaves none behind."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
