@@ -11,7 +11,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -158,20 +158,17 @@ def test_a_full_disk_refuses_uploads_without_filling_it(env: dict[str, str], dat
         assert set(tmp.iterdir()) == before
 
 
-class _Dribble(http.server.BaseHTTPRequestHandler):
-    """A large media file served a few bytes a second: a probe of it holds its thread."""
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """A file sent piece by piece, half a second apart: a slow provider, CDN or link."""
 
-    def do_GET(self) -> None:
-        big = self.path.startswith("/big")
+    def trickle(self, content_type: str, length: int, pieces: Iterable[bytes]) -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "video/mp4")
-        self.send_header("Content-Length", str(200 * MiB if big else 10_000))
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(length))
         self.end_headers()
         try:
-            if big:
-                self.wfile.write(b"\0" * (2 * MiB))
-            for _ in range(40):
-                self.wfile.write(b"\0" * 16)
+            for piece in pieces:
+                self.wfile.write(piece)
                 self.wfile.flush()
                 time.sleep(0.5)
         except (BrokenPipeError, ConnectionResetError):
@@ -181,7 +178,16 @@ class _Dribble(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class _SlowImage(http.server.BaseHTTPRequestHandler):
+class _Dribble(_Trickle):
+    """A large media file served a few bytes a second: a probe of it holds its thread."""
+
+    def do_GET(self) -> None:
+        big = self.path.startswith("/big")
+        head = [b"\0" * (2 * MiB)] if big else []
+        self.trickle("video/mp4", 200 * MiB if big else 10_000, head + [b"\0" * 16] * 40)
+
+
+class _SlowImage(_Trickle):
     """A PNG sent over ~10 s, counting how often it is asked for."""
 
     gets: dict[str, int] = {}
@@ -190,20 +196,7 @@ class _SlowImage(http.server.BaseHTTPRequestHandler):
         _SlowImage.gets[self.path] = _SlowImage.gets.get(self.path, 0) + 1
         piece = 128 * 1024  # 256 KB/s: a slow provider, or a large output on a slow link, scaled down
         body = media.png_bytes(64, 64) + b"\0" * (20 * piece)
-        self.send_response(200)
-        self.send_header("Content-Type", "image/png")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        try:
-            for i in range(0, len(body), piece):
-                self.wfile.write(body[i:i + piece])
-                self.wfile.flush()
-                time.sleep(0.5)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def log_message(self, *args) -> None:
-        pass
+        self.trickle("image/png", len(body), (body[i:i + piece] for i in range(0, len(body), piece)))
 
 
 def test_a_slow_output_download_is_not_started_again(client: httpx.Client):
