@@ -85,8 +85,6 @@ async def off_loop(storage: Storage, fn: Callable[..., T], *args: Any) -> T:
 def _range(header: str | None) -> tuple[int | None, int | None]:
     """A single `bytes=a-b` range (open either end); anything else is the whole file."""
     m = _RANGE.match((header or "").strip())
-    if not m or (not m.group(1) and not m.group(2)):
-        return None, None
-    if not m.group(1):  # the last n bytes: resolved by the store as an offset from the end
+    if not m or not m.group(1):  # none, or a suffix range (`bytes=-n`): the whole file, as HTTP allows
         return None, None
     return int(m.group(1)), int(m.group(2)) if m.group(2) else None

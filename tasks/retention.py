@@ -70,7 +70,7 @@ def sweep(rt: Runtime, *, owner: str, blob_grace_seconds: float = BLOB_GRACE_SEC
 
 
 def _expired_uploads(rt: Runtime, renew: Callable[[], None]) -> int:
-    forget = rt.redis.register_script(uploads.FORGET_LUA)
+    forget = uploads.UploadScripts(rt.redis).forget
     removed = 0
     while True:
         renew()
