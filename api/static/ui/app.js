@@ -1,10 +1,18 @@
-// The dashboard's entry: sign-in gate and the router (#/jobs, #/jobs/<id>). Each view is a function
-// that renders into <main> and returns its dispose(), which stops its streams and timers.
+// The dashboard's entry: sign-in gate and the router. Each view is a function that renders into
+// <main> (given the route's match) and returns its dispose(), which stops its streams and timers.
 import { me } from "./api.js";
 import { h, fill } from "./dom.js";
 import { apiKey, signIn, signOut } from "./session.js";
 import { renderGallery } from "./gallery.js";
 import { renderJob } from "./jobpage.js";
+
+// The views, by the URL's fragment: the first whose pattern matches renders; `nav` is the
+// navigation link (data-nav) marked as the current page. Unknown fragments show the gallery.
+const ROUTES = [
+  { pattern: /^#\/jobs\/([^/?]+)$/, nav: "jobs", render: (main, m) => renderJob(main, decodeURIComponent(m[1])) },
+  { pattern: /^#\/jobs(?:\?.*)?$/, nav: "jobs", render: (main) => renderGallery(main) },
+];
+const FALLBACK = ROUTES[ROUTES.length - 1];
 
 const main = document.getElementById("main");
 const who = document.getElementById("who");
@@ -32,7 +40,7 @@ function signInView() {
       return;
     }
     signIn(key);
-    if (location.hash.startsWith("#/jobs")) route(); else location.hash = "#/jobs";
+    if (ROUTES.some((r) => r.pattern.test(location.hash))) route(); else location.hash = "#/jobs";
   });
   fill(main, form);
   input.focus();
@@ -53,11 +61,13 @@ function route() {
   dispose();
   if (!apiKey()) { dispose = signInView(); return; }
   showAccount();
-  const match = /^#\/jobs\/([^/?]+)$/.exec(location.hash);
+  let match = null;
+  const view = ROUTES.find((r) => (match = r.pattern.exec(location.hash))) || FALLBACK;
   for (const link of document.querySelectorAll("[data-nav]")) {
-    if (link.dataset.nav === "jobs") link.setAttribute("aria-current", "page");
+    if (link.dataset.nav === view.nav) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
   }
-  dispose = match ? renderJob(main, decodeURIComponent(match[1])) : renderGallery(main);
+  dispose = view.render(main, match) || (() => {});
   main.focus({ preventScroll: true });
 }
 
