@@ -24,13 +24,21 @@ export function authHeaders(key = apiKey(), extra = {}) {
   return { Authorization: `Bearer ${key}`, ...extra };
 }
 
-/** A JSON call; resolves to the body (null for 204), rejects with ApiError. */
-export async function call(path, { method = "GET", params, key, signal } = {}) {
-  const answer = await fetch(apiUrl(path, params), { method, headers: authHeaders(key), signal });
+/** A JSON call; resolves to the body (null for 204), rejects with ApiError. `json` is sent as the
+ *  request's JSON body, `body` as it is (a File or Blob, with `headers` saying its type). */
+export async function call(path, { method = "GET", params, key, signal, json, body, headers = {} } = {}) {
+  const init = { method, headers: authHeaders(key, headers), signal };
+  if (json !== undefined) {
+    init.body = JSON.stringify(json);
+    init.headers["Content-Type"] = "application/json";
+  } else if (body !== undefined) {
+    init.body = body;
+  }
+  const answer = await fetch(apiUrl(path, params), init);
   if (answer.status === 204) return null;
-  const body = await answer.json().catch(() => null);
-  if (!answer.ok) throw new ApiError(answer.status, body);
-  return body;
+  const result = await answer.json().catch(() => null);
+  if (!answer.ok) throw new ApiError(answer.status, result);
+  return result;
 }
 
 export const me = (key) => call("me", { key });
