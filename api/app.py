@@ -9,7 +9,7 @@ from fastapi.responses import ORJSONResponse
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from gengate.api import errors, limits, metrics, openapi, probes, streams
-from gengate.api.routes import account, docs, files, generation, jobs, media, outputs, provider_webhooks, reference, ui
+from gengate.api.routes import account, admin, credentials, docs, files, generation, jobs, media, outputs, provider_webhooks, reference, ui
 from gengate.config import logs
 from gengate.config.settings import get_settings
 from gengate.jobs.uploads import UploadScripts
@@ -72,6 +72,8 @@ def create_app() -> FastAPI:
     app.include_router(outputs.router)
     app.include_router(files.router)
     app.include_router(account.router)
+    app.include_router(credentials.router)  # /v1/keys, /v1/webhook-secret, /v1/provider-keys
+    app.include_router(admin.router)  # /v1/admin/overview, behind GENGATE_ADMIN_KEY
     app.include_router(provider_webhooks.router)
     app.include_router(docs.router)  # /docs, Swagger UI from files in the package
     app.include_router(ui.router)  # /ui, the web dashboard (static files in the package)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -49,6 +50,12 @@ async def get_principal(
         raise AuthError("Invalid API key")
     logs.bind(account=principal.account_id)  # on every log line of this request from here on
     return principal
+
+
+def bearer_matches(request: Request, secret: str) -> bool:
+    """Whether the request's Authorization header is `Bearer <secret>`, compared in constant time
+    (as bytes: compare_digest raises TypeError on non-ASCII text, and a header may hold any)."""
+    return hmac.compare_digest(request.headers.get("authorization", "").encode(), b"Bearer " + secret.encode())
 
 
 RedisDep = Annotated[Redis, Depends(get_redis)]

@@ -20,8 +20,9 @@ client inside the event loop. A scrape that cannot read Redis still answers, wit
 from __future__ import annotations
 
 import asyncio
-import hmac
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
@@ -31,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from redis.exceptions import RedisError
 
+from gengate.api.deps import bearer_matches
 from gengate.config import logs
 from gengate.config.settings import get_settings
 from gengate.jobs import heartbeat, keys
@@ -137,10 +139,23 @@ def _split(stats: dict) -> list[tuple[str, str, str, int]]:
     return sorted(out)
 
 
-async def gateway_families(redis: Any) -> list[Metric]:
-    """The gateway-wide metrics, from Redis in one pipelined round trip."""
+@dataclass
+class GatewayState:
+    """The gateway-wide counts /metrics and the operators' overview (api/routes/admin.py) show."""
+
+    jobs: list[tuple[str, str, str, int]]  # (event, provider, model, count), see _split
+    cache: list[tuple[str, str, str, int]]  # (result, provider, model, count)
+    depths: dict[str, int]  # queue -> messages waiting
+    unacked: int
+    scheduled: int
+    webhooks: int
+    alive: int
+
+
+async def read_state(redis: Any, *extra: Callable[[Any], Any]) -> tuple[GatewayState, list[Any]] | None:
+    """The gateway's counts in one pipelined round trip (None when Redis cannot be read in time);
+    each of `extra` adds its own commands to the same pipeline, whose results come back in order."""
     settings = get_settings()
-    up = GaugeMetricFamily("gengate_redis_up", "1 when this scrape could read Redis, else 0.")
     pipe = redis.pipeline(transaction=False)
     pipe.hgetall(keys.STATS_JOBS)
     pipe.hgetall(keys.STATS_CACHE)
@@ -150,20 +165,37 @@ async def gateway_families(redis: Any) -> list[Metric]:
     pipe.zcard(keys.SCHEDULE)
     pipe.zcard(keys.WEBHOOKS_DUE)
     pipe.eval(*heartbeat.alive_args(settings))
+    for add in extra:
+        add(pipe)
     try:
         async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
             results = await pipe.execute()
     except (RedisError, OSError, TimeoutError):
+        return None
+    jobs, cache, *rest = results
+    n = len(ALL_QUEUES)
+    depths, (unacked, scheduled, webhooks, alive), more = rest[:n], rest[n:n + 4], rest[n + 4:]
+    state = GatewayState(jobs=_split(jobs), cache=_split(cache),
+                         depths={q: int(d) for q, d in zip(ALL_QUEUES, depths)}, unacked=int(unacked),
+                         scheduled=int(scheduled), webhooks=int(webhooks), alive=int(alive))
+    return state, more
+
+
+async def gateway_families(redis: Any) -> list[Metric]:
+    """The gateway-wide metrics, from Redis in one pipelined round trip."""
+    settings = get_settings()
+    up = GaugeMetricFamily("gengate_redis_up", "1 when this scrape could read Redis, else 0.")
+    read = await read_state(redis)
+    if read is None:
         up.add_metric([], 0)
         return [up]
     up.add_metric([], 1)
-    jobs, cache, *rest = results
-    depths, (unacked, scheduled, webhooks, alive) = rest[:len(ALL_QUEUES)], rest[len(ALL_QUEUES):]
+    state = read[0]
 
     families: list[Metric] = [up]
     by_event = {e: CounterMetricFamily(f"gengate_jobs_{e}", f"Jobs {e}, by provider and model (all processes).",
                                        labels=["provider", "model"]) for e in JOB_EVENTS}
-    for event, provider, model, count in _split(jobs):
+    for event, provider, model, count in state.jobs:
         if event in by_event:
             by_event[event].add_metric([provider, model], count)
     families += by_event.values()
@@ -174,7 +206,7 @@ async def gateway_families(redis: Any) -> list[Metric]:
         "call), miss (a provider call of their own), bypass (Cache-Control skipped the look-up).",
         labels=["result", "provider", "model"])
     totals = dict.fromkeys(CACHE_RESULTS, 0)
-    for result, provider, model, count in _split(cache):
+    for result, provider, model, count in state.cache:
         results_family.add_metric([result, provider, model], count)
         totals[result] = totals.get(result, 0) + count
     looked_up = totals["hit"] + totals["miss"]
@@ -186,18 +218,18 @@ async def gateway_families(redis: Any) -> list[Metric]:
                           value=totals["hit"] / looked_up if looked_up else 0.0),
     ]
     depth = GaugeMetricFamily("gengate_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"])
-    for queue, n in zip(ALL_QUEUES, depths):
-        depth.add_metric([queue], int(n))
+    for queue, n in state.depths.items():
+        depth.add_metric([queue], n)
     families += [
         depth,
         GaugeMetricFamily("gengate_queue_unacked", "Messages taken by workers and not yet acknowledged "
-                          "(running or reserved steps).", value=int(unacked)),
+                          "(running or reserved steps).", value=state.unacked),
         GaugeMetricFamily("gengate_jobs_scheduled", "Jobs in the sweeper's schedule: waiting for a provider poll, "
-                          "a retry, or a lost step's re-drive.", value=int(scheduled)),
+                          "a retry, or a lost step's re-drive.", value=state.scheduled),
         GaugeMetricFamily("gengate_webhooks_pending", "Webhook deliveries waiting for their next attempt.",
-                          value=int(webhooks)),
+                          value=state.webhooks),
         GaugeMetricFamily("gengate_workers_alive", f"Workers whose sweeper was seen in the last "
-                          f"{heartbeat.window_seconds(settings):g} s.", value=int(alive)),
+                          f"{heartbeat.window_seconds(settings):g} s.", value=state.alive),
     ]
     return families
 
@@ -206,9 +238,7 @@ async def gateway_families(redis: Any) -> list[Metric]:
 async def metrics(request: Request) -> Response:
     token = get_settings().metrics_token
     if token is not None:
-        # Bytes: compare_digest raises TypeError on non-ASCII text, and a header may hold any.
-        sent = request.headers.get("authorization", "").encode()
-        if not hmac.compare_digest(sent, b"Bearer " + token.get_secret_value().encode()):
+        if not bearer_matches(request, token.get_secret_value()):
             raise AuthError("/metrics needs the metrics token (Authorization: Bearer <GENGATE_METRICS_TOKEN>)")
     families = await gateway_families(request.app.state.redis)
     body = generate_latest(_process_registry()) + generate_latest(_Families(families))

@@ -232,6 +232,12 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="When set, the API's /metrics answers only requests with `Authorization: Bearer "
         "<this token>` (a 401 otherwise): set it wherever the API is reachable from outside.")
+    admin_key: SecretStr | None = Field(
+        default=None, description="When set, `GET /v1/admin/overview` (the dashboard's Operators page: workers, queues, "
+        "provider error rates, recent failures of every account) answers requests with `Authorization: Bearer "
+        "<this key>`; unset, it answers 401 to everyone. Use a long random value.")
+    account_max_keys: int = Field(
+        default=20, ge=1, description="Most active API keys one account may hold; `POST /v1/keys` past it is a 409.")
     worker_metrics_port: int = Field(
         default=0,
         description="Port of a worker's Prometheus endpoint (/metrics); 0 = off. Each worker on one host needs a "

@@ -68,7 +68,11 @@ def cmd_keys_save_provider(args: argparse.Namespace) -> int:
     if not plain:
         print("no key given: pass it on standard input", file=sys.stderr)
         return 2
-    _redis().hset(keys.account_provider_keys(args.account), args.provider, seal(plain))
+    from gengate.jobs.record import utcnow_iso
+
+    # The same fields as `PUT /v1/provider-keys/{provider}` (api/routes/credentials.py) writes.
+    _redis().hset(keys.account_provider_keys(args.account),
+                  mapping={args.provider: seal(plain), f"{args.provider}:saved_at": utcnow_iso()})
     print(f"saved the {args.provider} key for {args.account}")
     return 0
 

@@ -27,6 +27,7 @@ WEBHOOK = PREFIX + ":webhook:{}"  # hash: one delivery (job_id, event, attempts)
 # Metrics kept where the truth is, so every API and worker process counts into the same numbers.
 STATS_JOBS = PREFIX + ":stats:jobs"  # hash "created|completed|failed|cancelled" + "|provider|model" -> count
 STATS_CACHE = PREFIX + ":stats:cache"  # hash "hit|miss|bypass|provider|model" -> completed jobs by cache outcome
+RECENT_FAILURES = PREFIX + ":recent_failures"  # list of job ids, newest first: the last jobs that failed (operators)
 WORKERS = PREFIX + ":workers"  # zset worker hostname -> Redis time of its sweeper's last heartbeat
 # Accounts: the ACCOUNT hash also holds plan, balance_cents, holds_cents and optional rpm / concurrency.
 ACCOUNT_KEYS = PREFIX + ":account:{}:keys"  # set of the account's API key ids

@@ -70,7 +70,9 @@ end
 # The transition script's metrics part (api/metrics.py reads the hashes): a winning transition into
 # a terminal state counts the job once by provider and model, and a completed job once by cache
 # outcome (hit: served from a stored result or an identical job's call; bypass: `Cache-Control`
-# skipped the look-up). Values in the job hash are JSON, hence the quotes stripped.
+# skipped the look-up). A failed job's id joins the operators' list of recent failures (its last
+# RECENT_FAILURES_KEPT; api/routes/admin.py). Values in the job hash are JSON, hence the quotes stripped.
+RECENT_FAILURES_KEPT = 100
 _STATS_LUA = """
 local meta = redis.call('HMGET', KEYS[1], 'provider', 'model', 'cache', 'cache_mode')
 local label = '|' .. (meta[1] and string.sub(meta[1], 2, -2) or '') .. '|' .. (meta[2] and string.sub(meta[2], 2, -2) or '')
@@ -80,8 +82,12 @@ if ARGV[2] == 'completed' then
   if meta[3] and string.find(meta[3], '"hit":true', 1, true) then outcome = 'hit'
   elseif meta[4] and meta[4] ~= '"default"' then outcome = 'bypass' end
   redis.call('HINCRBY', '__STATS_CACHE__', outcome .. label, 1)
+elseif ARGV[2] == 'failed' then
+  redis.call('LPUSH', '__RECENT_FAILURES__', string.sub(KEYS[1], __JOB_PREFIX_LEN__ + 1))
+  redis.call('LTRIM', '__RECENT_FAILURES__', 0, __RECENT_FAILURES_KEPT__ - 1)
 end
-""".replace("__STATS_JOBS__", keys.STATS_JOBS).replace("__STATS_CACHE__", keys.STATS_CACHE)
+""".replace("__STATS_JOBS__", keys.STATS_JOBS).replace("__STATS_CACHE__", keys.STATS_CACHE).replace(
+    "__RECENT_FAILURES__", keys.RECENT_FAILURES).replace("__RECENT_FAILURES_KEPT__", str(RECENT_FAILURES_KEPT))
 
 # KEYS: job hash, events stream, sealed BYOK key (deleted when the job ends). ARGV: allowed-from (space separated), new status, emit event (0/1),
 # ttl seconds (0 keeps the current one), then field/value pairs (values already JSON).

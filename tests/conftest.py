@@ -164,6 +164,10 @@ def files_url() -> Iterator[str]:
     server.shutdown()
 
 
+# The session gateway's operator key (GENGATE_ADMIN_KEY): /v1/admin/overview and the Operators page.
+ADMIN_KEY = "test-admin-key-5f0c2b8e9d"  # fixed: pytest may import this module twice (as conftest and tests.conftest)
+
+
 @pytest.fixture(scope="session")
 def env(redis_url: str, sim_url: str, data_dir: Path, storage_env: dict[str, str]) -> dict[str, str]:
     port = procs.free_port()
@@ -185,6 +189,7 @@ def env(redis_url: str, sim_url: str, data_dir: Path, storage_env: dict[str, str
         # Short leases so a killed worker's job is re-driven within the test's patience.
         GENGATE_STEP_LEASE_SECONDS="4",
         GENGATE_ALLOW_PRIVATE_HOSTS="localhost",
+        GENGATE_ADMIN_KEY=ADMIN_KEY,
         GENGATE_WEBHOOK_RETRY_DELAYS="0.2,0.4,0.8",
         GENGATE_WEBHOOK_TIMEOUT_SECONDS="2",
         # Retention sweeps all through the session: it must never take what a test still uses.

@@ -27,7 +27,7 @@ import yaml
 from gengate.jobs import accounts
 from gengate.jobs.apikeys import create_account, create_key
 from gengate.sim import media
-from tests.conftest import wait_for
+from tests.conftest import ADMIN_KEY, wait_for
 from tests.spec_files import spec_dir
 
 _REF = "#/components/schemas/"
@@ -337,6 +337,16 @@ def test_every_operation_answers_what_it_documents(doc, api_url: str, rds: redis
         assert {r["capability"] for r in usage["usage"]} >= {"image", "media"}
         assert check("/v1/usage", c.get("/v1/usage", params={"limit": 1})).json()["next_cursor"]
         check("/v1/usage", c.get("/v1/usage", params={"from": "2026-01-01", "to": "2026-01-31"}))
+        # The account's credentials (gengate additions) and the operators' overview.
+        check("/v1/keys", c.get("/v1/keys"))
+        made = check("/v1/keys", c.post("/v1/keys")).json()
+        check("/v1/keys/{key_id}", c.delete(f"/v1/keys/{made['key_id']}"))
+        check("/v1/keys", c.get("/v1/keys"))  # with revoked_at set
+        check("/v1/webhook-secret", c.post("/v1/webhook-secret"))
+        check("/v1/provider-keys/{provider}", c.put("/v1/provider-keys/replicate", json={"key": "r8_openapi"}))
+        check("/v1/provider-keys", c.get("/v1/provider-keys"))
+        check("/v1/provider-keys/{provider}", c.delete("/v1/provider-keys/replicate"))
+        check("/v1/admin/overview", c.get("/v1/admin/overview", headers={"Authorization": f"Bearer {ADMIN_KEY}"}))
         # DELETE answers no body; its 204 is documented.
         check("/v1/jobs/{job_id}", c.delete(f"/v1/jobs/{job_id}"))
     with _http(api_url, _key(rds, email=None)) as c:
@@ -360,11 +370,16 @@ def test_error_answers_are_documented_in_the_spec_shape(doc, api_url: str, rds: 
         "/v1/ffmpeg/slice": ("post", "/v1/ffmpeg/slice"), "/v1/ffmpeg": ("post", "/v1/ffmpeg"),
         "/v1/files": ("post", "/v1/files"), "/v1/files/{file_id}": ("get", "/v1/files/file_" + "0" * 32),
         "/v1/me": ("get", "/v1/me"), "/v1/balance": ("get", "/v1/balance"), "/v1/usage": ("get", "/v1/usage"),
+        "/v1/keys": ("get", "/v1/keys"), "/v1/webhook-secret": ("post", "/v1/webhook-secret"),
+        "/v1/provider-keys": ("get", "/v1/provider-keys"), "/v1/admin/overview": ("get", "/v1/admin/overview"),
     }
+    # POST /v1/keys shares its path with GET /v1/keys: checked below, as are PUT and DELETE.
+    calls_also = [("/v1/keys", "post", "/v1/keys")]
     every = {(p, m) for p, m, _ in _operations(doc) if m in ("get", "post")}
-    assert every == {(template, method) for template, (method, _) in calls.items()}, "a new operation: add it here"
+    listed = {(template, method) for template, (method, _) in calls.items()} | {(t, m) for t, m, _ in calls_also}
+    assert every == listed, "a new operation: add it here"
     with _http(api_url, None) as anonymous:
-        for template, (method, url) in calls.items():
+        for template, method, url in [(t, m, u) for t, (m, u) in calls.items()] + calls_also:
             assert check(template, anonymous.request(method.upper(), url)).status_code == 401
     with _http(api_url, _key(rds)) as c:
         for template, method, url, kwargs, field in [
@@ -382,6 +397,9 @@ def test_error_answers_are_documented_in_the_spec_shape(doc, api_url: str, rds: 
             ("/v1/ffmpeg/trim", "post", "/v1/ffmpeg/trim", {"json": {"url": "https://example.com/a.mp4", "start": -1}},
              "start"),
             ("/v1/jobs/{job_id}/stream", "get", f"/v1/jobs/{job}/stream", {"headers": {"Last-Event-ID": "x"}}, None),
+            ("/v1/keys/{key_id}", "delete", "/v1/keys/" + "0" * 12, {}, "key_id"),
+            ("/v1/provider-keys/{provider}", "put", "/v1/provider-keys/fal", {"json": {"key": "a\nb"}}, "key"),
+            ("/v1/provider-keys/{provider}", "delete", "/v1/provider-keys/fal", {}, "provider"),
         ]:
             r = check(template, c.request(method.upper(), url, **kwargs))
             assert r.status_code in (400, 404) and r.json().get("field") == field, r.text
