@@ -79,10 +79,14 @@ class PageLog:
     def csp_violations(self) -> list[str]:
         return self.page.evaluate("window.__cspViolations || []")
 
-    def assert_clean(self) -> None:
+    def assert_clean(self, *refused: int) -> None:
+        """`refused`: HTTP statuses the test made the API answer on purpose (a 409 the page shows,
+        say), which Chromium logs as console errors; any other console error fails."""
         assert self.offsite == [], "the page tried to reach other hosts"
         assert self.csp_violations() == [], "the page broke its Content-Security-Policy"
-        assert self.console_errors == [], "the page logged errors"
+        expected = tuple(f"the server responded with a status of {status} " for status in refused)
+        errors = [e for e in self.console_errors if not any(x in e for x in expected)]
+        assert errors == [], "the page logged errors"
         assert self.page_errors == [], "the page threw"
 
 
@@ -117,3 +121,33 @@ def page(browser: Any, page_log: PageLog) -> Iterator[Any]:
         yield opened
     finally:
         context.close()
+
+
+@pytest.fixture
+def key(rds: Any, worker: Any) -> str:
+    """A fresh account's API key, with the session's worker running."""
+    from tests.conftest import new_key
+
+    return new_key(rds)
+
+
+@pytest.fixture
+def api(api_url: str, key: str) -> Iterator[Any]:
+    """An HTTP client on /v1 with `key`: what the page shows is checked against what the API says."""
+    import httpx
+
+    with httpx.Client(base_url=f"{api_url}/v1", headers={"Authorization": f"Bearer {key}"}, timeout=10) as client:
+        yield client
+
+
+def sign_in(page: Any, api_url: str, key: str, view: str = "#/jobs") -> None:
+    """Sign in on /ui with `key`, then open `view` (a fragment such as #/settings)."""
+    page.goto(f"{api_url}/ui{view}")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.locator("#who").wait_for(state="visible")
+
+
+def fits_phone_width(page: Any) -> bool:
+    """At the current viewport, the page does not scroll sideways."""
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

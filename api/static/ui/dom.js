@@ -43,3 +43,28 @@ export function seconds(fromIso, toIso) {
   const ms = new Date(toIso) - new Date(fromIso);
   return Number.isFinite(ms) ? `${(ms / 1000).toFixed(1)} s` : "";
 }
+
+/** A "copy" button and its status line for the text of `target` (a <pre> or <code>). Without
+ *  clipboard permission (an http:// origin other than localhost) it selects the text for Ctrl-C. */
+export function copyControl(target, label, id) {
+  const button = h("button", { type: "button", id }, label);
+  const done = h("span", { class: "muted", role: "status" });
+  button.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(target.textContent);
+      done.textContent = "Copied.";
+    } catch {
+      getSelection().selectAllChildren(target);
+      done.textContent = "Selected: press Ctrl-C to copy.";
+    }
+  });
+  return h("span", { class: "copy" }, button, " ", done);
+}
+
+/** A table: `columns` are header texts, `rows` arrays of cells (strings or nodes). Scrolls sideways
+ *  in its own box at phone width instead of widening the page. */
+export function table(columns, rows, attrs = {}) {
+  return h("div", { class: "table-scroll" }, h("table", attrs,
+    h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)))),
+    h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((c) => h("td", {}, c)))))));
+}

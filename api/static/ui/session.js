@@ -14,3 +14,15 @@ export function signIn(key) {
 export function signOut() {
   sessionStorage.clear();
 }
+
+// The operator's admin key (GENGATE_ADMIN_KEY), entered on the settings page for the Operators page:
+// kept like the API key, in this tab only, and sent only to /v1/admin/.
+const ADMIN = "gengate.adminKey";
+
+export function adminKey() {
+  return sessionStorage.getItem(ADMIN);
+}
+
+export function setAdminKey(key) {
+  if (key) sessionStorage.setItem(ADMIN, key); else sessionStorage.removeItem(ADMIN);
+}
