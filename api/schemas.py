@@ -209,6 +209,24 @@ class JobResponse(BaseModel):
     error: str | Omitted = Field(default=None, description="Present when status is failed")
 
 
+class JobDetail(JobResponse):
+    """GET /v1/jobs/{job_id}: the spec's job, plus what one job's page needs (gengate additions, on
+    this endpoint only: the list, the stream and webhooks carry the spec's fields)."""
+
+    capability: str = Field(description="image, video, speech, music, transcription, or media")
+    provider: str = Field(description="The provider that runs the job (ffmpeg for media jobs)")
+    mode: str = Field(description="The model's mode the request chose (text-to-image, edit, ...); empty for "
+                      "single-mode models")
+    byok: bool = Field(description="True when the job runs on the caller's own provider key")
+    request: dict[str, Any] = Field(description="The request as the gateway validated it (prompt, parameters, "
+                                    "file URLs); provider keys are never part of it")
+    price_cents: int = Field(description="What the job was priced at when accepted: held from the balance "
+                             "while it runs (0 for BYOK jobs and cache hits)")
+    charged_cents: int | None = Field(description="What it cost once settled: the price, or 0 when released "
+                                      "(failed, cancelled before the provider ran, shared a result); null while "
+                                      "the hold is open")
+
+
 class ErrorResponse(BaseModel):
     error: str
     message: str

@@ -36,7 +36,8 @@ def test_identical_request_is_answered_from_cache_at_once(client: httpx.Client, 
     assert body["status"] == "completed" and body["cache"] == {"hit": True, "key": key}
     assert body["job_id"] != done["job_id"] and body["output"]["url"].endswith(f"/o/{body['job_id']}.png")
     assert httpx.get(body["output"]["url"]).content == httpx.get(done["output"]["url"]).content
-    assert client.get(f"/jobs/{body['job_id']}").json() == body
+    got = client.get(f"/jobs/{body['job_id']}").json()
+    assert {k: got[k] for k in body} == body and got["price_cents"] == got["charged_cents"] == 0  # hits are free
     assert len(sim_requests(sim, m)) == 1, "a hit must not reach the provider"
 
     # Any output-changing parameter makes another key.

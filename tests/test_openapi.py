@@ -33,7 +33,8 @@ from tests.spec_files import spec_dir
 _REF = "#/components/schemas/"
 # Fields gengate adds to the spec's response bodies (dotted paths, `[]` for an array's items).
 GENGATE_ADDITIONS = {"getUsage": {"next_cursor"}, **{op: {"output.metadata"} for op in (
-    "createImage", "createVideo", "createSpeech", "createMusic", "createTranscription", "getJob")}}
+    "createImage", "createVideo", "createSpeech", "createMusic", "createTranscription")},
+    "getJob": {"output.metadata", "capability", "provider", "mode", "byok", "request", "price_cents", "charged_cents"}}
 
 
 @pytest.fixture(scope="module")
@@ -212,11 +213,13 @@ class Conformance:
         return r
 
     def event(self, data: bytes) -> None:
-        """One SSE event's data: the job as GET /v1/jobs/{job_id} answers it."""
-        r = httpx.Response(200, content=data, headers={"Content-Type": "application/json"},
-                           request=httpx.Request("GET", "http://gateway/v1/jobs/job_x"))
+        """One SSE event's data: the spec's job, as an item of GET /v1/jobs answers it (GET
+        /v1/jobs/{job_id} adds gengate's details, which events do not carry)."""
+        page = b'{"jobs":[' + data + b'],"next_cursor":null}'
+        r = httpx.Response(200, content=page, headers={"Content-Type": "application/json"},
+                           request=httpx.Request("GET", "http://gateway/v1/jobs"))
         r.elapsed = datetime.timedelta(0)
-        self("/v1/jobs/{job_id}", r)
+        self("/v1/jobs", r)
 
 
 def _undocumented(doc: dict[str, Any], schema: dict[str, Any], value: Any, where: str = "$") -> list[str]:

@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 import anyio
+from redis.asyncio import Redis
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import ORJSONResponse, StreamingResponse
 
 from gengate.api.deps import PrincipalDep, RedisDep, SettingsDep, StoreDep
-from gengate.api.schemas import JobListResponse, JobResponse, error_responses
+from gengate.api.schemas import JobDetail, JobListResponse, error_responses
 from gengate.api.streams import Slot, StreamSlots
 from gengate.config.catalog import CAPABILITIES
 from gengate.jobs import cache, keys, states
@@ -62,9 +63,25 @@ async def list_own_jobs(
     return ORJSONResponse({"jobs": jobs, "next_cursor": encode_cursor(next_pos) if next_pos else None})
 
 
-@router.get("/{job_id}", response_model=JobResponse, responses=error_responses(401, 404, 500), operation_id="getJob")
-async def get_job(job_id: str, store: StoreDep, principal: PrincipalDep):
-    return ORJSONResponse((await _own_job(store, principal, job_id)).public())
+@router.get("/{job_id}", response_model=JobDetail, responses=error_responses(401, 404, 500), operation_id="getJob")
+async def get_job(job_id: str, store: StoreDep, redis: RedisDep, principal: PrincipalDep):
+    """The job, with its request, provider and price (gengate additions; see JobDetail)."""
+    job = await _own_job(store, principal, job_id)
+    return ORJSONResponse({**job.public(), "capability": job.capability, "provider": job.provider, "mode": job.mode,
+                           "byok": job.byok, "request": job.input, "price_cents": job.hold_cents,
+                           "charged_cents": await _charged(redis, job)})
+
+
+async def _charged(redis: Redis, job: Job) -> int | None:
+    """From the ledger's index, where a hold's one settlement is recorded (jobs/accounts.py): the
+    captured cents, 0 if released, None while open. Read only when there is a hold to settle."""
+    if job.hold_cents <= 0:
+        return 0
+    captured, released = await redis.hmget(keys.account_ledger_index(job.account), f"{job.job_id}|capture",
+                                           f"{job.job_id}|release")
+    if captured is not None:
+        return int(captured)
+    return 0 if released is not None else None
 
 
 @router.delete("/{job_id}", status_code=204, responses=error_responses(401, 404, 500), operation_id="cancelJob")

@@ -178,7 +178,9 @@ class Waiter:
         return min(delay, self.remaining())
 
     def _seen(self, job: Job) -> Job:
-        if self.on_update is not None and (self.job is None or self.job.raw != job.raw):
+        # Compared by the job's fields (Job's equality leaves `raw` out): GET /v1/jobs/{id} carries
+        # details the stream's events do not, and the same job read both ways is no update.
+        if self.on_update is not None and (self.job is None or self.job != job):
             self.on_update(job)
         self.job = job
         return job
