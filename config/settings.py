@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -262,6 +262,13 @@ class Settings(BaseSettings):
     elevenlabs: ProviderSettings = ProviderSettings(timeout=90.0)
     higgsfield: ProviderSettings = ProviderSettings()
     piapi: ProviderSettings = ProviderSettings()
+
+    @field_validator("admin_key", "metrics_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        # `GENGATE_ADMIN_KEY=` (Compose's `${GENGATE_ADMIN_KEY:-}`) means "not set": an empty token
+        # would otherwise be matched by a request sending `Authorization: Bearer ` with nothing after it.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def provider_webhooks_on(self) -> bool:

@@ -158,3 +158,13 @@ def test_admin_overview_shows_workers_queues_providers_and_failures(api_url: str
     failure = next(f for f in view["recent_failures"] if f["job_id"] == job_id)
     assert failure["provider"] == "fal" and "content policy" in failure["error"]
     assert failure["account"] == client.get("/me").json()["userId"]
+
+
+def test_a_blank_admin_key_is_unset():
+    """Compose passes `GENGATE_ADMIN_KEY=` when the operator sets none: that is "off", never a key
+    that `Authorization: Bearer ` (nothing after it) would match."""
+    from gengate.config.settings import Settings
+
+    assert Settings(admin_key="", metrics_token="  ").admin_key is None
+    assert Settings(admin_key="").metrics_token is None
+    assert Settings(admin_key="k").admin_key.get_secret_value() == "k"
