@@ -274,6 +274,9 @@ class UsageRecord(BaseModel):
                             "another's provider call")
     cache_hit: bool
     created_at: str = Field(description="When the job was created")
+    completed_at: str | Omitted = Field(default=None, description="When it ended, which is the day the record "
+                                        "and its cost count on (a gengate addition; absent on records written by "
+                                        "versions before it)")
 
 
 class UsageResponse(BaseModel):

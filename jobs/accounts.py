@@ -173,12 +173,13 @@ local function acct_settle(job_key, job_id, acct_key, held, kind, completed, hit
                'balance', redis.call('HGET', acct_key, 'balance_cents') or 0, 'holds', holds)
   end
   if completed or cost > 0 then
-    local f = redis.call('HMGET', job_key, 'model', 'capability', 'created_at')
+    local f = redis.call('HMGET', job_key, 'model', 'capability', 'created_at', 'completed_at')
     local t = redis.call('TIME')
     local acct_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     redis.call('ZADD', acct_key .. ':usage', acct_ms,
       '{"job_id":"' .. job_id .. '","model":' .. f[1] .. ',"capability":' .. f[2] .. ',"cost_cents":' .. cost ..
-      ',"cache_hit":' .. (hit and 'true' or 'false') .. ',"created_at":' .. f[3] .. '}')
+      ',"cache_hit":' .. (hit and 'true' or 'false') .. ',"created_at":' .. f[3] ..
+      (f[4] and (',"completed_at":' .. f[4]) or '') .. '}')
     -- The UTC day's total, atomically with its record: GET /v1/usage sums days instead of records.
     if cost > 0 then
       redis.call('HINCRBY', acct_key .. ':usage_days', math.floor(acct_ms / 86400000), cost)

@@ -342,7 +342,7 @@ class AsyncJobStore:
             # (free) usage record are written here.
             webhooks.schedule(pipe, job, job.status)
             record = {"job_id": job.job_id, "model": job.model, "capability": job.capability, "cost_cents": 0,
-                      "cache_hit": True, "created_at": job.created_at}
+                      "cache_hit": True, "created_at": job.created_at, "completed_at": job.completed_at}
             pipe.zadd(keys.account_usage(job.account), {orjson.dumps(record): int(time.time() * 1000)})
         label = f"|{job.provider}|{job.model}"  # metrics (see _STATS_LUA); a job born completed is a cache hit
         pipe.hincrby(keys.STATS_JOBS, "created" + label, 1)
