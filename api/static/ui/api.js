@@ -45,21 +45,3 @@ export const me = (key) => call("me", { key });
 export const listJobs = (params, signal) => call("jobs", { params, signal });
 export const getJob = (id, signal) => call(`jobs/${encodeURIComponent(id)}`, { signal });
 export const cancelJob = (id) => call(`jobs/${encodeURIComponent(id)}`, { method: "DELETE" });
-
-// The job record has no price: /v1/usage has what each completed job cost, one record per job, in the
-// days around its run. Looked up through at most USAGE_PAGES pages of the period (a busy account's
-// older job may not be found: null), which is work a `cost_cents` field on the job would spare.
-const USAGE_PAGES = 3;
-
-export async function usageRecord(job) {
-  if (job.status !== "completed" || !job.completed_at) return null;
-  const params = { from: job.created_at.slice(0, 10), to: job.completed_at.slice(0, 10), limit: 1000 };
-  for (let page = 0; page < USAGE_PAGES; page += 1) {
-    const body = await call("usage", { params });
-    const found = body.usage.find((record) => record.job_id === job.job_id);
-    if (found) return found;
-    if (!body.next_cursor) return null;
-    params.cursor = body.next_cursor;
-  }
-  return null;
-}

@@ -5,14 +5,18 @@ import { h, fill } from "./dom.js";
 import { apiKey, signIn, signOut } from "./session.js";
 import { renderGallery } from "./gallery.js";
 import { renderJob } from "./jobpage.js";
+import { renderPlayground } from "./playground.js";
+import { renderUsage } from "./usage.js";
 import { renderSettings } from "./settings.js";
 import { renderOperators } from "./operators.js";
 
 // The views, by the URL's fragment: the first whose pattern matches renders; `nav` is the
 // navigation link (data-nav) marked as the current page. Unknown fragments show the gallery.
 const ROUTES = [
+  { pattern: /^#\/usage$/, nav: "usage", render: (main) => renderUsage(main) },
   { pattern: /^#\/settings$/, nav: "settings", render: (main) => renderSettings(main) },
   { pattern: /^#\/operators$/, nav: "operators", render: (main) => renderOperators(main) },
+  { pattern: /^#\/playground$/, nav: "playground", render: (main) => renderPlayground(main) },
   { pattern: /^#\/jobs\/([^/?]+)$/, nav: "jobs", render: (main, m) => renderJob(main, decodeURIComponent(m[1])) },
   { pattern: /^#\/jobs(?:\?.*)?$/, nav: "jobs", render: (main) => renderGallery(main) },
 ];

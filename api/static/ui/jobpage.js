@@ -1,9 +1,10 @@
 // A job's page: everything /v1/jobs/{id} tells of it (status live over the stream, timings, cache,
-// provider, output with download, error), cancel, and "copy as curl".
-import { getJob, cancelJob, apiUrl, usageRecord } from "./api.js";
-import { h, fill, when, seconds } from "./dom.js";
+// provider, request, price, output with download, error), cancel, and "copy as curl".
+import { getJob, cancelJob, apiUrl } from "./api.js";
+import { h, fill, when, seconds, copyControl } from "./dom.js";
 import { badge, preview, splitModel } from "./jobview.js";
 import { follow, TERMINAL } from "./stream.js";
+import { processSection } from "./mediatools.js";
 
 export function renderJob(main, jobId) {
   let stop = null;
@@ -15,11 +16,10 @@ export function renderJob(main, jobId) {
     if (disposed) return;
     fill(body, ...details(job));
     if (TERMINAL.has(job.status) && stop) { stop(); stop = null; }
-    if (job.status === "completed") showPrice(job);
   }
 
   function details(job) {
-    const [provider, name] = splitModel(job.model);
+    const [, name] = splitModel(job.model);
     const row = (label, ...value) => [h("dt", {}, label), h("dd", {}, ...value)];
     const cancel = TERMINAL.has(job.status) ? null : h("button", { type: "button", id: "cancel", class: "danger" },
       "Cancel job");
@@ -41,46 +41,57 @@ export function renderJob(main, jobId) {
       output ? h("section", { class: "output", "aria-label": "Output" }, h("h2", {}, "Output"), preview(job),
         h("p", {}, h("a", { id: "download", href: output.url, download: "" }, "Download"), " ",
           h("span", { class: "muted" }, output.media_type))) : null,
+      processSection(job),
       h("section", { "aria-label": "Details" }, h("h2", {}, "Details"), h("dl", { id: "job-details" },
         row("Job id", h("code", {}, job.job_id)),
         row("Model", name),
-        row("Provider", provider || "—"),
+        row("Provider", h("span", { id: "job-provider" }, job.provider || "—"),
+          job.byok ? h("span", { class: "muted" }, " (your own key)") : null),
+        job.mode ? row("Mode", job.mode) : null,
         row("Created", h("time", { datetime: job.created_at }, when(job.created_at))),
         row("Finished", job.completed_at ? h("time", { datetime: job.completed_at }, when(job.completed_at)) : "—"),
         row("Took", seconds(job.created_at, job.completed_at) || "—"),
-        row("Price", h("span", { id: "job-price" }, job.status === "completed" ? "…" : "—")),
+        row("Price", h("span", { id: "job-price" }, price(job))),
         row("Cache", job.cache ? (job.cache.hit ? "hit" : "miss") : "—",
           job.cache?.key ? h("code", { class: "muted key" }, ` ${job.cache.key}`) : null),
         output?.metadata ? row("Output metadata", h("pre", {}, JSON.stringify(output.metadata, null, 2))) : null,
       )),
-      h("section", { "aria-label": "Request" }, h("h2", {}, "Request"),
-        h("p", { class: "muted", id: "job-request" },
-          "The API does not return a job's request (prompt, parameters): GET /v1/jobs/{id} carries ",
-          "the fields above.")),
+      job.request ? h("section", { "aria-label": "Request" }, h("h2", {}, "Request"),
+        h("pre", { id: "job-request", tabindex: "0" }, JSON.stringify(job.request, null, 2))) : null,
       curlSection(job),
     ];
   }
 
-  // The charged price, from the account's usage (a cache hit or BYOK job costs 0).
-  async function showPrice(job) {
-    let text = "—";
-    try {
-      const record = await usageRecord(job);
-      if (record) text = `$${(record.cost_cents / 100).toFixed(2)}${record.cost_cents === 0 ? " (not charged)" : ""}`;
-    } catch { /* the price is a detail: the page stands without it */ }
-    const cell = body.querySelector("#job-price");
-    if (cell && !disposed) cell.textContent = text;
-  }
-
+  // The stream's events are the spec's job, without GET's details (request, provider, price): an
+  // event is laid over the last full read, and the end is read again for what it was charged.
+  let last = null;
+  const seen = (job) => { last = job; show(job); };
+  const update = (event) => {
+    show({ ...last, ...event });
+    // (A terminal event and the record's change are one Redis transition, so the read after it is
+    // terminal too; one that is not is not shown over the event.)
+    if (TERMINAL.has(event.status)) getJob(jobId).then((job) => TERMINAL.has(job.status) && seen(job)).catch(() => {});
+  };
   getJob(jobId).then((job) => {
-    show(job);
-    if (!TERMINAL.has(job.status) && !disposed) stop = follow(jobId, show);
+    seen(job);
+    if (!TERMINAL.has(job.status) && !disposed) stop = follow(jobId, update);
   }).catch((error) => {
     fill(body, h("p", { class: "error", role: "alert" },
       error.status === 404 ? "No such job in this account." : `Could not load the job: ${error.message}`));
   });
 
   return () => { disposed = true; stop?.(); };
+}
+
+// What the job costs: once settled, what was charged (0: a cache hit, BYOK, or released because it
+// failed or was cancelled before the provider ran); before that, the price held from the balance.
+function price(job) {
+  const dollars = (cents) => `$${(cents / 100).toFixed(2)}`;
+  if (job.charged_cents === null || job.charged_cents === undefined) {
+    return job.price_cents ? `${dollars(job.price_cents)} held` : "—";
+  }
+  if (job.charged_cents > 0) return dollars(job.charged_cents);
+  return job.price_cents ? `$0.00 (${dollars(job.price_cents)} released)` : "$0.00 (not charged)";
 }
 
 // The key is never written into the page: the command reads it from $GENGATE_API_KEY, as the
@@ -91,21 +102,9 @@ function curlSection(job) {
   if (!TERMINAL.has(job.status)) {
     lines.push(`curl -s -X DELETE "${apiUrl(`jobs/${job.job_id}`)}" \\\n  -H "Authorization: Bearer $GENGATE_API_KEY"`);
   }
-  const text = lines.join("\n\n");
-  const pre = h("pre", { id: "curl", tabindex: "0" }, text);
-  const copy = h("button", { type: "button", id: "copy-curl" }, "Copy as curl");
-  const done = h("span", { class: "muted", role: "status" });
-  copy.addEventListener("click", async () => {
-    try {
-      await navigator.clipboard.writeText(text);
-      done.textContent = "Copied.";
-    } catch {
-      // No clipboard permission (an http:// origin other than localhost): select it for Ctrl-C.
-      getSelection().selectAllChildren(pre);
-      done.textContent = "Selected: press Ctrl-C to copy.";
-    }
-  });
-  return h("section", { "aria-label": "Copy as curl" }, h("h2", {}, "curl"), pre, h("p", {}, copy, " ", done));
+  const pre = h("pre", { id: "curl", tabindex: "0" }, lines.join("\n\n"));
+  return h("section", { "aria-label": "Copy as curl" }, h("h2", {}, "curl"), pre,
+    h("p", {}, copyControl(pre, "Copy as curl", "copy-curl")));
 }
 
 function fileName(url) {
