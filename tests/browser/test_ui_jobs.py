@@ -12,12 +12,10 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
-import pytest
-import redis
 
 from gengate.api.routes.ui import ASSETS, csp
-from tests.browser.conftest import PageLog
-from tests.conftest import new_key, wait_for
+from tests.browser.conftest import PageLog, sign_in
+from tests.conftest import wait_for
 
 XSS = "<script>window.__x=1</script><img src=x onerror=\"window.__x=2\">"
 
@@ -40,17 +38,6 @@ class _Refs(html.parser.HTMLParser):
             self.inline.append(tag)
 
 
-@pytest.fixture
-def key(rds: redis.Redis, worker: Any) -> str:
-    return new_key(rds)
-
-
-@pytest.fixture
-def api(api_url: str, key: str) -> httpx.Client:
-    with httpx.Client(base_url=f"{api_url}/v1", headers={"Authorization": f"Bearer {key}"}, timeout=10) as c:
-        yield c
-
-
 def _image(api: httpx.Client, prompt: str = "a lighthouse", **sim: Any) -> str:
     body = {"model": "flux-schnell", "prompt": f"{prompt} {uuid.uuid4().hex[:8]}",
             "provider_options": {"sim": sim}}
@@ -60,9 +47,7 @@ def _image(api: httpx.Client, prompt: str = "a lighthouse", **sim: Any) -> str:
 
 
 def _sign_in(page: Any, api_url: str, key: str) -> None:
-    page.goto(f"{api_url}/ui")
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, api_url, key)
     page.locator("#gallery").wait_for(state="attached")
 
 

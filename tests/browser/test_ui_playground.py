@@ -16,27 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-import redis
 
 from gengate.adapters.elevenlabs import VOICES as ELEVENLABS_VOICE_IDS
-from tests.browser.conftest import PageLog
-from tests.conftest import new_key, sim_requests, wait_for
+from tests.browser.conftest import PageLog, sign_in
+from tests.conftest import sim_requests, wait_for
 
 XSS = "<script>window.__x=1</script><img src=x onerror=\"window.__x=2\">"
 # Everything a shell or a Python string could trip on: quotes, $, backticks, backslashes, markup.
 AWKWARD = "it's a \"quoted\" $HOME `date` \\n back\\slash <script>alert(1)</script> ünïcode"
-
-
-@pytest.fixture
-def key(rds: redis.Redis, worker: Any) -> str:
-    return new_key(rds)
-
-
-@pytest.fixture
-def api(api_url: str, key: str) -> httpx.Client:
-    with httpx.Client(base_url=f"{api_url}/v1", headers={"Authorization": f"Bearer {key}"}, timeout=10) as c:
-        yield c
 
 
 def _marker() -> str:
@@ -44,11 +31,9 @@ def _marker() -> str:
 
 
 def _open(page: Any, api_url: str, key: str) -> None:
-    """Sign in, then open the Playground (its form is built once /v1/models has answered)."""
-    page.goto(f"{api_url}/ui")
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
-    page.locator("#gallery").wait_for(state="attached")
+    """Sign in, then open the Playground from the navigation (its form is built once /v1/models has
+    answered)."""
+    sign_in(page, api_url, key)
     page.get_by_role("link", name="Playground").click()
     page.locator("#pg-model").wait_for()
 

@@ -18,26 +18,14 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 import redis
 
 from gengate.jobs import keys
 from gengate.jobs.apikeys import create_account, create_key
 from tests.browser.conftest import PageLog
-from tests.conftest import new_key, wait_for
+from tests.conftest import wait_for
 
 DAY_MS = 86_400_000
-
-
-@pytest.fixture
-def key(rds: redis.Redis, worker: Any) -> str:
-    return new_key(rds)
-
-
-@pytest.fixture
-def api(api_url: str, key: str) -> httpx.Client:
-    with httpx.Client(base_url=f"{api_url}/v1", headers={"Authorization": f"Bearer {key}"}, timeout=10) as c:
-        yield c
 
 
 def _image(api: httpx.Client, model: str, prompt: str) -> str:
