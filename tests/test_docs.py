@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -83,3 +84,14 @@ def test_every_json_post_has_a_request_example(openapi):
 @pytest.mark.parametrize(("path", "name", "body"), example_requests(), ids=lambda v: v if isinstance(v, str) else "")
 def test_spec_request_examples_are_at_docs(openapi, path, name, body):
     assert body in _request_examples(openapi, openapi["paths"][f"/v1{path}"]["post"])
+
+
+def test_every_image_the_readme_shows_is_in_the_repository():
+    """README's pictures (the dashboard's screenshots, from tools/screenshots.py) are files here: a
+    renamed page or a forgotten PNG would show as a broken image."""
+    root = docs.README.parent
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", docs.README.read_text())
+    assert len(images) >= 7
+    for image in images:
+        path = root / image
+        assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", image

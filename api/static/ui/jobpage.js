@@ -41,7 +41,6 @@ export function renderJob(main, jobId) {
       output ? h("section", { class: "output", "aria-label": "Output" }, h("h2", {}, "Output"), preview(job),
         h("p", {}, h("a", { id: "download", href: output.url, download: "" }, "Download"), " ",
           h("span", { class: "muted" }, output.media_type))) : null,
-      processSection(job),
       h("section", { "aria-label": "Details" }, h("h2", {}, "Details"), h("dl", { id: "job-details" },
         row("Job id", h("code", {}, job.job_id)),
         row("Model", name),
@@ -58,6 +57,7 @@ export function renderJob(main, jobId) {
       )),
       job.request ? h("section", { "aria-label": "Request" }, h("h2", {}, "Request"),
         h("pre", { id: "job-request", tabindex: "0" }, JSON.stringify(job.request, null, 2))) : null,
+      processSection(job),
       curlSection(job),
     ];
   }
