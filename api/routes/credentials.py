@@ -15,6 +15,7 @@ Any of the account's keys may do all of this: keys are not scoped. Answers carry
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -34,7 +35,8 @@ from gengate.jobs.webhooks import new_secret
 
 router = APIRouter(prefix="/v1", tags=["Account"])
 NO_STORE = {"Cache-Control": "no-store"}
-_SAVED_AT = ":saved_at"  # field suffix in the provider-keys hash: when a provider's key was saved
+_SAVED_AT = ":saved_at"
+KEY_PATTERN = re.compile(r"^[ -~]*[!-~][ -~]*$")  # printable ASCII, not only spaces  # field suffix in the provider-keys hash: when a provider's key was saved
 
 
 class ApiKeyInfo(BaseModel):
@@ -71,7 +73,10 @@ class ProviderKeyList(BaseModel):
 
 
 class ProviderKeyBody(BaseModel):
-    key: str = Field(min_length=1, max_length=MAX_KEY_LENGTH, description="The provider's API key")
+    # It travels to the provider in an HTTP header: visible ASCII (and spaces between), never a line
+    # break that could split the header. Declared as the schema's pattern, so clients see the rule.
+    key: str = Field(min_length=1, max_length=MAX_KEY_LENGTH, json_schema_extra={"pattern": KEY_PATTERN.pattern},
+                     description="The provider's API key: printable ASCII")
 
 
 KeyId = Annotated[str, Path(max_length=32, pattern=r"^[A-Za-z0-9]+$")]
@@ -97,7 +102,7 @@ async def create_api_key(principal: PrincipalDep, redis: RedisDep, settings: Set
                           headers=NO_STORE)
 
 
-@router.delete("/keys/{key_id}", status_code=204, responses=error_responses(401, 404, 409),
+@router.delete("/keys/{key_id}", status_code=204, responses=error_responses(400, 401, 404, 409),
                operation_id="revokeApiKey", summary="Revoke an API key")
 async def revoke_api_key(principal: PrincipalDep, redis: RedisDep, key_id: KeyId):
     """From the next request on, the key answers 401. Revoking the key this request uses is allowed
@@ -142,16 +147,15 @@ async def save_provider_key(principal: PrincipalDep, redis: RedisDep, provider: 
     """Jobs of this account on `provider` use this key when their request sends no
     `X-Provider-Key-*` header: they are BYOK, and cost nothing here."""
     _provider(provider)
-    plain = body.key.strip()
-    # It travels to the provider in an HTTP header: visible ASCII only, or it could split the header.
-    if not plain or not plain.isascii() or not plain.isprintable():
+    if not KEY_PATTERN.fullmatch(body.key):  # the schema's pattern, checked here to say it in words
         raise ValidationError("key must be printable ASCII, without line breaks", field="key", provider=provider)
+    plain = body.key.strip()
     await redis.hset(keys.account_provider_keys(principal.account_id),
                      mapping={provider: seal(plain), provider + _SAVED_AT: utcnow_iso()})
     return Response(status_code=204)
 
 
-@router.delete("/provider-keys/{provider}", status_code=204, responses=error_responses(401, 404),
+@router.delete("/provider-keys/{provider}", status_code=204, responses=error_responses(400, 401, 404),
                operation_id="deleteProviderKey", summary="Delete a saved provider key")
 async def delete_provider_key(principal: PrincipalDep, redis: RedisDep, provider: Provider):
     _provider(provider)

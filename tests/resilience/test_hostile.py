@@ -71,6 +71,8 @@ def _schemathesis(api_url: str, key: str, examples: int, tmp: Path, timeout: flo
            "--checks", "all", "--exclude-checks", "use_after_free",  # DELETE cancels: see schemathesis.toml
            "--mode", "all", "-n", str(examples), "--workers", "2", "--continue-on-failure",
            "--exclude-operation-id", "streamJob",  # an SSE stream stays open until its job ends
+           # needs the operator's key, not an account's: its 401 is checked in tests/test_credentials.py
+           "--exclude-operation-id", "getAdminOverview",
            "--request-timeout", "15", "--no-color", "--seed", str(secrets.randbits(64)),
            "--report", "junit", "--report-dir", str(tmp)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
