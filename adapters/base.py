@@ -128,6 +128,25 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
+def mapped_rest(args: dict[str, Any], mapping: Any, params: Mapping[str, Any], files: list[str],
+                options: Mapping[str, Any]) -> dict[str, Any]:
+    """What every provider does alike with a catalog row's `Payload` (config/catalog.py), after its
+    own fields: each file to its field (`name[]` appends to an array field), the gateway parameters
+    the mapping sends as they are, the defaults it fills in, and the user's `provider_options` last,
+    untouched. Returns `args`."""
+    for name, url in zip(mapping.files, files):
+        if name.endswith("[]"):
+            args.setdefault(name[:-2], []).append(url)
+        else:
+            args[name] = url
+    for name in mapping.params:
+        if params.get(name) is not None:
+            args[name] = params[name]
+    args.update(mapping.defaults)
+    args.update(options)
+    return args
+
+
 def header_value(headers: Mapping[str, str] | None, name: str) -> str | None:
     """`name` looked up without case in a plain dict of headers, as the SDKs' exceptions carry them."""
     return {k.lower(): v for k, v in (headers or {}).items()}.get(name.lower())

@@ -20,7 +20,7 @@ import orjson
 
 from gengate.adapters.base import (
     CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, header_value,
-    retry_after_seconds,
+    mapped_rest, retry_after_seconds,
 )
 from gengate.adapters.clients import ClientCache
 from gengate.adapters.http import error_message
@@ -141,10 +141,13 @@ def cancel_verdict(accepted: bool, status: dict[str, Any]) -> CancelVerdict:
 def payload(req: ProviderRequest) -> dict[str, Any]:
     """The fal input for a request, as the catalog row's payload mapping for its mode says (the API
     has already refused what the mode cannot honour)."""
-    spec = catalog.get(req.model)
+    # the model's fal route: its first row, or an alternate (ElevenLabs speech served by fal)
+    spec = catalog.route(req.model, NAME) or catalog.get(req.model)
     mapping = spec.payloads[req.mode]
     p = req.params
     args: dict[str, Any] = {}
+    if req.capability == "speech" and p.get("voice"):
+        args["voice"] = fal_voice(str(p["voice"]))
     if mapping.prompt and p.get("prompt"):
         args["prompt"] = p["prompt"]
     ratio = p.get("aspect_ratio")
@@ -158,17 +161,16 @@ def payload(req: ProviderRequest) -> dict[str, Any]:
             args["num_frames"], args["fps"] = round(seconds * mapping.fps) + 1, mapping.fps
         else:
             args["duration"] = int(seconds) if seconds == int(seconds) else seconds
-    for name, url in zip(mapping.files, p.get("files") or []):
-        if name.endswith("[]"):
-            args.setdefault(name[:-2], []).append(url)
-        else:
-            args[name] = url
-    for name in mapping.params:
-        if p.get(name) is not None:
-            args[name] = p[name]
-    args.update(mapping.defaults)
-    args.update(req.options)
-    return args
+    return mapped_rest(args, mapping, p, list(p.get("files") or []), req.options)
+
+
+# fal's ElevenLabs TTS endpoints take a voice *name* in `voice` (config/schemas/fal: a plain string whose
+# published default is "Rachel"; fal's text-to-dialogue examples name voices the same way, "Aria",
+# "Charlotte"). The gateway's voices are ElevenLabs' premade voices by name, so each is sent as that name
+# capitalised. fal publishes no list of the names it accepts: only "Rachel" is confirmed by the schema
+# itself; the others are assumed to resolve as ElevenLabs' premade voices of those names.
+def fal_voice(voice: str) -> str:
+    return voice.capitalize()
 
 
 def outputs_from_result(result: dict[str, Any]) -> list[Output]:

@@ -41,9 +41,11 @@ from replicate.helpers import FileOutput
 from replicate.prediction import Prediction
 
 from gengate.adapters.base import (
-    CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, retry_after_seconds,
+    CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, mapped_rest,
+    retry_after_seconds,
 )
 from gengate.adapters.clients import ClientCache
+from gengate.config import catalog
 from gengate.config.settings import ProviderSettings
 
 NAME = "replicate"
@@ -189,7 +191,12 @@ def _target(endpoint: str) -> tuple[str | None, str | None]:
 
 
 def build_input(req: ProviderRequest) -> dict[str, Any]:
-    """The prediction's `input` from the gateway params; `options` merged last, untouched."""
+    """The prediction's `input` from the gateway params, as the model's Replicate row maps its mode
+    (`Payload`, config/catalog.py); `options` merged last, untouched."""
+    spec = catalog.route(req.model, NAME)
+    mapping = spec.payloads.get(req.mode) if spec is not None else None
+    if mapping is not None:
+        return _mapped_input(req, mapping)
     params = req.params
     files = list(params.get("files") or [])
     if req.mode == "background-removal":
@@ -198,8 +205,8 @@ def build_input(req: ProviderRequest) -> dict[str, Any]:
         # the remover's published input has no prompt (config/schemas/replicate): the API refuses one
         payload: dict[str, Any] = {"image": files[0]}
     else:
-        # Only background removal is placed on Replicate today. For other modes this is the
-        # convention most official models follow; `provider_options` can rename anything.
+        # A model without a catalog row (none in the catalog today): the convention most official
+        # models follow; `provider_options` can rename anything.
         payload = {}
         if params.get("prompt"):
             payload["prompt"] = params["prompt"]
@@ -214,6 +221,27 @@ def build_input(req: ProviderRequest) -> dict[str, Any]:
             payload["images"] = files
     payload.update(req.options)
     return payload
+
+
+def _mapped_input(req: ProviderRequest, mapping: catalog.Payload) -> dict[str, Any]:
+    """The input a catalog `Payload` describes. Replicate's official models take an aspect ratio as
+    it is (`aspect_ratio`), seconds as an integer `duration` where they take one, and files by URL,
+    `name[]` appending to an array field (google/nano-banana-pro's `image_input`)."""
+    p = req.params
+    files = list(p.get("files") or [])
+    if len(files) < len(mapping.files):
+        raise ProviderFailure(NAME, f"{req.mode} needs {len(mapping.files)} input file(s)", retryable=False)
+    args: dict[str, Any] = {}
+    if mapping.prompt and p.get("prompt"):
+        args["prompt"] = p["prompt"]
+    ratio = p.get("aspect_ratio")
+    if ratio and mapping.size:
+        args[mapping.size] = ratio
+    seconds = p.get("duration")
+    if seconds is not None and mapping.duration:
+        whole = int(seconds) if seconds == int(seconds) else seconds
+        args["duration"] = str(whole) if mapping.duration == "string" else whole
+    return mapped_rest(args, mapping, p, files, req.options)
 
 
 # -- results ---------------------------------------------------------------------

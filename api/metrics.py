@@ -9,8 +9,12 @@ Two kinds of numbers, rendered together on each scrape:
     completed, failed and cancelled by provider and model and completed jobs by cache outcome
     (counted by the job store's own atomic writes, so exact across every API and worker process:
     jobs/store.py `_STATS_LUA`), queue depths, the sweeper's schedule, pending webhooks, live
-    workers. Every API process reports the same gateway-wide values: aggregate them with `max`, not
-    `sum`, when Prometheus scrapes several API processes.
+    workers, and each provider's health (jobs/health.py: its circuit breaker's state, the success
+    rate and latency quantiles of its recent calls). Every API process reports the same gateway-wide
+    values: aggregate them with `max`, not `sum`, when Prometheus scrapes several API processes.
+
+`/readyz` also names each provider's circuit state; an open circuit never makes the gateway "not
+ready" (jobs go to another provider, or fail on their own), so readiness stays Redis and workers.
 
 `/metrics` is async and renders the text itself (the Redis part through a one-scrape collector
 handed to `generate_latest`): a synchronous `Collector.collect()` would need a second, blocking Redis
@@ -35,7 +39,7 @@ from redis.exceptions import RedisError
 from gengate.api.deps import bearer_matches
 from gengate.config import logs
 from gengate.config.settings import get_settings
-from gengate.jobs import heartbeat, keys
+from gengate.jobs import health, heartbeat, keys
 from gengate.jobs.errors import AuthError, UnavailableError
 from gengate.tasks.queues import ALL_QUEUES
 
@@ -181,16 +185,44 @@ async def read_state(redis: Any, *extra: Callable[[Any], Any]) -> tuple[GatewayS
     return state, more
 
 
+def provider_families(providers: dict[str, health.ProviderHealth]) -> list[Metric]:
+    """Each provider's circuit state, and the success rate and latency of its recent calls (a
+    provider without recent calls has no sample: no number rather than a made-up one)."""
+    state = GaugeMetricFamily(
+        "gengate_provider_circuit_state", "Each provider's circuit breaker: 0 closed (calls go), 1 half-open (the "
+        "cool-down is over: one probe call goes), 2 open (no calls: new jobs go to another provider).",
+        labels=["provider"])
+    failures = GaugeMetricFamily(
+        "gengate_provider_consecutive_failures", "Retryable failures of each provider's calls since its last "
+        "success (the circuit opens at GENGATE_CIRCUIT_FAILURES).", labels=["provider"])
+    ratio = GaugeMetricFamily(
+        "gengate_provider_success_ratio", f"Share of each provider's last {health.OUTCOMES_KEPT} calls that "
+        "succeeded (a retryable failure is a failure; a request refused for its own fault is not).",
+        labels=["provider"])
+    latency = GaugeMetricFamily(
+        "gengate_provider_latency_seconds", f"Latency of each provider's calls, over its last "
+        f"{health.LATENCIES_KEPT} timed calls (all workers), by quantile.", labels=["provider", "quantile"])
+    for name, h in providers.items():
+        state.add_metric([name], health.STATE_VALUES[h.state])
+        failures.add_metric([name], h.failures)
+        if h.success_rate is not None:
+            ratio.add_metric([name], h.success_rate)
+        for q, seconds in (("0.5", h.latency_p50), ("0.95", h.latency_p95)):
+            if seconds is not None:
+                latency.add_metric([name, q], seconds)
+    return [state, failures, ratio, latency]
+
+
 async def gateway_families(redis: Any) -> list[Metric]:
     """The gateway-wide metrics, from Redis in one pipelined round trip."""
     settings = get_settings()
     up = GaugeMetricFamily("gengate_redis_up", "1 when this scrape could read Redis, else 0.")
-    read = await read_state(redis)
+    read = await read_state(redis, lambda pipe: pipe.eval(*health.snapshot_args()))
     if read is None:
         up.add_metric([], 0)
         return [up]
     up.add_metric([], 1)
-    state = read[0]
+    state, (providers,) = read
 
     families: list[Metric] = [up]
     by_event = {e: CounterMetricFamily(f"gengate_jobs_{e}", f"Jobs {e}, by provider and model (all processes).",
@@ -231,7 +263,7 @@ async def gateway_families(redis: Any) -> list[Metric]:
         GaugeMetricFamily("gengate_workers_alive", f"Workers whose sweeper was seen in the last "
                           f"{heartbeat.window_seconds(settings):g} s.", value=state.alive),
     ]
-    return families
+    return families + provider_families(health.parse_snapshot(providers))
 
 
 @router.get("/metrics")
@@ -247,17 +279,25 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> ORJSONResponse:
-    """Ready when Redis answers and at least one worker was seen recently; else 503 saying which."""
+    """Ready when Redis answers and at least one worker was seen recently; else 503 saying which.
+    The answer also names each provider's circuit state, which readiness does not depend on."""
     settings = get_settings()
     pipe = request.app.state.redis.pipeline(transaction=False)
     pipe.ping()
     pipe.eval(*heartbeat.alive_args(settings))
+    pipe.eval(*health.snapshot_args())
     try:
         async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
-            _, workers = await pipe.execute()
+            # A failing snapshot script must not fail the probe: only the ping and the count decide.
+            pong, workers, providers = await pipe.execute(raise_on_error=False)
     except (RedisError, OSError, TimeoutError):
         raise UnavailableError("Not ready: Redis is unreachable") from None
+    if isinstance(pong, Exception) or isinstance(workers, Exception):
+        raise UnavailableError("Not ready: Redis is unreachable")
     if int(workers) < 1:
         raise UnavailableError(
             f"Not ready: no worker seen in the last {heartbeat.window_seconds(settings):g} s")
-    return ORJSONResponse({"status": "ready", "redis": "ok", "workers": int(workers)})
+    body: dict[str, Any] = {"status": "ready", "redis": "ok", "workers": int(workers)}
+    if not isinstance(providers, Exception):
+        body["providers"] = {name: h.state for name, h in health.parse_snapshot(providers).items()}
+    return ORJSONResponse(body)

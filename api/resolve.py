@@ -8,18 +8,27 @@ from __future__ import annotations
 
 from itertools import permutations
 
-from gengate.config.catalog import BY_NAME, ModelSpec, file_kind
+from gengate.config.catalog import BY_NAME, ROUTES, ModelSpec, file_kind, route
 from gengate.jobs.errors import ValidationError
 
 
+def pinned(model: str) -> str | None:
+    """The provider a `provider:model` name pins, None for a bare name."""
+    return model.partition(":")[0] if ":" in model else None
+
+
 def resolve(model: str, capability: str) -> ModelSpec:
-    """`provider:model` or a bare name -> the row; refuses unknown models and the wrong endpoint."""
+    """`provider:model` -> that provider's route, a bare name -> the model's first route; refuses
+    unknown models, a provider that does not serve the model, and the wrong endpoint."""
     provider, sep, name = model.partition(":") if ":" in model else ("", "", model)
     spec = BY_NAME.get(name)
     if spec is None:
         raise ValidationError(f"Unknown model '{model}'", field="model")
-    if sep and provider != spec.provider:
-        raise ValidationError(f"Model '{name}' is served by '{spec.provider}', not '{provider}'", field="model")
+    if sep:
+        spec = route(name, provider)
+        if spec is None:
+            served = ", ".join(f"'{r.provider}'" for r in ROUTES[name])
+            raise ValidationError(f"Model '{name}' is served by {served}, not '{provider}'", field="model")
     if spec.capability != capability:
         raise ValidationError(f"Model '{name}' is a {spec.capability} model; use POST /v1/{spec.capability}",
                               field="model")

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from gengate.config.catalog import CAPABILITIES, MODELS, PRICE_UNITS
+from gengate.config.catalog import CAPABILITIES, MODELS, PRICE_UNITS, PROVIDERS, ROUTES
 from gengate.jobs.record import MEDIA_CAPABILITY
 
 # `None` in Python only: absent from the JSON answer, so absent from its schema's types.
@@ -45,6 +45,14 @@ class _JobOptions(BaseModel):
 class _Request(_JobOptions):
     model: str = Field(min_length=1, max_length=200)
     provider_options: dict[str, Any] | None = Field(default=None, description="Passed to the provider untouched")
+    # Routing (gengate additions; api/routing.py)
+    provider_order: list[Literal[PROVIDERS]] | None = Field(  # type: ignore[valid-type]
+        default=None, min_length=1, max_length=len(PROVIDERS),
+        description="The providers this job may run on, in this order, among those the model's routing allows "
+                    "(a gengate addition). Not with a pinned `provider:model`")
+    allow_pooled_fallback: bool = Field(
+        default=False, strict=True, description="A job on your own provider key (BYOK) may fall back to another provider on "
+                                   "the gateway's pooled key, billed as any pooled job (a gengate addition)")
 
 
 def _model_field(capability: str) -> Any:
@@ -52,7 +60,7 @@ def _model_field(capability: str) -> Any:
     OpenAPI document, not just a string, so a client (or a fuzzer) knows which. The catalog check
     stays the one that refuses, with messages saying where a model belongs instead."""
     names = [m.name for m in MODELS if m.capability == capability]
-    names += [f"{m.provider}:{m.name}" for m in MODELS if m.capability == capability]
+    names += [f"{r.provider}:{r.name}" for m in MODELS if m.capability == capability for r in ROUTES[m.name]]
     return Field(min_length=1, max_length=200, json_schema_extra={"enum": names})
 
 
@@ -209,6 +217,19 @@ class JobResponse(BaseModel):
     error: str | Omitted = Field(default=None, description="Present when status is failed")
 
 
+class JobAttempt(BaseModel):
+    """One provider's try at a job (issue 19's routing): those that ended without it, then the current."""
+
+    provider: str
+    endpoint: str = Field(description="The provider's endpoint id the attempt called")
+    outcome: str = Field(description="Ended: refused, rate_limited, unreachable, not_sent, circuit_open or "
+                         "failed (the job moved on). The current attempt: the job's status")
+    status: int | None = Field(description="The provider's HTTP status, when it answered one")
+    message: str | None
+    started_at: str
+    ended_at: str | None = Field(description="Null while the attempt runs")
+
+
 class JobDetail(JobResponse):
     """GET /v1/jobs/{job_id}: the spec's job, plus what one job's page needs (gengate additions, on
     this endpoint only: the list, the stream and webhooks carry the spec's fields)."""
@@ -225,6 +246,8 @@ class JobDetail(JobResponse):
     charged_cents: int | None = Field(description="What it cost once settled: the price, or 0 when released "
                                       "(failed, cancelled before the provider ran, shared a result); null while "
                                       "the hold is open")
+    attempts: list[JobAttempt] = Field(description="Each provider's try, in order: one unless the job fell back")
+    routes: list[str] = Field(description="The providers the job may still fall back to, in order")
 
 
 class ErrorResponse(BaseModel):
@@ -317,6 +340,20 @@ class ModelPricing(BaseModel):
                                                   "in); null where the request always says (a speech's text)")
 
 
+class ModelRoute(BaseModel):
+    """One provider's route to a model: what a job of the model may run on (issue 19's routing)."""
+
+    provider: str
+    endpoints: dict[str, str] = Field(description="The provider's endpoint id for each mode")
+    modes: list[str]
+    price_cents: int = Field(description="The price of the default request on this route")
+    pricing: ModelPricing
+    pooled: bool = Field(description="True when the gateway's own provider key may run it; false: only jobs "
+                                     "that bring their own key for this provider")
+    delisted: bool
+    source: str = Field(description="Where this route's endpoint ids (and their schemas) come from")
+
+
 class ModelInfo(BaseModel):
     name: str
     capability: Literal[CAPABILITIES]  # type: ignore[valid-type]
@@ -335,6 +372,8 @@ class ModelInfo(BaseModel):
     delisted: bool = Field(description="Gone from the provider's published list: kept for compatibility, "
                                        "it may stop working whenever the provider stops serving it")
     source: str = Field(description="Where the provider's endpoint ids (and their schemas) come from")
+    providers: list[ModelRoute] = Field(description="Every provider that serves the model, in the catalog's "
+                                        "order (a gengate addition); `provider` and the fields above are the first's")
 
 
 class ModelListResponse(BaseModel):

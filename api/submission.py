@@ -18,8 +18,10 @@ from gengate.api.file_kinds import file_kinds
 from gengate.api.provider_keys import from_header, saved_or_pooled
 from gengate.api.schemas import _JobOptions, _Request
 from gengate.api.stored import off_loop
-from gengate.api.resolve import choose_mode, resolve
-from gengate.config.catalog import PROMPT_OPTIONAL, ModelSpec
+from gengate.api import routing
+from gengate.api.resolve import choose_mode, pinned, resolve
+from gengate.api.routing import RoutePlan, fastest_p50
+from gengate.config.catalog import PROMPT_OPTIONAL, ROUTES, ModelSpec
 from gengate.config.settings import Settings
 from gengate.jobs import keys, states
 from gengate.jobs.cache import (
@@ -165,30 +167,65 @@ async def create_job(
     """Validate, answer from the cache when the inputs' hashes are known here, else queue the job.
     `also(job, headers)` returns extra writes for the creating transaction (idempotency)."""
     spec = resolve(body.model, capability)
-    params = body.model_dump(exclude={"model", "webhook_url", "webhook_events"}, exclude_none=True)
+    params = body.model_dump(exclude={"model", "webhook_url", "webhook_events", "provider_order",
+                                      "allow_pooled_fallback"}, exclude_none=True)
     urls = [f["url"] for f in params.get("files") or []]
     # Only when some mode takes that many files: otherwise no kind could make the request valid.
     kinds = (await file_kinds(urls, store.redis, settings.file_url_bases)
-             if urls and any(len(spec.kinds(mode)) == len(urls) for mode in spec.modes) else None)
-    mode, files = check_params(spec, params, params.get("provider_options"), kinds)
-    with_spec_defaults(spec, mode, params)
+             if urls and any(len(r.kinds(mode)) == len(urls) for r in ROUTES[spec.name] for mode in r.modes)
+             else None)
+    plan, mode, files = await _plan(store, settings, spec, body, params, kinds)
     raw_files = [(f"files.{i}.url", f.url) for i, f in enumerate(getattr(body, "files", None) or [])]
     if files:
         params["files"] = [{"url": f} for f in files]
+    first = plan.first
     job = Job(
         job_id=new_job_id(),
         account=account_id,
         capability=capability,
-        model=f"{spec.provider}:{spec.name}",
-        provider=spec.provider,
-        endpoint=spec.endpoints[mode],
+        model=f"{first.provider}:{first.name}",
+        provider=first.provider,
+        endpoint=first.endpoints[mode],
         input=params,
         mode=mode,
+        routes=[r.provider for r in plan.rest] or None,
     )
     # Priced from what was validated (the duration asked for or filled in, the text's characters), so
     # the hold, the balance check and the capture are for the work the provider will bill.
     return await accept(store, settings, job, body, headers, raw_files + named_inputs(params)[len(raw_files):],
-                        price=spec.price(mode, params), provider=spec.provider, also=also)
+                        price=first.price(mode, params), provider=first.provider, also=also)
+
+
+async def _plan(store: AsyncJobStore, settings: Settings, spec: ModelSpec, body: _Request, params: dict[str, Any],
+                kinds: list[str] | None) -> tuple[RoutePlan, str, list[str]]:
+    """The job's routes (api/routing.py) and the request validated on the first: (plan, mode, files).
+    `params` gets the first route's defaults filled in."""
+    options = params.get("provider_options")
+    if pinned(body.model):
+        if body.provider_order:
+            raise ValidationError("provider_order chooses among a model's providers; a pinned `provider:model` "
+                                  "takes none", field="provider_order")
+        mode, files = check_params(spec, params, options, kinds)
+        with_spec_defaults(spec, mode, params)
+        return RoutePlan(spec, ()), mode, files
+    policy = routing.policy_for(spec.name, settings)
+    allowed = routing.ordered(spec.name, policy if policy not in routing.POLICIES else "catalog", lambda r: 0, {})
+    candidates = routing.choose(allowed, body.provider_order)
+    first = candidates[0]
+    mode, files = check_params(first, params, options, kinds)
+    with_spec_defaults(first, mode, params)
+    check = lambda route: check_params(route, params, options, kinds)  # noqa: E731
+    if not body.provider_order and policy in ("cheapest", "fastest") and len(candidates) > 1:
+        p50 = await fastest_p50(store.redis, spec.name, candidates) if policy == "fastest" else {}
+        by_price = lambda r: r.price(mode, params) if routing.takes_same_request(r, mode, check) else None  # noqa: E731
+        reordered = routing.ordered(spec.name, policy, by_price, p50)
+        if routing.takes_same_request(reordered[0], mode, check):
+            candidates, first = reordered, reordered[0]
+    if options or not settings.fallback:
+        return RoutePlan(first, ()), mode, files
+    rest = tuple(r for r in candidates if r is not first and routing.usable_with_pooled_key(r, settings)
+                 and routing.takes_same_request(r, mode, check))
+    return RoutePlan(first, rest), mode, files
 
 
 async def accept(
@@ -240,6 +277,8 @@ async def accept(
     sealed_key = header_key or (saved_or_pooled(provider, saved, settings) if provider else None)
     job.byok = sealed_key is not None
     job.hold_cents = 0 if job.byok else price  # BYOK: the provider bills the user directly
+    if job.byok and not getattr(options, "allow_pooled_fallback", False):
+        job.routes = None  # the user's key for this provider never moves the job to the gateway's keys
     queue_key, message = step_message(SUBMIT, job.job_id, job.capability)
     try:
         verdict = await store.create(job, settings, queue_key=queue_key, message=message, sealed_key=sealed_key,

@@ -10,7 +10,7 @@ request into a row and a mode, refusing what the catalog does not hold).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 from types import MappingProxyType
@@ -168,6 +168,9 @@ class ModelSpec:
     # The most characters of `text` one request may carry, where the provider limits it (0: only the
     # API's own cap): a longer text would be accepted, held, then refused by the provider.
     max_text_chars: int = 0
+    # Whether the operator's pooled key may run this route. False: BYOK only (the job must bring its
+    # own key for this provider), e.g. where the operator has no contract with the provider.
+    pooled: bool = True
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -212,6 +215,12 @@ class ModelSpec:
             "delisted": bool(self.delisted), "source": self.source,
         }
 
+    def route_info(self) -> dict:
+        """This row as one of its model's routes (/v1/models `providers`)."""
+        return {"provider": self.provider, "endpoints": dict(self.endpoints), "modes": list(self.modes),
+                "price_cents": self.price_cents, "pricing": self.pricing.public(), "pooled": self.pooled,
+                "delisted": bool(self.delisted), "source": self.source}
+
     def protected_options(self, mode: str) -> frozenset[str]:
         """The provider fields the gateway fills from what it validates or prices: `provider_options`
         may not set them (it would change a job after its price was fixed, or skip a check)."""
@@ -242,10 +251,13 @@ class ModelSpec:
             if self.max_text_chars:
                 rules["max_text_characters"] = self.max_text_chars
             return rules
-        return {"aspect_ratios": list(payload.ratios if payload.size else ()),
-                "durations": list(payload.durations) if payload.duration else [],
-                "duration": payload.duration is not None, "prompt": payload.prompt,
-                "required_provider_options": list(payload.options)}
+        rules = {"aspect_ratios": list(payload.ratios if payload.size else ()),
+                 "durations": list(payload.durations) if payload.duration else [],
+                 "duration": payload.duration is not None, "prompt": payload.prompt,
+                 "required_provider_options": list(payload.options)}
+        if self.max_text_chars:
+            rules["max_text_characters"] = self.max_text_chars
+        return rules
 
 
 # For rows whose adapter builds the payload itself: the provider fields it fills from the request's
@@ -471,12 +483,103 @@ MODELS: tuple[ModelSpec, ...] = (
          per_job(1)),
 )
 
+# Other providers' routes to models of MODELS: the same public name (and capability), served by
+# another provider with its own endpoint ids, payload mapping, published schema and price. A job of
+# the model may fall back to them, in the model's routing order (api/routing.py); `provider:name`
+# pins one. MODELS holds each name's first route (the catalog's default order starts there).
+def _replicate(name: str, capability: str, modes: dict[str, tuple[str, Payload]], price: Pricing,
+               source: str) -> ModelSpec:
+    """A Replicate official model's row: mode -> (`owner/name`, payload). Official models run their
+    current version through the models endpoint (no version id) and bill by output. `source` names the
+    published input schema read (vendored in config/schemas/replicate, where README.md says how)."""
+    payloads = {mode: payload for mode, (_, payload) in modes.items()}
+    ratios = tuple(dict.fromkeys(r for p in payloads.values() if p.size for r in p.ratios))
+    durations = tuple(sorted({d for p in payloads.values() if p.duration for d in p.durations}))
+    return ModelSpec(name, capability, "replicate", MappingProxyType({m: ep for m, (ep, _) in modes.items()}),
+                     f"replicate.com/{source}, vendored in config/schemas/replicate", price, ratios, durations,
+                     MappingProxyType(payloads))
+
+
+# FLUX.1 on Replicate (black-forest-labs/flux-schnell, flux-dev): `num_outputs` (1-4) is billed per
+# image, so it is listed among the payload's `params` (which provider_options may not set, as fal's
+# `num_images`) and sent as 1 by default; the gateway has no parameter of that name, so nothing else
+# reaches it. Every IMAGE_RATIOS is in the models' `aspect_ratio` enum.
+_FLUX1_REPLICATE = Payload(size="aspect_ratio", ratios=IMAGE_RATIOS, params=("num_outputs",),
+                           defaults=MappingProxyType({"num_outputs": 1}))
+# google/nano-banana-pro: the input images go in the `image_input` array; `resolution` 4K is billed
+# twice the 1K/2K price, so provider_options may not set it either (sent as the model's default, 2K).
+_NANO_BANANA_PRO_REPLICATE = {
+    "text-to-image": ("google/nano-banana-pro", Payload(size="aspect_ratio", ratios=IMAGE_RATIOS,
+                                                        params=("resolution",))),
+    "edit": ("google/nano-banana-pro", Payload(files=("image_input[]",), size="aspect_ratio", ratios=IMAGE_RATIOS,
+                                               params=("resolution",))),
+}
+_NANO_BANANA_PRO_SOURCE = "google/nano-banana-pro (official model; version f5318740's published input schema)"
+
+
+def _fal_tts(name: str, endpoint: str, price: Pricing) -> ModelSpec:
+    """An ElevenLabs speech model on fal (`fal-ai/elevenlabs/tts/...`): the text goes in `text`; the
+    voice is the adapter's (adapters/fal.py FAL_VOICES: fal's `voice` takes a voice name). The row
+    keeps the ElevenLabs model's own characters-per-request limit: fal serves the same model."""
+    spec = _fal(name, "speech", {"tts": (endpoint, Payload(prompt=False, params=("text",)))}, price)
+    return replace(spec, max_text_chars=_FIRST_ROWS[name].max_text_chars)
+
+
+_FIRST_ROWS: Mapping[str, ModelSpec] = MappingProxyType({m.name: m for m in MODELS})
+
+# Prices, in the unit each provider bills: Replicate's official models per output image (flux-schnell
+# $0.003 and flux-dev $0.025 per Replicate's pricing as quoted by third parties; flux-1.1-pro $0.04, BFL's
+# list price; nano-banana-pro $0.15 at 1K/2K, as resellers of the Replicate model list it: none of these
+# was read on replicate.com itself), rounded up to the cent like MODELS' fal rows; fal's ElevenLabs TTS per characters ($0.10 per 1,000 on fal's eleven-v3 pages;
+# multilingual-v2's fal price was not found and is taken to be the same, as ElevenLabs prices the two alike).
+ALTERNATES: tuple[ModelSpec, ...] = (
+    _replicate("flux-schnell", "image", {"text-to-image": ("black-forest-labs/flux-schnell", _FLUX1_REPLICATE)},
+               per_image(1), "black-forest-labs/flux-schnell (official model; version c846a699's published input "
+                             "schema, its enums from replicate/cog-flux 2610fcc)"),
+    _replicate("flux-dev", "image", {"text-to-image": ("black-forest-labs/flux-dev", _FLUX1_REPLICATE)},
+               per_image(3), "black-forest-labs/flux-dev (official model; input schema from replicate/cog-flux "
+                             "2610fcc's DevPredictor: no replicate.com version page found)"),
+    # the public flux-pro is FLUX 1.1 [pro] (fal-ai/flux-pro/v1.1)
+    _replicate("flux-pro", "image", {"text-to-image": ("black-forest-labs/flux-1.1-pro",
+                                                       Payload(size="aspect_ratio", ratios=IMAGE_RATIOS))},
+               per_image(4), "black-forest-labs/flux-1.1-pro (official model; version 96ccd0e7's published input "
+                             "schema)"),
+    _replicate("nano-banana-pro", "image", _NANO_BANANA_PRO_REPLICATE, per_image(15), _NANO_BANANA_PRO_SOURCE),
+    _replicate("nano-banana-pro/edit", "image", {"edit": _NANO_BANANA_PRO_REPLICATE["edit"]}, per_image(15),
+               _NANO_BANANA_PRO_SOURCE),
+    # kling-v2.1 has no Replicate route: its version pages publish no schema (config/schemas/replicate/README.md).
+    # fal publishes ElevenLabs TTS endpoints for v3, multilingual v2 and turbo v2.5 only: eleven_flash_v2_5 and
+    # eleven_turbo_v2 (not v2.5) have no fal route.
+    _fal_tts("eleven_v3", "fal-ai/elevenlabs/tts/eleven-v3", per_characters(10, minimum=3)),
+    _fal_tts("eleven_multilingual_v2", "fal-ai/elevenlabs/tts/multilingual-v2", per_characters(10, minimum=3)),
+)
+
 BY_NAME: Mapping[str, ModelSpec] = MappingProxyType({m.name: m for m in MODELS})
 PROVIDERS = ("fal", "replicate", "elevenlabs", "higgsfield", "piapi")
 
 
+def _routes() -> Mapping[str, tuple[ModelSpec, ...]]:
+    routes: dict[str, list[ModelSpec]] = {m.name: [m] for m in MODELS}
+    for alt in ALTERNATES:
+        first = BY_NAME.get(alt.name)
+        # An alternate serves a model of MODELS, as the same capability, on a provider of its own.
+        assert first is not None and alt.capability == first.capability, alt.name
+        assert alt.provider not in {r.provider for r in routes[alt.name]}, (alt.name, alt.provider)
+        routes[alt.name].append(alt)
+    return MappingProxyType({name: tuple(rows) for name, rows in routes.items()})
+
+
+# Every route of each public model, the catalog's order first.
+ROUTES: Mapping[str, tuple[ModelSpec, ...]] = _routes()
+
+
 def get(name: str) -> ModelSpec:
     return BY_NAME[name]
+
+
+def route(name: str, provider: str) -> ModelSpec | None:
+    """The model's route on `provider`, if it has one."""
+    return next((r for r in ROUTES.get(name, ()) if r.provider == provider), None)
 
 
 def file_kind(url: str) -> str:

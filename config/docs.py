@@ -129,13 +129,15 @@ def settings_table() -> str:
 
 
 def models_table() -> str:
-    """One row per model and mode of the catalog."""
-    from gengate.config.catalog import MODELS
+    """One row per route and mode of the catalog: each model's first row (MODELS), then its routes on
+    other providers (ALTERNATES), a route the operator's pooled key may not run marked BYOK only."""
+    from gengate.config.catalog import ROUTES
     from gengate.config.schemas import published
 
     lines = ["| model | mode | provider | endpoint id | schema | files | aspect ratios | durations (s) | price |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for spec in MODELS:
+    for spec in (row for routes in ROUTES.values() for row in routes):
+        provider = spec.provider if spec.pooled else f"{spec.provider} (BYOK only)"
         for mode in spec.modes:
             endpoint = spec.endpoints[mode]
             # ElevenLabs' endpoints are its API routes; the catalog's id is the model_id sent to them
@@ -150,7 +152,7 @@ def models_table() -> str:
             files = " + ".join(spec.kinds(mode)) or "-"
             ratios = ", ".join(rules["aspect_ratios"]) or "-"
             options = "".join(f"; needs `provider_options.{o}`" for o in rules["required_provider_options"])
-            lines.append(f"| {spec.name} | {mode} | {spec.provider} | `{endpoint}` | {schema} | {files}{options} | "
+            lines.append(f"| {spec.name} | {mode} | {provider} | `{endpoint}` | {schema} | {files}{options} | "
                          f"{ratios} | {timed} | {price_label(spec.pricing)} |")
     return "\n".join(lines) + "\n"
 
@@ -179,8 +181,15 @@ def _schema_label(provider: str, record: dict | None) -> str:
         return "none published"
     commit = record["commit"]
     label = {"fal": f"fal-js {commit[:7]}", "elevenlabs": f"elevenlabs SDK {commit}",
-             "replicate": f"replicate.com, {commit.split(';')[0][:16]}"}.get(provider, record["source"])
+             "replicate": _replicate_label(commit)}.get(provider, record["source"])
     return label + (" (delisted)" if record["delisted"] else "")
+
+
+def _replicate_label(commit: str) -> str:
+    """`replicate.com, version c846a699` (a version page read) or `replicate/cog-flux 2610fccf` (the
+    source a schema was transcribed from where no page was found)."""
+    first = re.sub(r"\b([0-9a-f]{8})[0-9a-f]{32,56}\b", r"\1", commit.split(";")[0])
+    return first if first.startswith("replicate/") else f"replicate.com, {first}"
 
 
 def _spans(values: list[int]) -> str:

@@ -103,8 +103,29 @@ class Settings(BaseSettings):
     step_time_limit_seconds: float = Field(
         default=100.0, description="Soft time limit of one pipeline task (the hard limit is 20 s more)."
     )
+    routing: dict[str, str] = Field(
+        default_factory=dict,
+        description="Routing policy per model served by several providers, as JSON: "
+        '`{"flux-schnell": "replicate,fal", "kling-v2.1": "cheapest", "*": "fastest"}`. A policy is `catalog` '
+        "(the catalog's order, the default), `cheapest` (the lowest price of the request first), `fastest` "
+        "(the lowest median duration of the model's recent jobs on each provider first; providers without enough "
+        "jobs yet keep the catalog's order after the measured ones), or a comma-separated list of providers (only "
+        "those, in that order). `*` is the default for models not named.")
+    fallback: bool = Field(
+        default=True, description="Whether a job whose provider refused it (an HTTP error before acceptance, a "
+        "connection refused, an open circuit) or failed it moves on to the model's next provider.")
     provider_retries: int = Field(
         default=5, description="How often a retryable provider error (429, 5xx, timeout) is retried per step.")
+    circuit_failures: int = Field(
+        default=5, ge=1, description="Consecutive retryable failures (5xx, 429, connection errors, timeouts) of one "
+        "provider, counted over every worker, that open its circuit breaker: new jobs then go to another provider "
+        "of the model, if any, without calling it.")
+    circuit_cooldown_seconds: float = Field(
+        default=30.0, gt=0, description="How long an open circuit sends nothing to its provider; then one call goes "
+        "as a probe (half-open): its success closes the circuit, its failure opens it for another cool-down.")
+    circuit_probe_seconds: float = Field(
+        default=60.0, gt=0, description="How long a half-open circuit's probe holds its slot: a probe that never "
+        "reports (its worker died) lets another call probe after this.")
     retry_base_seconds: float = Field(default=0.5, description="First retry delay; doubles, with jitter.")
     retry_max_seconds: float = Field(default=30.0, description="Cap of a retry delay, Retry-After included.")
     sweep_interval_seconds: float = Field(default=0.05, description="How often each worker looks for due polls.")

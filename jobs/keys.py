@@ -29,6 +29,14 @@ STATS_JOBS = PREFIX + ":stats:jobs"  # hash "created|completed|failed|cancelled"
 STATS_CACHE = PREFIX + ":stats:cache"  # hash "hit|miss|bypass|provider|model" -> completed jobs by cache outcome
 RECENT_FAILURES = PREFIX + ":recent_failures"  # list of job ids, newest first: the last jobs that failed (operators)
 WORKERS = PREFIX + ":workers"  # zset worker hostname -> Redis time of its sweeper's last heartbeat
+# Provider health (jobs/health.py), shared by every worker. Every per-provider key starts with
+# PROVIDER_HEALTH + "<provider>:", which the snapshot script builds the names from.
+PROVIDERS_SEEN = PREFIX + ":providers"  # set: every provider whose calls were recorded
+PROVIDER_HEALTH = PREFIX + ":provider:"
+PROVIDER_CIRCUIT = PROVIDER_HEALTH + "{}:circuit"  # hash: failures, opened_at, probe_at, probe_until (Redis time)
+PROVIDER_OUTCOMES = PROVIDER_HEALTH + "{}:outcomes"  # list "1"/"0", newest first: the last calls' outcomes
+PROVIDER_LATENCY = PROVIDER_HEALTH + "{}:latency"  # list of seconds, newest first: the last calls' latency
+PROVIDER_DURATIONS = PROVIDER_HEALTH + "{}:durations:{}"  # list of seconds, newest first: (provider, model) jobs
 # Accounts: the ACCOUNT hash also holds plan, balance_cents, holds_cents and optional rpm / concurrency.
 ACCOUNT_KEYS = PREFIX + ":account:{}:keys"  # set of the account's API key ids
 ACCOUNT_ACTIVE = PREFIX + ":account:{}:active"  # zset job_id -> created ms: the account's live jobs (concurrency)
@@ -132,3 +140,19 @@ def account_keys(account_id: str) -> str:
 
 def account_streams(account_id: str) -> str:
     return ACCOUNT_STREAMS.format(account_id)
+
+
+def provider_circuit(provider: str) -> str:
+    return PROVIDER_CIRCUIT.format(provider)
+
+
+def provider_outcomes(provider: str) -> str:
+    return PROVIDER_OUTCOMES.format(provider)
+
+
+def provider_latency(provider: str) -> str:
+    return PROVIDER_LATENCY.format(provider)
+
+
+def provider_durations(provider: str, model: str) -> str:
+    return PROVIDER_DURATIONS.format(provider, model)

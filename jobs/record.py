@@ -68,6 +68,11 @@ class Job:
     leader: str | None = None  # the job whose provider call this identical job shares
     output_sha: str | None = None  # content hash of the stored output (lets outputs be inputs without a fetch)
     hold_cents: int = 0  # reserved from the balance at admission: captured on completion, else released
+    # Routing (api/routing.py, tasks/fallback.py): the providers this job may still fall back to, in
+    # order, and the attempts that ended without it (provider, outcome, status, message, times).
+    routes: list[str] | None = None
+    attempts: list[dict[str, Any]] | None = None
+    attempt_started_at: str | None = None  # when the current provider's attempt began (None: at creation)
 
     @property
     def terminal(self) -> bool:

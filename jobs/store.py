@@ -166,6 +166,43 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
 
+# A job's move to its next provider (tasks/fallback.py), atomically with its price: only while it
+# is processing with no provider's handle (no provider has accepted it) and its hold still open. The
+# hold becomes the next provider's price (the account's holds move by the difference, checked
+# against the balance like an admission; a ledger `reprice` entry records it), so at any moment one
+# price is held and the one capture or release at the end settles it.
+# A run its provider reported failed (`failed_run`) has a handle: it is dropped with the move; any
+# other move needs the job to have none (no provider accepted it).
+# KEYS: job hash, account hash, ledger index, ledger stream. ARGV: new price, attempt number, 1 for a
+# failed run (else 0), then field/value pairs (JSON). -> 1 moved, 0 not processing / accepted /
+# settled, -1 balance short.
+_FALL_BACK_LUA = """
+if redis.call('HGET', KEYS[1], 'status') ~= '"processing"' then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'result') == 1 then return 0 end
+if ARGV[3] ~= '1' and redis.call('HEXISTS', KEYS[1], 'handle') == 1 then return 0 end
+local job_id = string.sub(KEYS[1], __JOB_PREFIX_LEN__ + 1)
+if redis.call('HEXISTS', KEYS[3], job_id .. '|capture') == 1 or redis.call('HEXISTS', KEYS[3], job_id .. '|release') == 1 then
+  return 0
+end
+local old = tonumber(redis.call('HGET', KEYS[1], 'hold_cents')) or 0
+local new = tonumber(ARGV[1])
+if new ~= old then
+  local balance = tonumber(redis.call('HGET', KEYS[2], 'balance_cents')) or 0
+  local holds = tonumber(redis.call('HGET', KEYS[2], 'holds_cents')) or 0
+  if new > old and balance - holds < new - old then return -1 end
+  holds = redis.call('HINCRBY', KEYS[2], 'holds_cents', new - old)
+  redis.call('HSET', KEYS[3], job_id .. '|hold#' .. ARGV[2], new)
+  redis.call('XADD', KEYS[4], '*', 'job', job_id, 'kind', 'reprice', 'cents', new, 'from', old,
+             'balance', balance, 'holds', holds)
+end
+local fields = {'hold_cents', tostring(new)}
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HDEL', KEYS[1], 'handle', 'poll_interval')
+redis.call('HSET', KEYS[1], unpack(fields))
+return 1
+""".replace("__JOB_PREFIX_LEN__", str(len(keys.job(""))))
+
+
 def _decoded(ids: Iterable[bytes | str]) -> list[str]:
     return [i.decode() if isinstance(i, bytes) else i for i in ids]
 
@@ -205,6 +242,7 @@ class JobStore:
         self._release = redis.register_script(cache.RELEASE_LUA)
         self._unschedule = redis.register_script(_UNSCHEDULE_LUA)
         self._settle = redis.register_script(accounts.SETTLE_LUA)
+        self._fall_back = redis.register_script(_FALL_BACK_LUA)
 
     def get(self, job_id: str) -> Job | None:
         raw = self.redis.hgetall(keys.job(job_id))
@@ -225,6 +263,20 @@ class JobStore:
         """Update fields only while the job is still in `status` (no status change)."""
         won, _ = self.transition(job_id, status, allowed_from=(status,), emit=emit, **patch)
         return won
+
+    def fall_back(self, job: Job, price: int, attempt: int, *, failed_run: bool, **patch: Any) -> int:
+        """Move `job` to another provider (`patch`: its new provider, endpoint, model, routes...) at
+        `price`; `failed_run`: its provider reported the run failed. See _FALL_BACK_LUA's answer."""
+        args: list[Any] = [price, attempt, 1 if failed_run else 0]
+        for k, v in encode_fields(**patch).items():
+            args += [k, v]
+        money = [keys.account(job.account), keys.account_ledger_index(job.account), keys.account_ledger(job.account)]
+        return int(self._fall_back(keys=[keys.job(job.job_id), *money], args=args))
+
+    def add_event(self, job_id: str, event: str, data: dict[str, Any]) -> None:
+        """An event of the job's stream that is no status change (a fallback's `progress`)."""
+        self.redis.xadd(keys.job_events(job_id), {"status": states.PROCESSING, "event": event, "job": orjson.dumps(data)},
+                        maxlen=EVENTS_MAXLEN, approximate=True)
 
     def sealed_key(self, job_id: str) -> bytes | None:
         return self.redis.get(keys.job_key(job_id))

@@ -304,7 +304,11 @@ class SimPrediction:
             count = min(max(count, 1), 4) if isinstance(count, int) else 1
             urls = [f"{base}/{files.png_name(f'{rid}-{i}', width, height, seed + i)}" for i in range(count)]
             if as_list is None:
-                as_list = True  # Replicate's image models (flux, sdxl) answer a list of URIs
+                # the model's published output: a list of URIs (flux-schnell, flux-dev) or one URI
+                # (flux-1.1-pro, nano-banana-pro); a model without a vendored schema answers a list,
+                # as Replicate's image models (flux, sdxl) mostly do
+                published = schemas.published("replicate", self.model)
+                as_list = published is None or published["output"].get("type") == "array"
         return urls if as_list else urls[0]
 
 
@@ -723,6 +727,13 @@ def input_problems(input_schema: JSON, inp: JSON) -> list[JSON]:
                           "description": f"{path[-1]} is required"})
             continue
         field_name = ".".join(["input", *path])
+        if error["type"] in ("greater_than_equal", "less_than_equal"):
+            # as recorded: {"type": "number_lte", "description": "Must be less than or equal to 4"}
+            lte = error["type"] == "less_than_equal"
+            found.append({"type": "number_lte" if lte else "number_gte", "field": field_name,
+                          "description": f"Must be {'less' if lte else 'greater'} than or equal to "
+                                         f"{json.dumps(error['limit'])}"})
+            continue
         if error["type"] == "enum":
             options = _schema_at(input_schema, path).get("enum", [])
             allowed = ", ".join(json.dumps(o) for o in options)
@@ -738,6 +749,9 @@ def input_problems(input_schema: JSON, inp: JSON) -> list[JSON]:
         value = inp.get(name)
         if prop.get("format") == "uri" and isinstance(value, str) and not URI.match(value):
             found.append({"type": "format", "field": f"input.{name}", "description": "Does not match format 'uri'"})
+        if (prop.get("items") or {}).get("format") == "uri" and isinstance(value, list):  # an array of files
+            found += [{"type": "format", "field": f"input.{name}.{i}", "description": "Does not match format 'uri'"}
+                      for i, item in enumerate(value) if isinstance(item, str) and not URI.match(item)]
     return found
 
 

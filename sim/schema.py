@@ -7,7 +7,8 @@ Unknown fields are not errors (the providers accept and ignore them); `unknown_f
 so a test can see that a user's parameter reached the provider in a field the endpoint does not have.
 
 Only the JSON Schema the vendoring script writes is understood: type, enum, anyOf, properties,
-required, items, $ref into $defs.
+required, items, $ref into $defs; and `minimum` / `maximum`, which the hand-transcribed Replicate
+schemas carry (fal's generated ones never do).
 """
 
 from __future__ import annotations
@@ -81,6 +82,14 @@ def errors(schema: JSON, value: Any, loc: list[Any], root: JSON | None = None) -
         error_type, message = _TYPE_ERRORS.get(kind, ("type_error", f"Input should be of type {kind}"))
         return [{"loc": loc, "msg": message, "type": error_type, "input": value}]
     found: list[JSON] = []
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # pydantic's words for `ge` / `le` (Replicate's, gojsonschema's, are given by sim.replicate)
+        if "minimum" in schema and value < schema["minimum"]:
+            found.append({"loc": loc, "msg": f"Input should be greater than or equal to {schema['minimum']}",
+                          "type": "greater_than_equal", "input": value, "limit": schema["minimum"]})
+        if "maximum" in schema and value > schema["maximum"]:
+            found.append({"loc": loc, "msg": f"Input should be less than or equal to {schema['maximum']}",
+                          "type": "less_than_equal", "input": value, "limit": schema["maximum"]})
     if kind == "object" and isinstance(value, dict):
         properties = schema.get("properties", {})
         for name in schema.get("required", []):

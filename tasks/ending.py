@@ -9,10 +9,11 @@ completion) changes nothing, and followers are released by whichever ending won.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
-from gengate.jobs import cache, keys, states
-from gengate.jobs.record import Job
+from gengate.jobs import cache, health, keys, states
+from gengate.jobs.record import MEDIA_PROVIDER, Job
 from gengate.storage.fetch import FetchError, UnsafeURL, fetch_hash
 from gengate.tasks import enqueue as q
 from gengate.tasks.runtime import Runtime
@@ -111,6 +112,11 @@ def complete(rt: Runtime, job: Job, entry: cache.Entry, url: str) -> None:
                                  cache=info, output_sha=entry.sha)
     if won and job.cache_key and job.cache_mode != cache.NO_STORE:
         rt.redis.set(keys.cache(scope(rt, job), job.cache_key), entry.encode(), ex=rt.settings.cache_ttl_seconds)
+    if won and job.provider != MEDIA_PROVIDER:
+        # How long the model takes on this provider, from this attempt's start: fastest-first routing.
+        started = datetime.fromisoformat((job.attempt_started_at or job.created_at).replace("Z", "+00:00"))
+        health.record_duration(rt.redis, job.provider, job.model.split(":", 1)[-1],
+                               (datetime.now(timezone.utc) - started).total_seconds())
     rt.store.unschedule(job.job_id)
     release_followers(rt, job, entry if won else None)
     log.info("job %s: %s", job.job_id, "completed" if won else "finished but lost the race (cancelled)")

@@ -28,13 +28,13 @@ import httpx
 from gengate.adapters import get_adapter
 from gengate.adapters.base import CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted
 from gengate.config import logs
-from gengate.jobs import accounts, cache, states
+from gengate.jobs import accounts, cache, health, states
 from gengate.jobs.record import MEDIA_PROVIDER, Job
 from gengate.jobs.sealing import SealError, job_token, unseal
 from gengate.storage.fetch import FetchError, Policy, UnsafeURL, open_url
 from gengate.storage.fetch import TooLarge as FetchTooLarge
 from gengate.storage.base import StorageFull, TooLarge
-from gengate.tasks import ending, media
+from gengate.tasks import ending, fallback, media
 from gengate.tasks import enqueue as q
 from gengate.tasks import metrics as step_metrics
 from gengate.tasks.crashpoints import crashing, crashpoint
@@ -145,6 +145,12 @@ def _resend(rt: Runtime, job: Job) -> bool:
 
 
 def _send(rt: Runtime, job: Job, *, claimed: bool = False) -> None:
+    # An open circuit (jobs/health.py) sends a job that has another provider there at once, nothing
+    # sent; a job with none left is sent anyway: the circuit steers, it refuses no one's only route.
+    if job.routes and rt.settings.fallback and health.allow(rt.redis, job.provider, rt.settings) == "open":
+        if fallback.move_on(rt, job, "circuit_open", deadline=_submit_deadline(rt, job)):
+            _send(rt, job)
+            return
     req = provider_request(job, rt.settings)
     adapter = get_adapter(job.provider)
     sending = False
@@ -157,8 +163,15 @@ def _send(rt: Runtime, job: Job, *, claimed: bool = False) -> None:
         if not claimed and not rt.store.take_unsent(job.job_id):
             return  # the sweeper already sent the job itself, or a cancel took the right to send
         sending = True
-        outcome = _submit_with_retries(rt, adapter, req, key, deadline=job.submit_deadline or time.time())
+        outcome = _submit_with_retries(rt, adapter, req, key, deadline=job.submit_deadline or time.time(),
+                                       can_fall_back=bool(job.routes and rt.settings.fallback))
     except ProviderFailure as failure:
+        # Refused before acceptance: the model's next provider, if the job has one (tasks/fallback.py).
+        if fallback.not_accepted(failure, sent=sending) and fallback.move_on(
+                rt, job, _refusal(failure), deadline=_submit_deadline(rt, job), status=failure.status,
+                message=failure.message):
+            _send(rt, job)
+            return
         ending.fail(rt, job, failure.message, code="provider_error", status=failure.status)
         # Cancelled meanwhile: free if nothing was sent or the provider refused it with an HTTP error
         # (the failures retried as not accepted); an answer lost on the way may have started a run.
@@ -189,20 +202,44 @@ def _send(rt: Runtime, job: Job, *, claimed: bool = False) -> None:
     poll(rt, current)
 
 
+def _health(rt: Runtime, provider: str, ok: bool, seconds: float) -> None:
+    """A submission's outcome into the provider's circuit, logged when it opens or closes it."""
+    change = health.record(rt.redis, provider, ok, seconds, rt.settings)
+    if change is not None:
+        log.warning("provider %s: circuit %s", provider, change)
+
+
+def _refusal(failure: ProviderFailure) -> str:
+    """An attempt's outcome, as `attempts` shows it."""
+    if failure.status is None:
+        return "unreachable" if isinstance(failure.__cause__, httpx.ConnectError) else "not_sent"
+    return "rate_limited" if failure.status == 429 else "refused"
+
+
 def _submit_with_retries(
-    rt: Runtime, adapter: Any, req: ProviderRequest, key: str, *, deadline: float
+    rt: Runtime, adapter: Any, req: ProviderRequest, key: str, *, deadline: float, can_fall_back: bool = False
 ) -> Submitted | Finished:
     """Retry only failures that prove nothing was accepted: an HTTP 429/5xx answer or a refused
     connection. A timeout after sending may have been accepted, so it is final. No attempt starts
-    that could still be running at `deadline`."""
+    that could still be running at `deadline`. A job that `can_fall_back` to another provider
+    retries only where the provider said when (Retry-After): otherwise the next provider is the
+    faster way on."""
     attempts = rt.settings.provider_retries + 1
     call_timeout = getattr(rt.settings, adapter.name).timeout
     for attempt in range(1, attempts + 1):
+        started = time.monotonic()
         try:
-            return step_metrics.provider_call(adapter.name, "submit", adapter.submit, req, key)
+            outcome = step_metrics.provider_call(adapter.name, "submit", adapter.submit, req, key)
+            _health(rt, adapter.name, True, time.monotonic() - started)
+            return outcome
         except ProviderFailure as failure:
+            # Only what says the provider is unwell counts against its circuit: a retryable failure
+            # (5xx, 429, no connection, a timeout). A 4xx refusal is this request's or key's matter.
+            _health(rt, adapter.name, not failure.retryable, time.monotonic() - started)
             refused = isinstance(failure.__cause__, httpx.ConnectError)
             if attempt == attempts or not (failure.retryable and (failure.status or refused)):
+                raise
+            if can_fall_back and failure.retry_after is None:
                 raise
             delay = retry_delay(rt, attempt, failure.retry_after)
             if time.time() + delay + call_timeout > deadline:
@@ -239,6 +276,11 @@ def poll(rt: Runtime, job: Job) -> None:
         rt.store.patch_while(job.job_id, states.PROCESSING, progress=progress, poll_interval=interval, poll_errors=0)
         rt.store.schedule(job.job_id, time.time() + (job.poll_interval or interval))
     elif isinstance(outcome, Failed):
+        # The provider reported the run failed: it ended there, and the next provider may try.
+        if fallback.move_on(rt, job, "failed", deadline=_submit_deadline(rt, job), message=outcome.message,
+                            failed_run=True):
+            _send(rt, job)
+            return
         ending.fail(rt, job, outcome.message, code=outcome.error_type or "provider_failed")
     else:
         job.result = _encode_result(outcome)

@@ -190,6 +190,9 @@ def env(redis_url: str, sim_url: str, data_dir: Path, storage_env: dict[str, str
         GENGATE_STEP_LEASE_SECONDS="4",
         GENGATE_ALLOW_PRIVATE_HOSTS="localhost",
         GENGATE_ADMIN_KEY=ADMIN_KEY,
+        # Tests make providers fail on purpose, by the dozen: a circuit opened by one test would send
+        # another's jobs elsewhere. The fallback suite (tests/resilience/test_fallback.py) opens its own.
+        GENGATE_CIRCUIT_FAILURES="1000000",
         GENGATE_WEBHOOK_RETRY_DELAYS="0.2,0.4,0.8",
         GENGATE_WEBHOOK_TIMEOUT_SECONDS="2",
         # Retention sweeps all through the session: it must never take what a test still uses.

@@ -34,7 +34,7 @@ def test_missing_or_bad_key_is_401(api_url: str, headers: dict):
         ("/image", {"model": "no-such-model", "prompt": "x"}, "model", "Unknown model"),
         ("/image", {"model": "kling-v3", "prompt": "x"}, "model", "/v1/video"),
         ("/video", {"model": "flux-pro", "prompt": "x"}, "model", "/v1/image"),
-        ("/image", {"model": "replicate:flux-pro", "prompt": "x"}, "model", "is served by 'fal'"),
+        ("/image", {"model": "replicate:recraft-v3", "prompt": "x"}, "model", "is served by 'fal'"),
         ("/image", {"model": "flux-schnell"}, "prompt", "prompt is required"),
         ("/image", {"model": "flux-schnell", "prompt": "   "}, "prompt", "prompt is required"),
         ("/image", {"prompt": "x"}, "model", "model is required"),

@@ -11,7 +11,7 @@ import pytest
 from gengate import procs
 from gengate.api.app import create_app
 from gengate.config import docs
-from gengate.config.catalog import MODELS
+from gengate.config.catalog import ALTERNATES, MODELS
 from gengate.config.settings import ProviderSettings, Settings
 from tests.spec_files import example_requests
 
@@ -25,7 +25,7 @@ def test_the_models_table_of_docs_providers_is_the_catalog():
     """docs/providers.md lists every model x mode as the catalog maps it."""
     block = docs.readme_block(docs.PROVIDERS_DOC.read_text(), docs.MODELS_BEGIN, docs.MODELS_END)
     assert block == docs.models_table(), "docs/providers.md is stale: run `python -m gengate.config.docs --write`"
-    assert block.count("\n") - 2 == sum(len(spec.modes) for spec in MODELS)
+    assert block.count("\n") - 2 == sum(len(spec.modes) for spec in (*MODELS, *ALTERNATES))
 
 
 def test_every_setting_is_described_and_listed():

@@ -76,7 +76,7 @@ def test_newest_first_with_the_public_job_shape(acct: Account):
         detail = acct.http.get(f"/jobs/{listed['job_id']}").json()
         assert listed == {k: v for k, v in detail.items() if k in listed}  # the spec's fields, the same
         assert set(detail) - set(listed) == {"capability", "provider", "mode", "byok", "request", "price_cents",
-                                             "charged_cents"}  # GET /v1/jobs/{id} alone adds its details
+                                             "charged_cents", "attempts", "routes"}  # GET /v1/jobs/{id} alone adds them
         assert listed["status"] == "completed" and listed["model"] == "fal:flux-schnell"
 
 

@@ -14,6 +14,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from gengate import procs
+from gengate.config.catalog import PROVIDERS
 from gengate.jobs import heartbeat, keys
 from gengate.jobs.errors import UnavailableError
 from tests.conftest import wait_for, wait_until
@@ -189,7 +190,8 @@ def test_readyz_is_503_without_a_live_worker(other_api, redis_url: str):
         assert r.status_code == 503 and "worker" in r.json()["message"], r.text
         heartbeat.beat(other, "fake@host")
         r = httpx.get(f"{base}/readyz")
-        assert r.status_code == 200 and r.json() == {"status": "ready", "redis": "ok", "workers": 1}
+        assert r.status_code == 200 and r.json() == {"status": "ready", "redis": "ok", "workers": 1,
+                                                     "providers": dict.fromkeys(PROVIDERS, "closed")}
         # A stamp older than the window does not count.
         other.zadd(keys.WORKERS, {"fake@host": 1.0})
         assert httpx.get(f"{base}/readyz").status_code == 503

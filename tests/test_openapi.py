@@ -34,7 +34,8 @@ _REF = "#/components/schemas/"
 # Fields gengate adds to the spec's response bodies (dotted paths, `[]` for an array's items).
 GENGATE_ADDITIONS = {"getUsage": {"next_cursor", "usage[].completed_at"}, **{op: {"output.metadata"} for op in (
     "createImage", "createVideo", "createSpeech", "createMusic", "createTranscription")},
-    "getJob": {"output.metadata", "capability", "provider", "mode", "byok", "request", "price_cents", "charged_cents"}}
+    "getJob": {"output.metadata", "capability", "provider", "mode", "byok", "request", "price_cents", "charged_cents",
+               "attempts", "routes"}}
 
 
 @pytest.fixture(scope="module")

@@ -60,3 +60,15 @@ def test_a_vendored_schema_refuses_what_fal_refuses():
     got = validate(schema, {"prompt": "x", "image_url": "https://a/b.png", "duration": 5})
     assert {(tuple(e["loc"]), e["type"]) for e in got} == {(("body", "start_image_url"), "missing"),
                                                            (("body", "duration"), "enum")}
+
+
+def test_ranges_are_checked_where_a_schema_publishes_them():
+    """`minimum` / `maximum` (Replicate's published ranges; fal's generated schemas have none)."""
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 4},
+                                               "s": {"type": "number", "maximum": 1}}}
+    assert validate(schema, {"n": 1, "s": 0.5}) == [] and validate(schema, {"n": 4, "s": -3}) == []
+    got = validate(schema, {"n": 5, "s": 1.5})
+    assert [(e["loc"], e["type"], e["limit"]) for e in got] == [
+        (["body", "n"], "less_than_equal", 4), (["body", "s"], "less_than_equal", 1)]
+    assert validate(schema, {"n": 0})[0]["msg"] == "Input should be greater than or equal to 1"
+    assert validate(schema, {"n": True})[0]["type"] == "int_type"  # a boolean is not a number to compare

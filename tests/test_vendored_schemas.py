@@ -38,7 +38,9 @@ def _load_script():
 vfs = _load_script()
 
 FILES = sorted(SCHEMA_DIR.glob("*.json"))
-CATALOG_IDS = sorted({e for spec in catalog.MODELS if spec.provider == "fal" for e in spec.endpoints.values()})
+# every fal route of the catalog: a model's first row (MODELS) or a route on fal beside it (ALTERNATES)
+CATALOG_IDS = sorted({e for spec in (*catalog.MODELS, *catalog.ALTERNATES) if spec.provider == "fal"
+                      for e in spec.endpoints.values()})
 TOP_KEYS = {"provider", "endpoint", "source", "commit", "commit_date", "delisted", "input", "output"}
 JSON_TYPES = {"string", "number", "integer", "boolean", "object", "array", "null"}
 # The keywords the script emits; anything else in a file is a typo or a hand edit.
@@ -113,6 +115,75 @@ def test_file_shape(path: Path):
     assert isinstance(doc["delisted"], bool)
     # written as the script writes: sorted keys, 2-space indent, a trailing newline
     assert text == json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The Replicate schemas (config/schemas/replicate/*.json): transcribed by hand from published pages,
+# so checked for shape and self-consistency, and each named in the README with its source.
+
+REPLICATE_DIR = ROOT / "config" / "schemas" / "replicate"
+REPLICATE_FILES = sorted(REPLICATE_DIR.glob("*.json"))
+REPLICATE_IDS = sorted({e for spec in (*catalog.MODELS, *catalog.ALTERNATES) if spec.provider == "replicate"
+                        for e in spec.endpoints.values()})
+# cog's OpenAPI keywords on top of the fal set: Replicate's `title`, `x-order`, `format` and ranges
+REPLICATE_KEYWORDS = KEYWORDS | {"title", "x-order", "format", "minimum", "maximum"}
+
+
+def test_every_catalog_replicate_endpoint_has_a_schema():
+    assert REPLICATE_IDS
+    for endpoint in REPLICATE_IDS:
+        assert (REPLICATE_DIR / vfs.file_name(endpoint)).is_file(), endpoint
+    # and no file is there for a model the catalog does not route to
+    assert sorted(_doc(p)["endpoint"] for p in REPLICATE_FILES) == REPLICATE_IDS
+
+
+def _check_replicate_property(name: str, prop: dict, where: str) -> None:
+    assert set(prop) <= REPLICATE_KEYWORDS, f"{where}: unknown keywords {set(prop) - REPLICATE_KEYWORDS}"
+    assert prop.get("type") in JSON_TYPES, where
+    assert isinstance(prop.get("title"), str) and isinstance(prop.get("x-order"), int), where
+    assert isinstance(prop.get("description"), str) and prop["description"], where
+    if "enum" in prop:
+        assert prop["enum"] and len(set(map(json.dumps, prop["enum"]))) == len(prop["enum"]), where
+    if "minimum" in prop and "maximum" in prop:
+        assert prop["minimum"] <= prop["maximum"], where
+    if "default" in prop:  # a published default is a value the field takes
+        from gengate.sim.schema import validate
+        assert validate(prop, prop["default"]) == [], f"{where}: default {prop['default']!r}"
+        if "enum" in prop:
+            assert prop["default"] in prop["enum"], where
+        for bound, ok in (("minimum", lambda d, b: d >= b), ("maximum", lambda d, b: d <= b)):
+            if bound in prop:
+                assert ok(prop["default"], prop[bound]), f"{where}: default outside {bound}"
+    if prop.get("type") == "array":
+        assert isinstance(prop.get("items"), dict) and prop["items"].get("type") in JSON_TYPES, where
+
+
+@pytest.mark.parametrize("path", REPLICATE_FILES, ids=lambda p: p.name)
+def test_replicate_file_shape(path: Path):
+    doc = _doc(path)
+    assert set(doc) == TOP_KEYS and doc["provider"] == "replicate" and doc["delisted"] is False
+    assert path.name == doc["endpoint"].replace("/", "__") + ".json"
+    assert doc["source"].startswith(("https://replicate.com/", "https://github.com/replicate/")), doc["source"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", doc["commit_date"])
+    assert doc["commit_date"] in doc["commit"]  # the date the page (or source) was read
+    inp = doc["input"]
+    assert inp["type"] == "object" and inp["additionalProperties"] is True
+    assert inp["required"] == sorted(set(inp["required"])) and set(inp["required"]) <= set(inp["properties"])
+    orders = [prop["x-order"] for prop in inp["properties"].values()]
+    assert sorted(orders) == list(range(len(orders))), "x-order: the page's order, from 0"
+    for name, prop in inp["properties"].items():
+        _check_replicate_property(name, prop, f"{path.name}.{name}")
+    out = doc["output"]
+    assert out.get("type") in ("string", "array") and out.get("title") == "Output"
+    assert (out if out["type"] == "string" else out["items"]).get("format") == "uri"  # the output files
+
+
+def test_the_replicate_readme_has_a_section_per_schema():
+    text = (REPLICATE_DIR / "README.md").read_text()
+    for path in REPLICATE_FILES:
+        doc = _doc(path)
+        assert f"### `{doc['endpoint']}`" in text or f"## `{doc['endpoint']}`" in text, doc["endpoint"]
+        assert doc["source"] in text or doc["source"].split("/versions/")[0] in text, doc["endpoint"]
 
 
 def _check_schema(schema, root: dict, where: str) -> None:

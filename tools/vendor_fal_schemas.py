@@ -662,7 +662,7 @@ def catalog_endpoints() -> list[str]:
         raise SystemExit(f"cannot import gengate's catalog ({exc}): run with the project's venv, "
                          ".venv/bin/python tools/vendor_fal_schemas.py ...") from exc
     ids: list[str] = []
-    for spec in catalog.MODELS:
+    for spec in (*catalog.MODELS, *catalog.ALTERNATES):  # every fal route, a model's first or not
         if spec.provider == "fal":
             ids.extend(spec.endpoints.values())
     return ids

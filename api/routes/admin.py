@@ -7,12 +7,14 @@ configured it exposes nothing.
 Everything comes from one pipelined Redis round trip (api/metrics.py `read_state`, the numbers
 /metrics exports) plus one for the failed jobs' records: workers with the age of their last
 heartbeat, queue depths, each provider's jobs by outcome and its error rate (failed / (completed +
-failed), since the counts began), and the last failed jobs (jobs/store.py keeps their ids).
+failed), since the counts began) with its health now (jobs/health.py: circuit breaker state, success
+rate and median latency of its recent calls), and the last failed jobs (jobs/store.py keeps their ids).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Literal
 
 import orjson
 from fastapi import APIRouter, Request
@@ -23,7 +25,7 @@ from gengate.api.deps import bearer_matches
 from gengate.api.metrics import read_state
 from gengate.api.schemas import error_responses
 from gengate.config.settings import get_settings
-from gengate.jobs import heartbeat, keys
+from gengate.jobs import health, heartbeat, keys
 from gengate.jobs.errors import AuthError, UnavailableError
 
 FAILURES_SHOWN = 50
@@ -49,6 +51,14 @@ class ProviderCounts(BaseModel):
     cancelled: int
     error_rate: float | None = Field(description="failed / (completed + failed) since the counts began; null "
                                      "before any ended")
+    circuit: Literal["closed", "open", "half_open"] = Field(
+        description="Its circuit breaker: closed (calls go), open (no calls: new jobs go to another provider), "
+        "half_open (the cool-down is over: one probe call goes)")
+    consecutive_failures: int = Field(description="Retryable failures of its calls since the last success")
+    success_rate: float | None = Field(
+        description=f"Share of its last {health.OUTCOMES_KEPT} calls that succeeded; null before any call")
+    latency_p50_ms: float | None = Field(
+        description=f"Median latency of its last {health.LATENCIES_KEPT} timed calls, in ms; null before any")
 
 
 class RecentFailure(BaseModel):
@@ -85,17 +95,25 @@ def require_admin(request: Request) -> None:
         raise AuthError("Invalid admin key")
 
 
-def _providers(jobs: list[tuple[str, str, str, int]]) -> list[dict]:
+def _providers(jobs: list[tuple[str, str, str, int]], healths: dict[str, health.ProviderHealth]) -> list[dict]:
+    """Every provider with jobs or health numbers (the catalog's always): a provider whose calls failed
+    before any job of it ended still shows, with its circuit."""
     by_provider: dict[str, dict[str, int]] = defaultdict(lambda: {"created": 0, "completed": 0, "failed": 0,
                                                                   "cancelled": 0})
     for event, provider, _model, count in jobs:
         if event in by_provider[provider]:
             by_provider[provider][event] += count
     out = []
-    for provider, counts in sorted(by_provider.items()):
+    for provider in sorted(set(by_provider) | set(healths)):
+        counts = by_provider[provider]
         ended = counts["completed"] + counts["failed"]
+        h = healths.get(provider)
         out.append({"provider": provider, **counts,
-                    "error_rate": round(counts["failed"] / ended, 4) if ended else None})
+                    "error_rate": round(counts["failed"] / ended, 4) if ended else None,
+                    "circuit": h.state if h else "closed",
+                    "consecutive_failures": h.failures if h else 0,
+                    "success_rate": round(h.success_rate, 4) if h and h.success_rate is not None else None,
+                    "latency_p50_ms": round(h.latency_p50 * 1000, 1) if h and h.latency_p50 is not None else None})
     return out
 
 
@@ -108,7 +126,7 @@ def _failure(job_id: str, values: list[bytes | None]) -> dict | None:
 
 
 @router.get("/overview", response_model=AdminOverview, responses=error_responses(401, 503), operation_id="getAdminOverview",
-            summary="Workers, queues, provider error rates and recent failures (admin key)")
+            summary="Workers, queues, provider error rates and health, and recent failures (admin key)")
 async def overview(request: Request):
     require_admin(request)
     redis = request.app.state.redis
@@ -117,10 +135,11 @@ async def overview(request: Request):
         lambda pipe: pipe.time(),
         lambda pipe: pipe.zrange(keys.WORKERS, 0, -1, withscores=True),
         lambda pipe: pipe.lrange(keys.RECENT_FAILURES, 0, FAILURES_SHOWN - 1),
+        lambda pipe: pipe.eval(*health.snapshot_args()),
     )
     if read is None:
         raise UnavailableError("Redis is unreachable")
-    state, (now, workers, failed_ids) = read
+    state, (now, workers, failed_ids, healths) = read
     now_s = now[0] + now[1] / 1e6
     window = heartbeat.window_seconds(get_settings())
     ids = [i.decode() for i in failed_ids]
@@ -136,6 +155,6 @@ async def overview(request: Request):
         "unacked": state.unacked,
         "scheduled": state.scheduled,
         "webhooks_pending": state.webhooks,
-        "providers": _providers(state.jobs),
+        "providers": _providers(state.jobs, health.parse_snapshot(healths)),
         "recent_failures": failures,
     }, headers={"Cache-Control": "no-store"})

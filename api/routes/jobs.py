@@ -67,9 +67,13 @@ async def list_own_jobs(
 async def get_job(job_id: str, store: StoreDep, redis: RedisDep, principal: PrincipalDep):
     """The job, with its request, provider and price (gengate additions; see JobDetail)."""
     job = await _own_job(store, principal, job_id)
+    current = {"provider": job.provider, "endpoint": job.endpoint, "outcome": job.status, "status": None,
+               "message": job.error, "started_at": job.attempt_started_at or job.created_at,
+               "ended_at": job.completed_at}
     return ORJSONResponse({**job.public(), "capability": job.capability, "provider": job.provider, "mode": job.mode,
                            "byok": job.byok, "request": job.input, "price_cents": job.hold_cents,
-                           "charged_cents": await _charged(redis, job)})
+                           "charged_cents": await _charged(redis, job), "attempts": [*(job.attempts or []), current],
+                           "routes": job.routes or []})
 
 
 async def _charged(redis: Redis, job: Job) -> int | None:
@@ -170,7 +174,10 @@ async def _events(
         block = int(min(keepalive, max(deadline - time.monotonic(), 0.001)) * 1000)
         for entry_id, fields in batch[0][1] if batch else ():
             last_id = entry_id.decode()
-            yield b"event: status\nid: " + entry_id + b"\ndata: " + fields[b"job"] + b"\n\n"
+            # `status` for each change of state; `progress` for news within one (a fallback to
+            # another provider), whose data is the job with a `progress` object.
+            name = fields.get(b"event", b"status")
+            yield b"event: " + name + b"\nid: " + entry_id + b"\ndata: " + fields[b"job"] + b"\n\n"
             if fields[b"status"].decode() in states.TERMINAL:
                 return
 

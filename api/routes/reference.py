@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from gengate.api.deps import PrincipalDep
 from gengate.api.schemas import VOICES, ModelListResponse, VoiceListResponse, error_responses
-from gengate.config.catalog import CAPABILITIES, MODELS
+from gengate.config.catalog import CAPABILITIES, MODELS, ROUTES
 
 router = APIRouter(prefix="/v1", tags=["Reference"])
 
@@ -26,4 +26,5 @@ async def list_voices(principal: PrincipalDep) -> dict:
             responses={200: {"model": ModelListResponse, "description": "The catalog's models"},
                        **error_responses(400, 401)})
 async def list_models(principal: PrincipalDep, capability: Literal[CAPABILITIES] | None = None) -> dict:  # type: ignore[valid-type]
-    return {"models": [m.public() for m in MODELS if capability is None or m.capability == capability]}
+    return {"models": [{**m.public(), "providers": [r.route_info() for r in ROUTES[m.name]]}
+                       for m in MODELS if capability is None or m.capability == capability]}
