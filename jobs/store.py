@@ -89,8 +89,11 @@ end
 """.replace("__STATS_JOBS__", keys.STATS_JOBS).replace("__STATS_CACHE__", keys.STATS_CACHE).replace(
     "__RECENT_FAILURES__", keys.RECENT_FAILURES).replace("__RECENT_FAILURES_KEPT__", str(RECENT_FAILURES_KEPT))
 
-# KEYS: job hash, events stream, sealed BYOK key (deleted when the job ends). ARGV: allowed-from (space separated), new status, emit event (0/1),
-# ttl seconds (0 keeps the current one), then field/value pairs (values already JSON).
+# KEYS: job hash, events stream, sealed BYOK key (deleted when the job ends), cache key. ARGV: allowed-from (space separated), new status,
+# emit event (0/1), ttl seconds (0 keeps the current one), cache entry ("" for none) and its ttl, then field/value pairs
+# (values already JSON). A completing job's cache entry is written here, by the winning transition
+# only, in the same step: whoever sees the job completed finds its entry (no window in which an
+# identical request misses and pays again), and a job that lost to a cancel leaves none.
 # Returns {1, previous} on success, {0, current or ""} when the job is missing or in another state.
 _TRANSITION_LUA = """
 local raw = redis.call('HGET', KEYS[1], 'status')
@@ -105,7 +108,7 @@ local hook = redis.call('HGET', KEYS[1], 'webhook_url')
 hook = hook and hook ~= 'null'
 local old_progress = hook and redis.call('HGET', KEYS[1], 'progress')
 local args = {'status', '"' .. ARGV[2] .. '"'}
-for i = 5, #ARGV do args[#args + 1] = ARGV[i] end
+for i = 7, #ARGV do args[#args + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(args))
 if ARGV[3] == '1' then
   local public = {__PUBLIC__}
@@ -123,6 +126,7 @@ if ARGV[2] ~= cur and (ARGV[2] == 'completed' or ARGV[2] == 'failed' or ARGV[2] 
 __STATS__
 __MONEY__
 end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5], 'EX', tonumber(ARGV[6])) end
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then
   redis.call('EXPIRE', KEYS[1], ttl)
@@ -208,13 +212,15 @@ def _decoded(ids: Iterable[bytes | str]) -> list[str]:
 
 
 def _transition_call(
-    job_id: str, to: str, allowed_from: Iterable[str] | None, fields: dict[str, bytes], ttl: int, emit: bool
+    job_id: str, to: str, allowed_from: Iterable[str] | None, fields: dict[str, bytes], ttl: int, emit: bool,
+    cache_write: tuple[str, bytes, int] | None = None,
 ) -> tuple[list[str], list[Any]]:
     allowed = states.ALLOWED_FROM[to] if allowed_from is None else frozenset(allowed_from)
-    argv: list[Any] = [" ".join(sorted(allowed)), to, "1" if emit else "0", ttl]
+    cache_key, entry, cache_ttl = cache_write or (keys.job(job_id), b"", 0)
+    argv: list[Any] = [" ".join(sorted(allowed)), to, "1" if emit else "0", ttl, entry, cache_ttl]
     for k, v in fields.items():
         argv += [k, v]
-    return [keys.job(job_id), keys.job_events(job_id), keys.job_key(job_id)], argv
+    return [keys.job(job_id), keys.job_events(job_id), keys.job_key(job_id), cache_key], argv
 
 
 def _transition_fields(to: str, patch: dict[str, Any]) -> dict[str, bytes]:
@@ -252,11 +258,13 @@ class JobStore:
         return job
 
     def transition(
-        self, job_id: str, to: str, *, allowed_from: Iterable[str] | None = None, emit: bool = True, **patch: Any
+        self, job_id: str, to: str, *, allowed_from: Iterable[str] | None = None, emit: bool = True,
+        cache_write: tuple[str, bytes, int] | None = None, **patch: Any
     ) -> tuple[bool, str | None]:
-        """Move the job to `to` if it is in an allowed state; returns (won, state before or now)."""
+        """Move the job to `to` if it is in an allowed state; returns (won, state before or now).
+        `cache_write` (key, entry, ttl): a result cache entry written by the winning transition."""
         ttl = self.ttl if to in states.TERMINAL else 0
-        k, a = _transition_call(job_id, to, allowed_from, _transition_fields(to, patch), ttl, emit)
+        k, a = _transition_call(job_id, to, allowed_from, _transition_fields(to, patch), ttl, emit, cache_write)
         return _result(self._transition(keys=k, args=a))
 
     def patch_while(self, job_id: str, status: str, *, emit: bool = False, **patch: Any) -> bool:

@@ -100,18 +100,18 @@ def complete(rt: Runtime, job: Job, entry: cache.Entry, url: str) -> None:
     """processing -> completed with the stored result described by `entry` (main output at `url`),
     then caching it and handing it to the jobs that shared this one's work.
 
-    The cache entry is written only by the winning transition, after it: a job that lost to a cancel
-    leaves none, so nobody gets for free a result that its own job was cancelled out of. An identical
-    job arriving in the one round trip between the two misses and makes its own (paid) call; one
-    that joined as a follower before completes from the entry (`release_followers`)."""
+    The cache entry is written by the winning transition itself (jobs/store.py `_TRANSITION_LUA`): a
+    job that lost to a cancel leaves none, so nobody gets for free a result that its own job was
+    cancelled out of, and whoever sees the job completed finds the entry. A job that joined as a
+    follower before completes from the entry (`release_followers`)."""
     output: dict[str, Any] = {"url": url, "media_type": entry.media_type}
     if entry.metadata is not None:
         output["metadata"] = entry.metadata
     info = {"hit": False, "key": cache.public_key(job.cache_key)} if job.cache_key else {"hit": False}
+    stored = (keys.cache(scope(rt, job), job.cache_key), entry.encode(), rt.settings.cache_ttl_seconds) \
+        if job.cache_key and job.cache_mode != cache.NO_STORE else None
     won, _ = rt.store.transition(job.job_id, states.COMPLETED, allowed_from=(states.PROCESSING,), output=output,
-                                 cache=info, output_sha=entry.sha)
-    if won and job.cache_key and job.cache_mode != cache.NO_STORE:
-        rt.redis.set(keys.cache(scope(rt, job), job.cache_key), entry.encode(), ex=rt.settings.cache_ttl_seconds)
+                                 cache=info, output_sha=entry.sha, cache_write=stored)
     if won and job.provider != MEDIA_PROVIDER:
         # How long the model takes on this provider, from this attempt's start: fastest-first routing.
         started = datetime.fromisoformat((job.attempt_started_at or job.created_at).replace("Z", "+00:00"))
