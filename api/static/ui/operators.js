@@ -1,5 +1,6 @@
 // Operators (#/operators): the whole gateway at a glance, from GET /v1/admin/overview with the admin
-// key set on the settings page: workers alive, queue depths, each provider's jobs and error rate,
+// key set on the settings page: workers alive, queue depths, each provider's circuit, call success
+// and latency, its jobs and error rate,
 // and the last failed jobs of every account. Refreshed every REFRESH_MS while the view is open.
 import { call } from "./api.js";
 import { h, fill, when, table } from "./dom.js";
@@ -49,9 +50,14 @@ function sections(view) {
         `${view.webhooks_pending} webhook deliveries pending.`)),
     h("section", { "aria-labelledby": "ops-providers" },
       h("h2", { id: "ops-providers" }, "Providers"),
-      table(["Provider", "Jobs", "Completed", "Failed", "Cancelled", "Error rate"], view.providers.map((p) => [
-        p.provider, String(p.created), String(p.completed), String(p.failed), String(p.cancelled),
-        percent(p.error_rate)]), { id: "ops-providers-table" })),
+      table(["Provider", "Circuit", "Calls OK", "p50", "Jobs", "Completed", "Failed", "Cancelled", "Error rate"],
+        view.providers.map((p) => [
+          p.provider, h("span", { class: `circuit circuit-${p.circuit}` }, p.circuit.replace("_", "-")),
+          percent(p.success_rate), p.latency_p50_ms === null ? "—" : `${Math.round(p.latency_p50_ms)} ms`,
+          String(p.created), String(p.completed), String(p.failed), String(p.cancelled), percent(p.error_rate)]),
+        { id: "ops-providers-table" }),
+      h("p", { class: "muted" }, "Circuit: closed (calls go), open (new jobs go to the model's next provider), ",
+        "half-open (one probe call). Calls OK and p50: the provider's last 100 calls.")),
     h("section", { "aria-labelledby": "ops-failures" },
       h("h2", { id: "ops-failures" }, "Recent failures"),
       view.recent_failures.length ? table(["When", "Job", "Model", "Account", "Error"], view.recent_failures.map((f) => [
