@@ -34,11 +34,12 @@ TITLES = {
     "P": "Profiles (`bench/profile.py`, py-spy)",
     "7": "Footprint of the API process and of the installs (`bench/footprint.py`)",
     "8": "Object storage: local store vs S3 server, worker hosts, large outputs (`bench/storage.py`)",
+    "9": "What routing costs a submission (`bench/routing.py`)",
 }
 
 
 def _benches(quick: bool):
-    from bench import cache_hit, footprint, growth, inflight, pipeline, profile, storage, submission
+    from bench import cache_hit, footprint, growth, inflight, pipeline, profile, routing, storage, submission
 
     def profiles() -> tuple[list[Figure], list[str]]:
         if profile.py_spy() is None:
@@ -57,6 +58,7 @@ def _benches(quick: bool):
         "4": lambda: inflight.measure(quick),
         "7": lambda: footprint.measure(quick),
         "8": lambda: storage.measure(quick),
+        "9": lambda: routing.measure(quick),
     }
 
 
