@@ -17,12 +17,16 @@ confirms it stopped before starting costs nothing; any other answer is charged (
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import mimetypes
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from enum import Enum
 from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import orjson
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class ProviderRequest:
     `params` holds the gateway's own field names: `prompt` (may be ""), `aspect_ratio`, `duration`,
     `files` (list of URLs, in request order), `text`, `voice`, `audio_url`, `language`; absent when not
     given. `options` is the user's `provider_options`, merged into the provider payload last, untouched.
+    An endpoint reached by id (mode PASSTHROUGH) also has `provider_fields`: where its prompt and files
+    go (`passthrough_input`).
     """
 
     job_id: str
@@ -145,6 +151,86 @@ def mapped_rest(args: dict[str, Any], mapping: Any, params: Mapping[str, Any], f
     args.update(mapping.defaults)
     args.update(options)
     return args
+
+
+def passthrough_input(req: ProviderRequest) -> dict[str, Any]:
+    """The input of an endpoint reached by id (config/catalog.py PASSTHROUGH): the user's
+    `provider_options` as they are, plus the request's prompt (or text) and files in the fields the API
+    chose from the endpoint's published schema (`provider_fields`: request field -> provider field,
+    `name[]` appending to an array; api/resolve.py `passthrough_fields`, which refused any overlap)."""
+    args: dict[str, Any] = dict(req.options)
+    files = list(req.params.get("files") or [])
+    for source, target in (req.params.get("provider_fields") or {}).items():
+        kind, _, index = source.partition(".")
+        value = files[int(index)] if kind == "files" else req.params[source]
+        if target.endswith("[]"):
+            args.setdefault(target[:-2], []).append(value)
+        else:
+            args[target] = value
+    return args
+
+
+# Media types by file extension, for outputs that come without one (Replicate sends URLs only).
+MEDIA_TYPES = {
+    "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif",
+    "mp4": "video/mp4", "webm": "video/webm", "mov": "video/quicktime",
+    "mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "m4a": "audio/mp4",
+    "json": "application/json", "txt": "text/plain",
+}
+
+
+def media_type_of(url: str) -> str | None:
+    """A URL's media type by its path's extension (the table above, then the system's table)."""
+    path = urlsplit(url).path
+    ext = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+    return MEDIA_TYPES.get(ext) or (mimetypes.guess_type(path)[0] if ext else None)
+
+
+# The media type an output of each capability has: its major type (speech and music are audio).
+_OUTPUT_MAJOR = {"image": "image", "video": "video", "speech": "audio", "music": "audio"}
+
+
+def find_output(result: Any, capability: str) -> Output | None:
+    """The output of an endpoint reached by id, found in its result by media type: the first file
+    whose content type (fal's `{url, content_type}` files) or URL extension (Replicate's output URLs)
+    is of the capability's kind. A transcription is text: a text or JSON file, else the result itself
+    as JSON when it holds any text. None: nothing of that kind (the job fails saying so)."""
+    for url, declared in _files_in(result):
+        media_type = declared or media_type_of(url)
+        major = (media_type or "").split("/", 1)[0]
+        if major == _OUTPUT_MAJOR.get(capability) or (capability == "transcription" and media_type in (
+                "application/json", "text/plain")):
+            return Output(media_type=media_type, url=url)
+    if capability == "transcription" and _has_text(result):
+        return Output(media_type="application/json", data=orjson.dumps(result))
+    return None
+
+
+def _files_in(value: Any) -> Iterator[tuple[str, str | None]]:
+    """(URL, declared media type or None) of every file in a result, depth first, in order."""
+    if isinstance(value, dict):
+        url = value.get("url")
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            declared = value.get("content_type")
+            yield url, declared if isinstance(declared, str) and "/" in declared else None
+            return
+        for item in value.values():
+            yield from _files_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _files_in(item)
+    elif isinstance(value, str) and value.startswith(("http://", "https://")):
+        yield value, None
+
+
+def _has_text(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value.strip()) and not value.startswith(("http://", "https://", "data:"))
+    if isinstance(value, dict):
+        return any(_has_text(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_text(v) for v in value)
+    return False
 
 
 def header_value(headers: Mapping[str, str] | None, name: str) -> str | None:

@@ -19,12 +19,13 @@ import httpx
 import orjson
 
 from gengate.adapters.base import (
-    CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, header_value,
-    mapped_rest, retry_after_seconds,
+    CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, find_output,
+    header_value, mapped_rest, passthrough_input, retry_after_seconds,
 )
 from gengate.adapters.clients import ClientCache
 from gengate.adapters.http import error_message
 from gengate.config import catalog
+from gengate.config.catalog import PASSTHROUGH
 from gengate.config.settings import ProviderSettings
 
 NAME = "fal"
@@ -60,8 +61,8 @@ class FalAdapter:
         # accepted, so it is not resubmitted), never a bare ValueError/KeyError.
         with _mapped_errors():
             data = response.json()
-            return Submitted(handle={k: str(data[k]) for k in ("request_id", "response_url", "status_url",
-                                                                "cancel_url")})
+            handle = {k: str(data[k]) for k in ("request_id", "response_url", "status_url", "cancel_url")}
+        return Submitted(handle=_marked(handle, req))
 
     def _handle(self, handle: dict[str, Any], key: str) -> fal_client.SyncRequestHandle:
         return fal_client.SyncRequestHandle(
@@ -100,6 +101,8 @@ class FalAdapter:
             if failure.retryable:
                 raise failure
             return Failed(failure.message, "result_error")
+        if handle.get(PASSTHROUGH):
+            return _passthrough_outcome(result, handle[PASSTHROUGH], _metadata(result))
         return Finished(outputs=outputs_from_result(result), metadata=_metadata(result))
 
     def cancel(self, handle: dict[str, Any], key: str) -> CancelVerdict:
@@ -138,9 +141,25 @@ def cancel_verdict(accepted: bool, status: dict[str, Any]) -> CancelVerdict:
     return CancelVerdict.CONFIRMED_BEFORE_START if status.get("error") and not ran else CancelVerdict.TOO_LATE
 
 
+def _marked(handle: dict[str, Any], req: ProviderRequest) -> dict[str, Any]:
+    """A passthrough run's handle says so, with the capability its output is looked for by: the poll
+    has only the handle to go on."""
+    return {**handle, PASSTHROUGH: req.capability} if req.mode == PASSTHROUGH else handle
+
+
+def _passthrough_outcome(result: Any, capability: str, metadata: dict[str, Any]) -> Finished | Failed:
+    output = find_output(result, capability)
+    if output is None:
+        return Failed(f"the endpoint's result has no {capability} output (no file of that media type)", "no_output")
+    return Finished(outputs=[output], metadata=metadata)
+
+
 def payload(req: ProviderRequest) -> dict[str, Any]:
     """The fal input for a request, as the catalog row's payload mapping for its mode says (the API
-    has already refused what the mode cannot honour)."""
+    has already refused what the mode cannot honour); for an endpoint reached by id, the user's
+    provider_options with the prompt and files mapped in."""
+    if req.mode == PASSTHROUGH:
+        return passthrough_input(req)
     # the model's fal route: its first row, or an alternate (ElevenLabs speech served by fal)
     spec = catalog.route(req.model, NAME) or catalog.get(req.model)
     mapping = spec.payloads[req.mode]

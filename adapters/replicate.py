@@ -27,11 +27,10 @@ read timeout with wait+0.5 s. Submit always returns `Submitted`; the pipeline po
 from __future__ import annotations
 
 import base64
-import mimetypes
 import re
 import threading
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import httpx
 import orjson
@@ -41,22 +40,17 @@ from replicate.helpers import FileOutput
 from replicate.prediction import Prediction
 
 from gengate.adapters.base import (
-    CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, mapped_rest,
-    retry_after_seconds,
+    CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, find_output,
+    mapped_rest, media_type_of, passthrough_input, retry_after_seconds,
 )
 from gengate.adapters.clients import ClientCache
 from gengate.config import catalog
+from gengate.config.catalog import PASSTHROUGH
 from gengate.config.settings import ProviderSettings
 
 NAME = "replicate"
 DEFAULT_BASE_URL = "https://api.replicate.com"
 
-MEDIA_TYPES = {
-    "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif",
-    "mp4": "video/mp4", "webm": "video/webm", "mov": "video/quicktime",
-    "mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "m4a": "audio/mp4",
-    "json": "application/json", "txt": "text/plain",
-}
 # Replicate's `error` is free text chosen by each model; these words mark safety-filter refusals.
 CONTENT_POLICY_WORDS = ("nsfw", "sensitive", "content policy", "safety", "e005", "flagged")
 
@@ -125,8 +119,10 @@ class ReplicateAdapter:
                 prediction = client.predictions.create(version=version, input=payload, **params)
             else:
                 prediction = client.models.predictions.create(model=model, input=payload, **params)
-        return Submitted(handle={"id": prediction.id, "model": prediction.model,
-                                 "get_url": (prediction.urls or {}).get("get")})
+        handle = {"id": prediction.id, "model": prediction.model, "get_url": (prediction.urls or {}).get("get")}
+        # A passthrough run's handle carries the capability its output is looked for by (the poll has
+        # only the handle).
+        return Submitted(handle={**handle, PASSTHROUGH: req.capability} if req.mode == PASSTHROUGH else handle)
 
     def poll(self, handle: dict[str, Any], key: str) -> Running | Finished | Failed:
         with _mapped_errors():
@@ -136,6 +132,12 @@ class ReplicateAdapter:
             return Running(message="starting")
         if status == "processing":
             return Running(message=_progress(prediction))
+        if status == "succeeded" and handle.get(PASSTHROUGH):
+            found = find_output(prediction.output, handle[PASSTHROUGH])
+            if found is None:
+                return Failed(f"the model's output has no {handle[PASSTHROUGH]} output (no file of that media type)",
+                              "no_output")
+            return Finished(outputs=[found], metadata=_metadata(prediction))
         if status == "succeeded":
             outputs = outputs_from_output(prediction.output)
             if not outputs:
@@ -192,7 +194,10 @@ def _target(endpoint: str) -> tuple[str | None, str | None]:
 
 def build_input(req: ProviderRequest) -> dict[str, Any]:
     """The prediction's `input` from the gateway params, as the model's Replicate row maps its mode
-    (`Payload`, config/catalog.py); `options` merged last, untouched."""
+    (`Payload`, config/catalog.py); `options` merged last, untouched. A model reached by id: the user's
+    provider_options with the prompt and files mapped in (adapters/base.py `passthrough_input`)."""
+    if req.mode == PASSTHROUGH:
+        return passthrough_input(req)
     spec = catalog.route(req.model, NAME)
     mapping = spec.payloads.get(req.mode) if spec is not None else None
     if mapping is not None:
@@ -272,13 +277,6 @@ def outputs_from_output(output: Any) -> list[Output]:
     if not outputs and output not in (None, "", [], {}):
         outputs.append(Output(media_type="application/json", data=orjson.dumps(output)))
     return outputs
-
-
-def media_type_of(url: str) -> str | None:
-    """Replicate sends no content type with its outputs: take it from the file extension."""
-    path = urlsplit(url).path
-    ext = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
-    return MEDIA_TYPES.get(ext) or (mimetypes.guess_type(path)[0] if ext else None)
 
 
 def _data_output(url: str) -> Output:

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gengate.config.catalog import ROUTES, ModelSpec
+from gengate.config.settings import ROUTING_POLICIES as POLICIES
 from gengate.config.settings import Settings
 from gengate.jobs import health
 from gengate.jobs.errors import GatewayError, ValidationError
 
-POLICIES = ("catalog", "cheapest", "fastest")
 
 
 @dataclass(frozen=True)
@@ -39,21 +39,6 @@ class RoutePlan:
 
 def policy_for(name: str, settings: Settings) -> str:
     return settings.routing.get(name) or settings.routing.get("*") or "catalog"
-
-
-def check_policies(settings: Settings) -> None:
-    """Refuse a GENGATE_ROUTING that names an unknown model, policy or provider (at startup: a typo
-    must not silently route everything in the catalog's order)."""
-    for name, policy in settings.routing.items():
-        if name != "*" and name not in ROUTES:
-            raise ValueError(f"GENGATE_ROUTING names no model of the catalog: {name!r}")
-        if policy in POLICIES:
-            continue
-        listed = [p.strip() for p in policy.split(",") if p.strip()]
-        served = {r.provider for r in ROUTES.get(name, ())} if name != "*" else None
-        if not listed or (served is not None and not set(listed) <= served):
-            raise ValueError(f"GENGATE_ROUTING[{name!r}] = {policy!r}: a policy ({', '.join(POLICIES)}) or a list "
-                             f"of the providers that serve it ({', '.join(sorted(served or []))})")
 
 
 def ordered(name: str, policy: str, price: Callable[[ModelSpec], int | None],

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from gengate.config.catalog import CAPABILITIES, MODELS, PRICE_UNITS, PROVIDERS, ROUTES
+from gengate.config.catalog import CAPABILITIES, MODELS, PASSTHROUGH_IDS, PRICE_UNITS, PROVIDERS, ROUTES
 from gengate.jobs.record import MEDIA_CAPABILITY
 
 # `None` in Python only: absent from the JSON answer, so absent from its schema's types.
@@ -57,11 +57,15 @@ class _Request(_JobOptions):
 
 def _model_field(capability: str) -> Any:
     """`model` with the values its endpoint accepts listed (bare, or `provider:` prefixed) in the
-    OpenAPI document, not just a string, so a client (or a fuzzer) knows which. The catalog check
-    stays the one that refuses, with messages saying where a model belongs instead."""
+    OpenAPI document, not just a string, so a client (or a fuzzer) knows which: the catalog's names,
+    or a provider's endpoint id (passthrough) in exactly the shape api/resolve.py accepts
+    (config/catalog.py PASSTHROUGH_IDS), so that what the document calls valid is what resolves. The
+    catalog check stays the one that refuses, with messages saying where a model belongs instead."""
     names = [m.name for m in MODELS if m.capability == capability]
     names += [f"{r.provider}:{r.name}" for m in MODELS if m.capability == capability for r in ROUTES[m.name]]
-    return Field(min_length=1, max_length=200, json_schema_extra={"enum": names})
+    ids = [{"pattern": f"^{provider}:{pattern}$", "description": f"Any {provider} endpoint by id (passthrough)"}
+           for provider, pattern in PASSTHROUGH_IDS.items()]
+    return Field(min_length=1, max_length=200, json_schema_extra={"anyOf": [{"enum": names}, *ids]})
 
 
 # The request examples of the reference documents (spec/gateway-openapi.yaml and the newer image and

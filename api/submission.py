@@ -15,13 +15,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.datastructures import Headers
 
 from gengate.api.file_kinds import file_kinds
-from gengate.api.provider_keys import from_header, saved_or_pooled
+from gengate.api.provider_keys import HEADERS, from_header, saved_or_pooled
 from gengate.api.schemas import _JobOptions, _Request
 from gengate.api.stored import off_loop
 from gengate.api import routing
-from gengate.api.resolve import choose_mode, pinned, resolve
+from gengate.api.resolve import choose_mode, passthrough_fields, pinned, resolve
 from gengate.api.routing import RoutePlan, fastest_p50
-from gengate.config.catalog import PROMPT_OPTIONAL, ROUTES, ModelSpec
+from gengate.config.catalog import PASSTHROUGH, PROMPT_OPTIONAL, ROUTES, ModelSpec, is_passthrough
 from gengate.config.settings import Settings
 from gengate.jobs import keys, states
 from gengate.jobs.cache import (
@@ -166,15 +166,18 @@ async def create_job(
 ) -> Accepted:
     """Validate, answer from the cache when the inputs' hashes are known here, else queue the job.
     `also(job, headers)` returns extra writes for the creating transaction (idempotency)."""
-    spec = resolve(body.model, capability)
+    spec = resolve(body.model, capability, settings.passthrough_prices)
     params = body.model_dump(exclude={"model", "webhook_url", "webhook_events", "provider_order",
                                       "allow_pooled_fallback"}, exclude_none=True)
     urls = [f["url"] for f in params.get("files") or []]
-    # Only when some mode takes that many files: otherwise no kind could make the request valid.
-    kinds = (await file_kinds(urls, store.redis, settings.file_url_bases)
-             if urls and any(len(r.kinds(mode)) == len(urls) for r in ROUTES[spec.name] for mode in r.modes)
-             else None)
-    plan, mode, files = await _plan(store, settings, spec, body, params, kinds)
+    if is_passthrough(spec):
+        plan, mode, files = await _passthrough_plan(store, settings, spec, body, params, urls)
+    else:
+        # Only when some mode takes that many files: otherwise no kind could make the request valid.
+        kinds = (await file_kinds(urls, store.redis, settings.file_url_bases)
+                 if urls and any(len(r.kinds(mode)) == len(urls) for r in ROUTES[spec.name] for mode in r.modes)
+                 else None)
+        plan, mode, files = await _plan(store, settings, spec, body, params, kinds)
     raw_files = [(f"files.{i}.url", f.url) for i, f in enumerate(getattr(body, "files", None) or [])]
     if files:
         params["files"] = [{"url": f} for f in files]
@@ -193,7 +196,35 @@ async def create_job(
     # Priced from what was validated (the duration asked for or filled in, the text's characters), so
     # the hold, the balance check and the capture are for the work the provider will bill.
     return await accept(store, settings, job, body, headers, raw_files + named_inputs(params)[len(raw_files):],
-                        price=first.price(mode, params), provider=first.provider, also=also)
+                        price=first.price(mode, params), provider=first.provider, also=also,
+                        byok_only=_byok_only(first))
+
+
+def _byok_only(spec: ModelSpec) -> str:
+    """Why a route runs only on the caller's own key, or "" when the pooled key may run it."""
+    if spec.pooled:
+        return ""
+    if is_passthrough(spec):
+        return (f"no price is set for {spec.provider}:{spec.name} (GENGATE_PASSTHROUGH_PRICES), so it runs only on "
+                "your own key")
+    return f"{spec.provider}:{spec.name} runs only on your own key"
+
+
+async def _passthrough_plan(store: AsyncJobStore, settings: Settings, spec: ModelSpec, body: _Request,
+                            params: dict[str, Any], urls: list[str]) -> tuple[RoutePlan, str, list[str]]:
+    """A passthrough request is pinned by definition (no routes, no fallback) and has one mode; its
+    prompt and files go where the endpoint's schema says (`provider_fields` in the job's input, read by
+    the adapter). A default the caller did not send (speech's voice) is not part of it."""
+    if body.provider_order:
+        raise ValidationError("provider_order chooses among a model's providers; an endpoint id names one",
+                              field="provider_order")
+    for name in set(params) - body.model_fields_set - {"files", "provider_options"}:
+        params.pop(name)
+    kinds = await file_kinds(urls, store.redis, settings.file_url_bases) if urls else []
+    fields = passthrough_fields(spec, params, body.model_fields_set, kinds)
+    if fields:
+        params["provider_fields"] = fields
+    return RoutePlan(spec, ()), PASSTHROUGH, urls
 
 
 async def _plan(store: AsyncJobStore, settings: Settings, spec: ModelSpec, body: _Request, params: dict[str, Any],
@@ -231,13 +262,14 @@ async def _plan(store: AsyncJobStore, settings: Settings, spec: ModelSpec, body:
 async def accept(
     store: AsyncJobStore, settings: Settings, job: Job, options: _JobOptions, headers: Headers,
     urls: list[tuple[str, str]], *, price: int, provider: str | None = None,
-    also: Callable[[Job, dict[str, str]], Callable[[Any], None]] | None = None,
+    also: Callable[[Job, dict[str, str]], Callable[[Any], None]] | None = None, byok_only: str = "",
 ) -> Accepted:
     """Everything after a job's own validation, for generation and media jobs alike: the plan's
     request rate, URL safety, webhook, cache look-up (when the inputs' hashes are known here), the
     provider key (`provider`: None for jobs that call none), then admission (the plan's concurrency,
     the price held from the balance) and the writes that create the job and queue its first step.
-    `also(job, headers)` adds writes to the creating script.
+    `also(job, headers)` adds writes to the creating script. `byok_only`: why the job may not run on the
+    pooled key (it needs the caller's own), "" when it may.
 
     Round trips to Redis, for the usual job (no input URLs, so its cache key needs no I/O): one for
     the rate, the cache look-up and the account's saved provider key together, one to admit and
@@ -275,6 +307,10 @@ async def accept(
             return Accepted(job, answer)
     # Only a job that will call the provider needs a key: a hit answers even when none is configured.
     sealed_key = header_key or (saved_or_pooled(provider, saved, settings) if provider else None)
+    if sealed_key is None and byok_only:
+        header = HEADERS[provider] if provider else ""
+        raise ValidationError(f"{byok_only}: send {header} or save a key with `gengate keys save-provider`",
+                              field=header, provider=provider)
     job.byok = sealed_key is not None
     job.hold_cents = 0 if job.byok else price  # BYOK: the provider bills the user directly
     if job.byok and not getattr(options, "allow_pooled_fallback", False):

@@ -13,10 +13,12 @@ import math
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from gengate.config import schemas
 from gengate.config.schemas import published
 
 CAPABILITIES = ("image", "video", "speech", "music", "transcription")
@@ -596,3 +598,66 @@ def file_kind(url: str) -> str:
     if ext in AUDIO_EXT:
         return "audio"
     return "unknown"
+
+
+# --- any endpoint by id (passthrough) -------------------------------------------------------------
+# `fal:<endpoint id>` and `replicate:<owner>/<model>[:<version>]` reach any model of those providers,
+# not only the catalog's. Such a request builds its row here, per request (never in BY_NAME or ROUTES:
+# the catalog stays what /v1/models lists). Its one mode is PASSTHROUGH: `provider_options` is the
+# input, the prompt and files go where the endpoint's published schema names them (api/resolve.py
+# `passthrough_fields`), and the output is found in the result by its media type (adapters/base.py
+# `find_output`).
+PASSTHROUGH = "passthrough"
+# What an endpoint id may look like, per provider. One path segment starts with a letter or digit, so
+# no segment is `.` or `..` (the id becomes a URL path at the provider). fal: `owner/name[/path...]`
+# (fal-js endpoint ids, e.g. fal-ai/bytedance/seedream/v4.5/edit, have up to 5 segments; 8 allowed).
+# Replicate: `owner/name`, or `owner/name:<version>` with the version's 64 hex digits (replicate.com
+# version ids, e.g. c846a699…e51e of black-forest-labs/flux-schnell). These exact patterns are also
+# the OpenAPI document's (api/schemas.py `_model_field`): what it declares valid is what resolves.
+_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
+PASSTHROUGH_IDS: Mapping[str, str] = MappingProxyType({
+    "fal": rf"{_SEGMENT}(?:/{_SEGMENT}){{1,7}}",
+    "replicate": rf"{_SEGMENT}/{_SEGMENT}(?::[0-9a-f]{{64}})?",
+})
+PASSTHROUGH_SOURCE = "an endpoint id given by the request (passthrough)"
+
+
+def is_passthrough(spec: ModelSpec) -> bool:
+    return spec.modes == (PASSTHROUGH,)
+
+
+def passthrough_price(prices: Mapping[str, int], provider: str, endpoint: str) -> int | None:
+    """Cents per job for an endpoint, from GENGATE_PASSTHROUGH_PRICES: the exact `provider:id` first,
+    then (a version-pinned Replicate id) its model without the version, then `provider:*`; None when
+    none is set (the route is then BYOK only: the operator has not said what a run costs)."""
+    keys = [f"{provider}:{endpoint}"]
+    if provider == "replicate" and ":" in endpoint:
+        keys.append(f"{provider}:{endpoint.partition(':')[0]}")
+    keys.append(f"{provider}:*")
+    return next((prices[k] for k in keys if k in prices), None)
+
+
+@lru_cache(maxsize=None)
+def _vendored(provider: str) -> frozenset[str]:
+    return frozenset(schemas.endpoints(provider))
+
+
+def passthrough_schema(provider: str, endpoint: str) -> dict[str, Any] | None:
+    """The vendored record of a passthrough endpoint's published schema, if any. Looked up in the set
+    of vendored ids first: `published` caches every id it is asked for, and these ids are the
+    requests' own, so an unknown one must not reach it (the cache would grow with each)."""
+    model = endpoint.partition(":")[0] if provider == "replicate" else endpoint
+    return published(provider, model) if model in _vendored(provider) else None
+
+
+def passthrough_spec(provider: str, endpoint: str, capability: str, cents: int | None) -> ModelSpec:
+    """The row of one passthrough request: pinned to `provider` (no routes, no fallback), priced per
+    job at `cents` (exactly: no minimum added), or BYOK only (`pooled` False) when no price is set.
+    The schema consulted is the model's (a Replicate version's id is left out: one vendored version's
+    schema stands for the model, config/schemas/replicate/README.md)."""
+    record = passthrough_schema(provider, endpoint)
+    source = (f"{PASSTHROUGH_SOURCE}; its published schema: {record['source']}, vendored in config/schemas/"
+              f"{provider}") if record else f"{PASSTHROUGH_SOURCE}; no vendored schema"
+    pricing = Pricing("job", cents or 0, minimum_cents=cents or 0)
+    return ModelSpec(endpoint, capability, provider, MappingProxyType({PASSTHROUGH: endpoint}), source, pricing,
+                     pooled=cents is not None)

@@ -17,6 +17,9 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+ROUTING_POLICIES = ("catalog", "cheapest", "fastest")  # GENGATE_ROUTING's policies besides a provider list
+
+
 class ProviderSettings(BaseModel):
     """One upstream provider: the pooled key (None means "use the simulator" under `gengate up`)."""
 
@@ -111,6 +114,13 @@ class Settings(BaseSettings):
         "(the lowest median duration of the model's recent jobs on each provider first; providers without enough "
         "jobs yet keep the catalog's order after the measured ones), or a comma-separated list of providers (only "
         "those, in that order). `*` is the default for models not named.")
+    passthrough_prices: dict[str, int] = Field(
+        default_factory=dict,
+        description="Cents per job of endpoints reached by id (`fal:<endpoint id>`, `replicate:<owner>/<model>"
+        "[:<version>]`; README, Any endpoint by id), as JSON: "
+        '`{"fal:fal-ai/flux/krea": 4, "replicate:*": 5}`. The exact id first (a Replicate version: then its model '
+        "without the version), then `<provider>:*`. An endpoint no entry prices runs only on the caller's own key "
+        "(X-Provider-Key-*, or one saved for the account): the pooled key is never spent at an unknown price.")
     fallback: bool = Field(
         default=True, description="Whether a job whose provider refused it (an HTTP error before acceptance, a "
         "connection refused, an open circuit) or failed it moves on to the model's next provider.")
@@ -284,12 +294,44 @@ class Settings(BaseSettings):
     higgsfield: ProviderSettings = ProviderSettings()
     piapi: ProviderSettings = ProviderSettings()
 
+    @field_validator("routing")
+    @classmethod
+    def _routing_names_the_catalog(cls, value: dict[str, str]) -> dict[str, str]:
+        # Refused at startup: a typo must not silently route everything in the catalog's order.
+        from gengate.config.catalog import PROVIDERS, ROUTES
+
+        for name, policy in value.items():
+            if name != "*" and name not in ROUTES:
+                raise ValueError(f"GENGATE_ROUTING names no model of the catalog: {name!r}")
+            if policy in ROUTING_POLICIES:
+                continue
+            listed = [p.strip() for p in policy.split(",") if p.strip()]
+            served = {r.provider for r in ROUTES[name]} if name != "*" else set(PROVIDERS)
+            if not listed or not set(listed) <= served:
+                raise ValueError(f"GENGATE_ROUTING[{name!r}] = {policy!r}: one of {', '.join(ROUTING_POLICIES)}, or a "
+                                 f"comma-separated list of the providers that serve it ({', '.join(sorted(served))})")
+        return value
+
     @field_validator("admin_key", "metrics_token", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         # `GENGATE_ADMIN_KEY=` (Compose's `${GENGATE_ADMIN_KEY:-}`) means "not set": an empty token
         # would otherwise be matched by a request sending `Authorization: Bearer ` with nothing after it.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("passthrough_prices")
+    @classmethod
+    def _passthrough_prices(cls, prices: dict[str, int]) -> dict[str, int]:
+        # Refused at startup: a typo (`fal/x`, `Fal:*`) or a negative price must not leave endpoints
+        # silently unpriced (BYOK only) or pay the caller.
+        for key, cents in prices.items():
+            provider, sep, endpoint = key.partition(":")
+            if provider not in ("fal", "replicate") or not sep or not endpoint:
+                raise ValueError(f"GENGATE_PASSTHROUGH_PRICES: {key!r} is not `fal:<endpoint id>`, "
+                                 "`replicate:<owner>/<model>[:<version>]` or `<provider>:*`")
+            if cents < 0:
+                raise ValueError(f"GENGATE_PASSTHROUGH_PRICES[{key!r}]: a price is whole cents, 0 or more")
+        return prices
 
     @property
     def provider_webhooks_on(self) -> bool:

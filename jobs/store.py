@@ -18,6 +18,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from gengate.config import logs
+from gengate.config.catalog import PASSTHROUGH
 from gengate.config.settings import Settings
 from gengate.jobs import accounts, cache, keys, states, webhooks
 from gengate.jobs.record import PUBLIC_FIELDS, Job, encode_fields, utcnow_iso
@@ -67,6 +68,13 @@ end
 """.replace("__WEBHOOK_KEY__", keys.webhook("")).replace("__WEBHOOKS_DUE__", keys.WEBHOOKS_DUE).replace(
     "__DELIVERY_TTL__", str(webhooks.DELIVERY_TTL_SECONDS))
 
+def stats_model(job: Job) -> str:
+    """The model a job counts under in the gateway's statistics: its own, or for an endpoint reached
+    by id (passthrough) `provider:*`, so ids a caller makes up cannot grow the counters (and the
+    labels /metrics exports) without end. _STATS_LUA keeps the same rule."""
+    return f"{job.provider}:*" if job.mode == PASSTHROUGH else job.model
+
+
 # The transition script's metrics part (api/metrics.py reads the hashes): a winning transition into
 # a terminal state counts the job once by provider and model, and a completed job once by cache
 # outcome (hit: served from a stored result or an identical job's call; bypass: `Cache-Control`
@@ -74,8 +82,11 @@ end
 # RECENT_FAILURES_KEPT; api/routes/admin.py). Values in the job hash are JSON, hence the quotes stripped.
 RECENT_FAILURES_KEPT = 100
 _STATS_LUA = """
-local meta = redis.call('HMGET', KEYS[1], 'provider', 'model', 'cache', 'cache_mode')
-local label = '|' .. (meta[1] and string.sub(meta[1], 2, -2) or '') .. '|' .. (meta[2] and string.sub(meta[2], 2, -2) or '')
+local meta = redis.call('HMGET', KEYS[1], 'provider', 'model', 'cache', 'cache_mode', 'mode')
+local provider = meta[1] and string.sub(meta[1], 2, -2) or ''
+local model = meta[2] and string.sub(meta[2], 2, -2) or ''
+if meta[5] == '"__PASSTHROUGH__"' then model = provider .. ':*' end
+local label = '|' .. provider .. '|' .. model
 redis.call('HINCRBY', '__STATS_JOBS__', ARGV[2] .. label, 1)
 if ARGV[2] == 'completed' then
   local outcome = 'miss'
@@ -87,6 +98,7 @@ elseif ARGV[2] == 'failed' then
   redis.call('LTRIM', '__RECENT_FAILURES__', 0, __RECENT_FAILURES_KEPT__ - 1)
 end
 """.replace("__STATS_JOBS__", keys.STATS_JOBS).replace("__STATS_CACHE__", keys.STATS_CACHE).replace(
+    "__PASSTHROUGH__", PASSTHROUGH).replace(
     "__RECENT_FAILURES__", keys.RECENT_FAILURES).replace("__RECENT_FAILURES_KEPT__", str(RECENT_FAILURES_KEPT))
 
 # KEYS: job hash, events stream, sealed BYOK key (deleted when the job ends), cache key. ARGV: allowed-from (space separated), new status,
@@ -404,7 +416,7 @@ class AsyncJobStore:
             record = {"job_id": job.job_id, "model": job.model, "capability": job.capability, "cost_cents": 0,
                       "cache_hit": True, "created_at": job.created_at, "completed_at": job.completed_at}
             pipe.zadd(keys.account_usage(job.account), {orjson.dumps(record): int(time.time() * 1000)})
-        label = f"|{job.provider}|{job.model}"  # metrics (see _STATS_LUA); a job born completed is a cache hit
+        label = f"|{job.provider}|{stats_model(job)}"  # metrics (see _STATS_LUA); a job born completed is a cache hit
         pipe.hincrby(keys.STATS_JOBS, "created" + label, 1)
         if job.status == states.COMPLETED:
             pipe.hincrby(keys.STATS_JOBS, "completed" + label, 1)

@@ -51,6 +51,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -68,7 +69,8 @@ from gengate.sim.control import (
 
 #: Defaults that ``POST /_sim/reset`` restores.  Any per-prediction knob may also be set here and
 #: then applies to every prediction that does not override it.  ``keys``: when a list, only those
-#: tokens authenticate.  ``versions``: version id -> "owner/name", for bare version ids.
+#: tokens authenticate.  ``versions``: version id -> "owner/name", for bare version ids (the versions of the
+#: vendored schemas are known without it: ``vendored_versions``).
 DEFAULT_CONFIG: JSON = {"queue_time": 0.0, "latency": 0.0, "keys": None, "long_side": 256, "versions": {}}
 CONFIG_ONLY = ("keys", "versions", "webhook_secret")
 
@@ -387,7 +389,7 @@ class ReplicateSimulator(ControlledSimulator[SimPrediction]):
         if match.group("bare"):
             vid = match.group("bare")
             versions = self.config.get("versions")
-            known = versions.get(vid) if isinstance(versions, dict) else None
+            known = (versions.get(vid) if isinstance(versions, dict) else None) or vendored_versions().get(vid)
             return (str(known) if known else f"sim/version-{vid[:8]}"), vid
         model = match.group("model")
         return model, match.group("vid") or hidden_version(model)
@@ -764,6 +766,20 @@ def _schema_at(input_schema: JSON, path: list[str]) -> JSON:
         else:
             node = node.get("properties", {}).get(part, {})
     return node
+
+
+@lru_cache(maxsize=1)
+def vendored_versions() -> dict[str, str]:
+    """version id -> "owner/name" for the versions whose published schemas are vendored (each record's
+    `source` is its version page, replicate.com/<owner>/<name>/versions/<id>/api): Replicate knows
+    which model a version belongs to, so a prediction created by version id alone is checked against
+    that model's schema, as the models endpoint's are."""
+    found = {}
+    for endpoint in schemas.endpoints("replicate"):
+        match = re.search(r"/versions/([0-9a-f]{64})/", schemas.published("replicate", endpoint)["source"])
+        if match:
+            found[match.group(1)] = endpoint
+    return found
 
 
 def hidden_version(model: str) -> str:

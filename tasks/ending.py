@@ -12,6 +12,7 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
+from gengate.config.catalog import PASSTHROUGH
 from gengate.jobs import cache, health, keys, states
 from gengate.jobs.record import MEDIA_PROVIDER, Job
 from gengate.storage.fetch import FetchError, UnsafeURL, fetch_hash
@@ -112,7 +113,7 @@ def complete(rt: Runtime, job: Job, entry: cache.Entry, url: str) -> None:
         if job.cache_key and job.cache_mode != cache.NO_STORE else None
     won, _ = rt.store.transition(job.job_id, states.COMPLETED, allowed_from=(states.PROCESSING,), output=output,
                                  cache=info, output_sha=entry.sha, cache_write=stored)
-    if won and job.provider != MEDIA_PROVIDER:
+    if won and job.provider != MEDIA_PROVIDER and job.mode != PASSTHROUGH:  # passthrough: no routing, no bound
         # How long the model takes on this provider, from this attempt's start: fastest-first routing.
         started = datetime.fromisoformat((job.attempt_started_at or job.created_at).replace("Z", "+00:00"))
         health.record_duration(rt.redis, job.provider, job.model.split(":", 1)[-1],
