@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import signal
@@ -205,14 +206,23 @@ def env(redis_url: str, sim_url: str, data_dir: Path, storage_env: dict[str, str
     )
 
 
-@pytest.fixture(scope="session")
-def api_url(env: dict[str, str], data_dir: Path) -> Iterator[str]:
-    port = int(env["GENGATE_API_PORT"])
-    proc = procs.start(procs.api_command("127.0.0.1", port), env, data_dir / "api.log")
+@contextlib.contextmanager
+def running_api(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[str]:
+    """An API process with `env` (on `port`, or a free one), its base URL while it runs."""
+    port = port or procs.free_port()
+    proc = procs.start(procs.api_command("127.0.0.1", port), env, log)
     base = f"http://127.0.0.1:{port}"
     procs.wait_http(f"{base}/healthz", 30, proc)
-    yield base
-    procs.stop(proc)
+    try:
+        yield base
+    finally:
+        procs.stop(proc)
+
+
+@pytest.fixture(scope="session")
+def api_url(env: dict[str, str], data_dir: Path) -> Iterator[str]:
+    with running_api(env, data_dir / "api.log", int(env["GENGATE_API_PORT"])) as base:
+        yield base
 
 
 class Worker:

@@ -25,12 +25,11 @@ import httpx
 import pytest
 import redis
 
-from gengate import procs
 from gengate.adapters.base import Output, ProviderRequest, find_output, passthrough_input
 from gengate.config.catalog import PASSTHROUGH, PASSTHROUGH_IDS
 from gengate.jobs import keys
 from gengate.jobs.apikeys import create_account, create_key
-from tests.conftest import sim_requests, wait_for, wait_until
+from tests.conftest import running_api, sim_requests, wait_for, wait_until
 
 TTS = "fal-ai/elevenlabs/tts/turbo-v2.5"
 TOPAZ = "fal-ai/topaz/upscale/image"
@@ -44,13 +43,9 @@ PRICES = {f"fal:{TTS}": 3, f"fal:{TOPAZ}": 7, "replicate:*": 5}
 def priced_api(env: dict[str, str], data_dir: Path, api_url: str) -> Iterator[str]:
     """A second API with passthrough prices: the same Redis, data dir and public URL as the session's,
     so the session's worker runs its jobs."""
-    port = procs.free_port()
     priced = {**env, "GENGATE_PASSTHROUGH_PRICES": json.dumps(PRICES), "GENGATE_PUBLIC_URL": api_url}
-    proc = procs.start(procs.api_command("127.0.0.1", port), priced, data_dir / "api-passthrough.log")
-    base = f"http://127.0.0.1:{port}"
-    procs.wait_http(f"{base}/healthz", 30, proc)
-    yield base
-    procs.stop(proc)
+    with running_api(priced, data_dir / "api-passthrough.log") as base:
+        yield base
 
 
 class Account:
