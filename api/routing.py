@@ -28,7 +28,6 @@ from gengate.jobs import health
 from gengate.jobs.errors import GatewayError, ValidationError
 
 
-
 @dataclass(frozen=True)
 class RoutePlan:
     """The routes of one job: it starts on `first`; `rest` are its fallbacks, in order."""

@@ -533,7 +533,9 @@ _FIRST_ROWS: Mapping[str, ModelSpec] = MappingProxyType({m.name: m for m in MODE
 # $0.003 and flux-dev $0.025 per Replicate's pricing as quoted by third parties; flux-1.1-pro $0.04, BFL's
 # list price; nano-banana-pro $0.15 at 1K/2K, as resellers of the Replicate model list it: none of these
 # was read on replicate.com itself), rounded up to the cent like MODELS' fal rows; fal's ElevenLabs TTS per characters ($0.10 per 1,000 on fal's eleven-v3 pages;
-# multilingual-v2's fal price was not found and is taken to be the same, as ElevenLabs prices the two alike).
+# multilingual-v2's fal price was not found and is taken to be the same, as ElevenLabs prices the two alike);
+# kling-v2.1 on Replicate $0.28 per second of output (kwaivgi/kling-v2.1-master as public apps quote Replicate's
+# price; fal publishes the same $0.28/s for its master endpoints; replicate.com itself not read).
 ALTERNATES: tuple[ModelSpec, ...] = (
     _replicate("flux-schnell", "image", {"text-to-image": ("black-forest-labs/flux-schnell", _FLUX1_REPLICATE)},
                per_image(1), "black-forest-labs/flux-schnell (official model; version c846a699's published input "
@@ -549,7 +551,16 @@ ALTERNATES: tuple[ModelSpec, ...] = (
     _replicate("nano-banana-pro", "image", _NANO_BANANA_PRO_REPLICATE, per_image(15), _NANO_BANANA_PRO_SOURCE),
     _replicate("nano-banana-pro/edit", "image", {"edit": _NANO_BANANA_PRO_REPLICATE["edit"]}, per_image(15),
                _NANO_BANANA_PRO_SOURCE),
-    # kling-v2.1 has no Replicate route: its version pages publish no schema (config/schemas/replicate/README.md).
+    # kling-v2.1 is Kling 2.1 Master (fal's v2.1/master): on Replicate kwaivgi/kling-v2.1-master, text-to-video
+    # and image-to-video (`start_image`), duration an integer 5 or 10; no last-frame field, so no keyframes.
+    # kwaivgi/kling-v2.1 is the standard/pro tier, image-to-video only: not this model.
+    _replicate("kling-v2.1", "video", {
+        "text-to-video": ("kwaivgi/kling-v2.1-master",
+                          Payload(size="aspect_ratio", ratios=VIDEO_RATIOS, duration="number", durations=(5, 10))),
+        "image-to-video": ("kwaivgi/kling-v2.1-master",
+                           Payload(files=("start_image",), duration="number", durations=(5, 10))),
+    }, per_second(28), "kwaivgi/kling-v2.1-master (official model; no readable version page: its current "
+                       "version's input schema as recorded in public notes, see the README)"),
     # fal publishes ElevenLabs TTS endpoints for v3, multilingual v2 and turbo v2.5 only: eleven_flash_v2_5 and
     # eleven_turbo_v2 (not v2.5) have no fal route.
     _fal_tts("eleven_v3", "fal-ai/elevenlabs/tts/eleven-v3", per_characters(10, minimum=3)),

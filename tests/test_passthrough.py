@@ -6,7 +6,8 @@ The endpoints used: fal's `fal-ai/elevenlabs/tts/turbo-v2.5` (speech; vendored, 
 and `fal-ai/topaz/upscale/image` (image from an image; the catalog's `topaz` uses it under its own name,
 never by this id); Replicate's `black-forest-labs/flux-schnell` pinned to version c846a699… (the version
 whose published schema is vendored, config/schemas/replicate/README.md) and `851-labs/background-remover`
-(image from an image). A second API process of this module prices some of them
+(image from an image); `bytedance/sdxl-lightning-4step` (text to image, vendored for this module only:
+no catalog row uses it). A second API process of this module prices some of them
 (GENGATE_PASSTHROUGH_PRICES) and shares the session's Redis, worker and simulators; the session's own
 API prices none, so there every passthrough is BYOK only.
 """
@@ -36,7 +37,10 @@ TOPAZ = "fal-ai/topaz/upscale/image"
 # black-forest-labs/flux-schnell's version whose input schema is vendored (its `source`, the version page)
 FLUX_VERSION = "c846a69991daf4c0e5d016514849d14ee5b2e6846ce6b9d6f21369e564cfe51e"
 REMOVER = "851-labs/background-remover"
-PRICES = {f"fal:{TTS}": 3, f"fal:{TOPAZ}": 7, "replicate:*": 5}
+# a community model no catalog row uses, vendored from its version page (config/schemas/replicate/README.md)
+SDXL = "bytedance/sdxl-lightning-4step"
+SDXL_VERSION = "5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637"
+PRICES = {f"fal:{TTS}": 3, f"fal:{TOPAZ}": 7, "replicate:*": 5, f"replicate:{SDXL}": 2}
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +162,42 @@ def test_replicate_model_by_id_takes_the_file_where_its_schema_says(priced: Acco
     assert job["output"]["media_type"] == "image/png"
     record = _record(sim, m, "replicate")
     assert record["model"] == REMOVER and record["input"] == {"image": image}
+
+
+def test_replicate_model_outside_the_catalog_by_id(priced: Account, sim: httpx.Client):
+    """A model no catalog row uses: the prompt goes to its schema's `prompt`, provider_options as they
+    are; the version-pinned id is priced by its model's entry (no entry for the version itself)."""
+    m = uuid.uuid4().hex
+    options = {"num_inference_steps": 6, "scheduler": "DPM++2MSDE", "width": 768, "height": 512}
+    job_id = _created(priced.http.post("/image", json={
+        "model": f"replicate:{SDXL}:{SDXL_VERSION}", "prompt": f"a lighthouse {m}", "provider_options": options}))
+    job = wait_for(priced.http, job_id, timeout=60)
+    assert job["status"] == "completed", job
+    assert job["output"]["media_type"] == "image/png"
+    assert httpx.get(job["output"]["url"]).content[:8] == b"\x89PNG\r\n\x1a\n"
+    record = _record(sim, m, "replicate")
+    assert (record["model"], record["version"]) == (SDXL, SDXL_VERSION)  # the sim knows the version's model
+    assert record["input"] == {"prompt": f"a lighthouse {m}", **options}
+    assert record["unknown_fields"] == []
+    detail = priced.http.get(f"/jobs/{job_id}").json()
+    assert (detail["mode"], detail["provider"]) == (PASSTHROUGH, "replicate")
+    assert detail["request"]["provider_fields"] == {"prompt": "prompt"}
+    assert priced.ledger(job_id) == {"hold": 2, "capture": 2}
+
+
+@pytest.mark.parametrize("options,field", [({"num_inference_steps": 11}, "num_inference_steps"),  # max 10
+                                           ({"scheduler": "EULER"}, "scheduler")])  # not in its enum
+def test_replicate_model_outside_the_catalog_refused_by_its_schema(priced: Account, sim: httpx.Client,
+                                                                   options: dict, field: str):
+    """Replicate's 422 (the simulator validates against the vendored schema): the job fails naming the
+    field, nothing was created, the hold is released."""
+    m = uuid.uuid4().hex
+    job_id = _created(priced.http.post("/image", json={"model": f"replicate:{SDXL}", "prompt": f"x {m}",
+                                                        "provider_options": options}))
+    job = wait_for(priced.http, job_id, timeout=60)
+    assert job["status"] == "failed" and field in job["error"], job
+    assert sim_requests(sim, m, "replicate") == []
+    assert priced.ledger(job_id) == {"hold": 2, "release": 2}
 
 
 def test_what_the_providers_schema_refuses_fails_the_job_and_releases_the_hold(priced: Account, sim: httpx.Client):

@@ -32,16 +32,19 @@ EXPECTED_ROUTES = {
     "flux-pro": ("fal", "replicate"),
     "nano-banana-pro": ("fal", "replicate"),
     "nano-banana-pro/edit": ("fal", "replicate"),
+    "kling-v2.1": ("fal", "replicate"),
     "eleven_v3": ("elevenlabs", "fal"),
     "eleven_multilingual_v2": ("elevenlabs", "fal"),
 }
 # left out for want of a published schema or a provider endpoint (config/schemas/replicate/README.md)
-NOT_ROUTED = {"kling-v2.1": "replicate", "eleven_flash_v2_5": "fal", "eleven_turbo_v2": "fal"}
+NOT_ROUTED = {"eleven_flash_v2_5": "fal", "eleven_turbo_v2": "fal"}
 REPLICATE_ENDPOINTS = {
     "flux-schnell": "black-forest-labs/flux-schnell", "flux-dev": "black-forest-labs/flux-dev",
     "flux-pro": "black-forest-labs/flux-1.1-pro", "nano-banana-pro": "google/nano-banana-pro",
     "nano-banana-pro/edit": "google/nano-banana-pro",
 }
+# kling-v2.1 is Kling 2.1 Master (fal's v2.1/master); on Replicate its master tier, not kwaivgi/kling-v2.1
+KLING_MASTER = "kwaivgi/kling-v2.1-master"
 FAL_TTS = {"eleven_v3": "fal-ai/elevenlabs/tts/eleven-v3",
            "eleven_multilingual_v2": "fal-ai/elevenlabs/tts/multilingual-v2"}
 
@@ -69,6 +72,13 @@ def test_each_alternate_names_its_endpoints_price_and_pool():
         assert row.max_text_chars == catalog.get(name).max_text_chars  # the same model behind it
     # nano-banana-pro on Replicate has both of fal's modes; the edit is the one endpoint, images in `image_input`
     assert route("nano-banana-pro", "replicate").modes == ("text-to-image", "edit")
+    # Kling 2.1 Master on Replicate: text- and image-to-video on one model (no last-frame field: no
+    # keyframes, as on fal), billed per second of output, 5 or 10 s
+    kling = route("kling-v2.1", "replicate")
+    assert dict(kling.endpoints) == {"text-to-video": KLING_MASTER, "image-to-video": KLING_MASTER}
+    assert kling.modes == catalog.get("kling-v2.1").modes and kling.pooled
+    assert kling.pricing.unit == "second" and kling.durations == (5, 10)
+    assert kling.source.startswith("replicate.com/" + KLING_MASTER)
 
 
 def test_every_alternate_has_a_vendored_published_schema():
@@ -94,7 +104,8 @@ def _user_requests(row: catalog.ModelSpec, mode: str) -> list[dict[str, Any]]:
     rules = row.parameters(mode)
     files = ["https://files.example/cat_320x240.png" for _ in row.kinds(mode)]
     base: dict[str, Any] = {"prompt": "a red fox", **({"files": files} if files else {})}
-    return [base] + [{**base, "aspect_ratio": r} for r in rules["aspect_ratios"]]
+    timed = [{**base, "duration": d} for d in rules["durations"]] if rules["duration"] else []
+    return [base] + [{**base, "aspect_ratio": r} for r in rules["aspect_ratios"]] + timed
 
 
 @pytest.mark.parametrize("row", ALTERNATES, ids=lambda r: f"{r.provider}:{r.name}")
@@ -121,6 +132,12 @@ def test_replicate_payloads_use_each_models_own_fields():
     nano = route("nano-banana-pro", "replicate")
     assert _build(nano, _request(nano, "edit", {"prompt": "p", "files": ["https://x/a.png"]})) == {
         "prompt": "p", "image_input": ["https://x/a.png"]}
+    kling = route("kling-v2.1", "replicate")
+    assert _build(kling, _request(kling, "text-to-video", {"prompt": "p", "aspect_ratio": "9:16", "duration": 10})) == {
+        "prompt": "p", "aspect_ratio": "9:16", "duration": 10}  # an integer, as the schema's enum
+    assert _build(kling, _request(kling, "image-to-video", {"prompt": "p", "files": ["https://x/a.png"],
+                                                            "duration": 5})) == {
+        "prompt": "p", "start_image": "https://x/a.png", "duration": 5}
     # the image count and the resolution are billed: not settable through provider_options
     assert "num_outputs" in flux.protected_options("text-to-image")
     assert "resolution" in nano.protected_options("edit")
@@ -186,6 +203,47 @@ def test_pinned_replicate_edit_sends_the_image_in_image_input(client: httpx.Clie
     assert "aspect_ratio" not in record["input"]  # the input image decides (the model's match_input_image)
 
 
+def test_pinned_replicate_kling_text_to_video_completes_with_an_mp4(client: httpx.Client, sim: httpx.Client):
+    marker = uuid.uuid4().hex
+    r = client.post("/video", json={"model": "replicate:kling-v2.1", "prompt": f"a fox runs {marker}",
+                                    "aspect_ratio": "9:16", "duration": 10})
+    assert r.status_code == 202, r.text
+    job = wait_for(client, r.json()["job_id"], timeout=60)
+    assert job["status"] == "completed", job
+    assert job["output"]["media_type"] == "video/mp4"
+    assert httpx.get(job["output"]["url"]).content[4:8] == b"ftyp"
+    record = _replicate_record(sim, marker)
+    assert record["model"] == KLING_MASTER and record["version"].startswith("dp-")  # the models endpoint
+    assert record["input"] == {"prompt": f"a fox runs {marker}", "aspect_ratio": "9:16", "duration": 10}
+    assert record["unknown_fields"] == []
+
+
+def test_pinned_replicate_kling_image_to_video_sends_start_image(client: httpx.Client, sim: httpx.Client,
+                                                                files_url: str):
+    marker = uuid.uuid4().hex
+    r = client.post("/video", json={"model": "replicate:kling-v2.1", "prompt": f"it turns {marker}",
+                                    "files": [{"url": f"{files_url}/cat.png"}]})
+    assert r.status_code == 202, r.text
+    job = wait_for(client, r.json()["job_id"], timeout=60)
+    assert job["status"] == "completed", job
+    assert job["output"]["media_type"] == "video/mp4"
+    record = _replicate_record(sim, marker)
+    assert record["model"] == KLING_MASTER
+    assert record["input"]["start_image"].startswith("http")
+    # the spec's default 5 s, sent as the integer the schema takes; no aspect ratio (the image decides)
+    assert record["input"]["duration"] == 5 and "aspect_ratio" not in record["input"]
+
+
+def test_pinned_replicate_kling_refused_by_its_schema_fails_the_job(client: httpx.Client, sim: httpx.Client):
+    marker = uuid.uuid4().hex
+    r = client.post("/video", json={"model": "replicate:kling-v2.1", "prompt": f"x {marker}",
+                                    "provider_options": {"negative_prompt": 3}})
+    assert r.status_code == 202, r.text
+    job = wait_for(client, r.json()["job_id"], timeout=60)
+    assert job["status"] == "failed" and "negative_prompt" in str(job), job  # Replicate's 422 names it
+    assert sim_requests(sim, marker, "replicate") == []
+
+
 @pytest.mark.parametrize("name,endpoint", sorted(FAL_TTS.items()))
 def test_pinned_fal_speech_completes(client: httpx.Client, sim: httpx.Client, name: str, endpoint: str):
     marker = uuid.uuid4().hex
@@ -212,7 +270,7 @@ def test_models_lists_both_providers_with_prices(client: httpx.Client):
             assert entry["endpoints"] == dict(row.endpoints)
             assert entry["price_cents"] == row.price_cents > 0
             assert entry["pricing"] == row.pricing.public() and entry["pooled"] is True
-    assert [p["provider"] for p in models["kling-v2.1"]["providers"]] == ["fal"]
+    assert [p["provider"] for p in models["eleven_flash_v2_5"]["providers"]] == ["elevenlabs"]
 
 
 def test_a_billed_field_in_provider_options_is_refused(client: httpx.Client):
@@ -255,6 +313,11 @@ REPLICATE_REFUSALS = [
     ("google/nano-banana-pro", {"prompt": "x", "image_input": "https://x/a.png"}, "invalid_type",
      "input.image_input", "Invalid type. Expected: array, given: string"),
     ("google/nano-banana-pro", {"prompt": "x", "resolution": "8K"}, "enum", "input.resolution", None),
+    (KLING_MASTER, {"prompt": "x", "duration": 7}, "enum", "input.duration",
+     "duration must be one of the following: 5, 10"),
+    (KLING_MASTER, {"duration": 5}, "required", "input", "prompt is required"),
+    (KLING_MASTER, {"prompt": "x", "start_image": "not a url"}, "format", "input.start_image",
+     "Does not match format 'uri'"),
 ]
 
 
@@ -291,6 +354,10 @@ def test_replicate_sim_serves_official_models_with_their_output_shapes(sim_url: 
         shapes[model] = done["output"]
     assert isinstance(shapes["black-forest-labs/flux-schnell"], list)
     assert isinstance(shapes["black-forest-labs/flux-1.1-pro"], str)
+    video = _replicate_create(sim_url, KLING_MASTER, {"prompt": "x", "duration": 5})
+    assert video.status_code == 201, video.text
+    done = httpx.get(video.json()["urls"]["get"], headers={"Authorization": "Bearer r8_routes_test"}).json()
+    assert isinstance(done["output"], str) and done["output"].endswith(".mp4")  # one URI, as published
 
 
 def test_fal_sim_refuses_a_speech_request_without_text(sim_url: str):
