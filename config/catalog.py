@@ -68,6 +68,9 @@ class Payload:
     params     gateway parameters sent as they are, under the same name (`audio_url`, `language`)
     defaults   fields the endpoint requires that the gateway fills in
     options    fields the endpoint requires that only the user can give, in `provider_options`
+    billed     provider fields that change what the provider bills (a count of images, a resolution
+               billed double): `provider_options` may not set them, or a job would cost more than it
+               was priced (the provider's default, or `defaults`, is sent)
     """
 
     files: tuple[str, ...] = ()
@@ -79,6 +82,7 @@ class Payload:
     params: tuple[str, ...] = ()
     defaults: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
     options: tuple[str, ...] = ()
+    billed: tuple[str, ...] = ()
     fps: int = 25  # duration "frames": the frame rate sent as `fps`
 
     def kinds(self) -> tuple[str, ...]:
@@ -229,7 +233,7 @@ class ModelSpec:
         payload = self.payloads.get(mode)
         if payload is None:
             return PROTECTED_OPTIONS.get(self.provider, frozenset())
-        fields = {f.removesuffix("[]") for f in payload.files} | set(payload.params)
+        fields = {f.removesuffix("[]") for f in payload.files} | set(payload.params) | set(payload.billed)
         if payload.prompt:
             fields.add("prompt")
         if payload.size:
@@ -349,20 +353,24 @@ def _wan(name: str) -> ModelSpec:
         per_second(5))
 
 
+_NANO_BANANA_T2I = Payload(size="aspect_ratio", ratios=IMAGE_RATIOS, billed=("resolution",))
+_NANO_BANANA_EDIT = Payload(files=("image_urls[]",), size="aspect_ratio", ratios=IMAGE_RATIOS, billed=("resolution",))
+
 MODELS: tuple[ModelSpec, ...] = (
     # --- image: text-to-image --------------------------------------------------------------------
     _fal("flux-pro", "image", {"text-to-image": ("fal-ai/flux-pro/v1.1", _t2i("image_size"))}, per_image(5)),
     _fal("flux-dev", "image", {"text-to-image": ("fal-ai/flux/dev", _t2i("image_size"))}, per_image(3)),
     _fal("flux-schnell", "image", {"text-to-image": ("fal-ai/flux/schnell", _t2i("image_size"))}, per_image(1)),
-    _fal("nano-banana-pro", "image", {"text-to-image": ("fal-ai/nano-banana-pro", _t2i()),
-                                      "edit": ("fal-ai/nano-banana-pro/edit", _edit())}, per_image(15)),
+    # `resolution` 4K is billed twice the 1K/2K price on fal too: not for provider_options to set
+    _fal("nano-banana-pro", "image", {"text-to-image": ("fal-ai/nano-banana-pro", _NANO_BANANA_T2I),
+                                      "edit": ("fal-ai/nano-banana-pro/edit", _NANO_BANANA_EDIT)}, per_image(15)),
     _fal("recraft-v3", "image", {"text-to-image": ("fal-ai/recraft/v3/text-to-image", _t2i("image_size"))}, per_image(4)),
     _fal("phota", "image", {"text-to-image": ("fal-ai/phota", _t2i())}, per_image(4)),
     _fal("grok-imagine-image", "image", {"text-to-image": ("xai/grok-imagine-image", _t2i())}, per_image(7)),
     ModelSpec("soul", "image", "higgsfield", MappingProxyType({"text-to-image": "higgsfield-ai/soul/standard"}),
               HIGGSFIELD_SOURCE, per_image(6), IMAGE_RATIOS + ("21:9",)),
     # --- image: editing -------------------------------------------------------------------------
-    _fal("nano-banana-pro/edit", "image", {"edit": ("fal-ai/nano-banana-pro/edit", _edit())}, per_image(15)),
+    _fal("nano-banana-pro/edit", "image", {"edit": ("fal-ai/nano-banana-pro/edit", _NANO_BANANA_EDIT)}, per_image(15)),
     _fal("nano-banana-2/edit", "image", {"edit": ("fal-ai/nano-banana-2/edit", _edit())}, per_image(8)),
     _fal("phota/edit", "image", {"edit": ("fal-ai/phota/edit", _edit())}, per_image(4)),
     # enhance: the image alone, no prompt and no size
@@ -503,18 +511,16 @@ def _replicate(name: str, capability: str, modes: dict[str, tuple[str, Payload]]
 
 
 # FLUX.1 on Replicate (black-forest-labs/flux-schnell, flux-dev): `num_outputs` (1-4) is billed per
-# image, so it is listed among the payload's `params` (which provider_options may not set, as fal's
-# `num_images`) and sent as 1 by default; the gateway has no parameter of that name, so nothing else
-# reaches it. Every IMAGE_RATIOS is in the models' `aspect_ratio` enum.
-_FLUX1_REPLICATE = Payload(size="aspect_ratio", ratios=IMAGE_RATIOS, params=("num_outputs",),
+# image: one job, one image, as fal's `num_images`. Every IMAGE_RATIOS is in the models' `aspect_ratio` enum.
+_FLUX1_REPLICATE = Payload(size="aspect_ratio", ratios=IMAGE_RATIOS, billed=("num_outputs",),
                            defaults=MappingProxyType({"num_outputs": 1}))
 # google/nano-banana-pro: the input images go in the `image_input` array; `resolution` 4K is billed
-# twice the 1K/2K price, so provider_options may not set it either (sent as the model's default, 2K).
+# twice the 1K/2K price (sent as the model's default, 2K).
 _NANO_BANANA_PRO_REPLICATE = {
     "text-to-image": ("google/nano-banana-pro", Payload(size="aspect_ratio", ratios=IMAGE_RATIOS,
-                                                        params=("resolution",))),
+                                                        billed=("resolution",))),
     "edit": ("google/nano-banana-pro", Payload(files=("image_input[]",), size="aspect_ratio", ratios=IMAGE_RATIOS,
-                                               params=("resolution",))),
+                                               billed=("resolution",))),
 }
 _NANO_BANANA_PRO_SOURCE = "google/nano-banana-pro (official model; version f5318740's published input schema)"
 

@@ -273,10 +273,14 @@ def test_models_lists_both_providers_with_prices(client: httpx.Client):
     assert [p["provider"] for p in models["eleven_flash_v2_5"]["providers"]] == ["elevenlabs"]
 
 
-def test_a_billed_field_in_provider_options_is_refused(client: httpx.Client):
-    r = client.post("/image", json={"model": "replicate:flux-schnell", "prompt": "x",
-                                    "provider_options": {"num_outputs": 4}})
-    assert r.status_code == 400 and r.json()["field"] == "provider_options.num_outputs", r.text
+@pytest.mark.parametrize(("model", "option", "value"), [
+    ("replicate:flux-schnell", "num_outputs", 4),
+    ("replicate:nano-banana-pro", "resolution", "4K"),
+    ("fal:nano-banana-pro", "resolution", "4K"),  # billed twice the 1K/2K price on fal too
+])
+def test_a_billed_field_in_provider_options_is_refused(client: httpx.Client, model: str, option: str, value):
+    r = client.post("/image", json={"model": model, "prompt": "x", "provider_options": {option: value}})
+    assert r.status_code == 400 and r.json()["field"] == f"provider_options.{option}", r.text
 
 
 def test_what_the_schema_refuses_fails_the_job_at_the_provider(client: httpx.Client, sim: httpx.Client):
