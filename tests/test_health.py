@@ -20,9 +20,13 @@ from gengate.jobs import health
 from tests.conftest import ADMIN_KEY
 from tests.test_metrics import scrape, value
 
-COOLDOWN = 0.2
-LEASE = 0.3
+# Short enough for quick tests, long enough that a loaded CI machine does not outlast them between
+# two calls that expect the circuit still open.
+COOLDOWN = 0.5
+LEASE = 0.7
 FAST = SimpleNamespace(circuit_failures=3, circuit_cooldown_seconds=COOLDOWN, circuit_probe_seconds=LEASE)
+# A cool-down nothing outlasts: for checks that read an open circuit through the API.
+SLOW = SimpleNamespace(circuit_failures=3, circuit_cooldown_seconds=60.0, circuit_probe_seconds=LEASE)
 
 
 def _provider() -> str:
@@ -165,7 +169,7 @@ def test_snapshot_async_twin_reads_the_same(redis_url: str, rds: redis.Redis):
     from redis.asyncio import Redis as AsyncRedis
 
     p = _provider()
-    _open(rds, p)
+    _open(rds, p, SLOW)
 
     async def read() -> dict:
         client = AsyncRedis.from_url(redis_url)
@@ -218,8 +222,9 @@ def test_duration_p50_async_twin(redis_url: str, rds: redis.Redis):
 
 
 def test_metrics_and_readyz_show_each_providers_health(api_url: str, worker, rds: redis.Redis):
-    down, fine = _provider(), _provider()
-    _open(rds, down)
+    down, fine, cooled = _provider(), _provider(), _provider()
+    _open(rds, down, SLOW)
+    _open(rds, cooled)  # FAST: half-open once its cool-down has passed
     for seconds in (0.1, 0.2, 0.3, 0.4):
         health.record(rds, fine, True, seconds, FAST)
     health.record(rds, fine, False, 2.0, FAST)
@@ -250,13 +255,13 @@ def test_metrics_and_readyz_show_each_providers_health(api_url: str, worker, rds
     assert body["providers"][fine] == "closed" and set(PROVIDERS) <= set(body["providers"])
 
     time.sleep(COOLDOWN + 0.05)  # the cool-down the opening failure wrote, whatever the API's settings
-    assert value(scrape(f"{api_url}/metrics"), "gengate_provider_circuit_state", provider=down) == 1
-    assert httpx.get(f"{api_url}/readyz").json()["providers"][down] == "half_open"
+    assert value(scrape(f"{api_url}/metrics"), "gengate_provider_circuit_state", provider=cooled) == 1
+    assert httpx.get(f"{api_url}/readyz").json()["providers"][cooled] == "half_open"
 
 
 def test_admin_overview_shows_each_providers_circuit(api_url: str, rds: redis.Redis):
     down, fine = _provider(), _provider()
-    _open(rds, down)
+    _open(rds, down, SLOW)
     for seconds in (0.1, 0.2, 0.3):
         health.record(rds, fine, True, seconds, FAST)
     r = httpx.get(f"{api_url}/v1/admin/overview", headers={"Authorization": f"Bearer {ADMIN_KEY}"})
