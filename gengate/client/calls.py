@@ -44,6 +44,8 @@ class Delivery(TypedDict, total=False):
 class JobOptions(Delivery, total=False):
     provider_options: dict[str, Any]  # reaches the provider untouched
     provider_keys: Mapping[str, str]  # {"fal": "..."} -> X-Provider-Key-Fal (BYOK)
+    provider_order: list[str]  # a model on several providers: these, in this order (README, routing)
+    allow_pooled_fallback: bool  # a BYOK job may fall back to another provider on the gateway's key
 
 
 class ImageParams(JobOptions, total=False):

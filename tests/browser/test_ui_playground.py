@@ -122,6 +122,29 @@ def test_image_submitted_followed_live_and_previewed(api_url: str, api: httpx.Cl
     page_log.assert_clean()
 
 
+def test_a_model_on_two_providers_can_start_on_either(api_url: str, api: httpx.Client, key: str, page: Any,
+                                                      page_log: PageLog):
+    """flux-pro runs on fal and Replicate (issue 19): the picker offers each with its price, and the
+    choice becomes the request's provider_order (that provider first, the other as its fallback)."""
+    _open(page, api_url, key)
+    page.select_option("#pg-model", "flux-pro")
+    offered = page.locator("#pg-provider option").evaluate_all("(os) => os.map((o) => o.value)")
+    assert offered == ["", "fal", "replicate"]
+    page.select_option("#pg-provider", "replicate")
+    assert "$0.04 per image" in page.locator("#pg-price").inner_text()  # Replicate's price, not fal's $0.05
+    prompt = f"a paper boat {_marker()}"
+    page.locator("#pg-prompt").fill(prompt)
+    job_id = _submit(page)
+    _wait_status(page, "completed")
+    job = api.get(f"/jobs/{job_id}").json()
+    assert job["provider"] == "replicate" and job["routes"] == ["fal"] and job["price_cents"] == 4
+    assert _sent_body(page)["provider_order"] == ["replicate", "fal"]
+    assert '"provider_order":["replicate","fal"]' in page.locator("#pg-curl").inner_text().replace(" ", "")
+    page.select_option("#pg-model", "recraft-v3")  # one provider: nothing to choose
+    assert page.locator("#pg-provider").is_hidden()
+    page_log.assert_clean()
+
+
 def test_video_with_the_models_durations_and_a_playable_preview(api_url: str, api: httpx.Client, key: str,
                                                                 page: Any, page_log: PageLog):
     _open(page, api_url, key)

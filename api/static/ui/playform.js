@@ -17,6 +17,8 @@ export function capabilityForm(capability, models, voices) {
   const choices = models.filter((m) => m.capability === capability);
   const model = select("pg-model", "model", choices.map((m) => [m.name, modelLabel(m)]));
   const mode = select("pg-mode", "mode", []);
+  const provider = select("pg-provider", "provider", []);
+  const providerRow = row("pg-provider", "Provider", provider);
   const modeRow = row("pg-mode", "Mode", mode);
   const info = h("p", { id: "pg-model-info", class: "muted" });
   const speech = capability === "speech";
@@ -62,14 +64,23 @@ export function capabilityForm(capability, models, voices) {
     const modes = spec().modes;
     fill(mode, modes.map((name) => h("option", { value: name }, `${name}${fileHint(spec().inputs[name])}`)));
     modeRow.hidden = modes.length < 2;
+    // A model on several providers: automatic (the gateway's routing, with fallback), or one first.
+    const routes = spec().providers || [];
+    fill(provider, [["", "Automatic (the gateway's routing, with fallback)"],
+      ...routes.map((r) => [r.provider, `${r.provider} first — ${priceText(r.pricing)}`])]
+      .map(([value, label]) => h("option", { value }, label)));
+    providerRow.hidden = routes.length < 2;
     rebuild();
   }
 
+  // The pricing of the route that runs first: the chosen provider's, else the model's first route's.
+  const pricing = () => (spec().providers || []).find((r) => r.provider === provider.value)?.pricing || spec().pricing;
+
   function showPrice() {
-    const m = spec();
-    const units = m.pricing.unit === "character" ? [...prompt.value].length
-      : m.pricing.unit === "second" && fields.duration?.value ? Number(fields.duration.value) : null;
-    price.textContent = `Price of this request: ${estimate(m.pricing, units)} (${priceText(m.pricing)})`;
+    const rate = pricing();
+    const units = rate.unit === "character" ? [...prompt.value].length
+      : rate.unit === "second" && fields.duration?.value ? Number(fields.duration.value) : null;
+    price.textContent = `Price of this request: ${estimate(rate, units)} (${priceText(rate)})`;
   }
 
   function request() {
@@ -88,13 +99,17 @@ export function capabilityForm(capability, models, voices) {
     }
     const extra = providerOptions(options.value);
     if (extra !== undefined) json.provider_options = extra;
+    if (provider.value) {  // that provider first, the others after it as fallbacks
+      json.provider_order = [provider.value, ...spec().providers.map((r) => r.provider).filter((p) => p !== provider.value)];
+    }
     return { method: "POST", path: capability, json };
   }
 
   model.addEventListener("change", chooseModel);
   mode.addEventListener("change", rebuild);
+  provider.addEventListener("change", showPrice);
   const form = h("form", { class: "pg-form", id: "pg-form", "aria-label": `${capability} request` },
-    row("pg-model", "Model", model), info, modeRow, promptRow,
+    row("pg-model", "Model", model), info, providerRow, modeRow, promptRow,
     speech ? row("pg-voice", "Voice", voice) : null,
     capability === "transcription" ? row("pg-language", "Language", language) : null,
     params,
