@@ -177,7 +177,7 @@ async def create_job(
         kinds = (await file_kinds(urls, store.redis, settings.file_url_bases)
                  if urls and any(len(r.kinds(mode)) == len(urls) for r in ROUTES[spec.name] for mode in r.modes)
                  else None)
-        plan, mode, files = await _plan(store, settings, spec, body, params, kinds)
+        plan, mode, files = await _plan(store, settings, spec, body, params, kinds, headers, account_id)
     raw_files = [(f"files.{i}.url", f.url) for i, f in enumerate(getattr(body, "files", None) or [])]
     if files:
         params["files"] = [{"url": f} for f in files]
@@ -228,7 +228,7 @@ async def _passthrough_plan(store: AsyncJobStore, settings: Settings, spec: Mode
 
 
 async def _plan(store: AsyncJobStore, settings: Settings, spec: ModelSpec, body: _Request, params: dict[str, Any],
-                kinds: list[str] | None) -> tuple[RoutePlan, str, list[str]]:
+                kinds: list[str] | None, headers: Headers, account: str) -> tuple[RoutePlan, str, list[str]]:
     """The job's routes (api/routing.py) and the request validated on the first: (plan, mode, files).
     `params` gets the first route's defaults filled in."""
     options = params.get("provider_options")
@@ -242,6 +242,8 @@ async def _plan(store: AsyncJobStore, settings: Settings, spec: ModelSpec, body:
     policy = routing.policy_for(spec.name, settings)
     allowed = routing.ordered(spec.name, policy if policy not in routing.POLICIES else "catalog", lambda r: 0, {})
     candidates = routing.choose(allowed, body.provider_order)
+    if not body.provider_order:
+        candidates = await _runnable_first(store, settings, candidates, headers, account)
     first = candidates[0]
     mode, files = check_params(first, params, options, kinds)
     with_spec_defaults(first, mode, params)
@@ -257,6 +259,22 @@ async def _plan(store: AsyncJobStore, settings: Settings, spec: ModelSpec, body:
     rest = tuple(r for r in candidates if r is not first and routing.usable_with_pooled_key(r, settings)
                  and routing.takes_same_request(r, mode, check))
     return RoutePlan(first, rest), mode, files
+
+
+async def _runnable_first(store: AsyncJobStore, settings: Settings, routes: list[ModelSpec], headers: Headers,
+                          account: str) -> list[ModelSpec]:
+    """`routes`, those that have a key first (the gateway's pooled key, the request's own key header,
+    or a key the account saved), in their order: an operator with keys for only some providers gets
+    the model on those, instead of a 400 for the first route's missing key. Reads the saved keys (one
+    round trip) only when the first route has neither of the others."""
+    def keyed(route: ModelSpec, saved: bytes | None = None) -> bool:
+        return routing.usable_with_pooled_key(route, settings) or HEADERS[route.provider] in headers or bool(saved)
+
+    if len(routes) < 2 or keyed(routes[0]):
+        return routes
+    saved = await store.redis.hmget(keys.account_provider_keys(account), [r.provider for r in routes])
+    runnable = [r for r, s in zip(routes, saved) if keyed(r, s)]
+    return runnable + [r for r in routes if r not in runnable]
 
 
 async def accept(

@@ -35,6 +35,12 @@ class ProviderSettings(BaseModel):
     client_idle_seconds: float = Field(
         default=300.0, gt=0, description="A client unused this long is dropped, and with it a user's plain key.")
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_unset(cls, value: Any) -> Any:
+        # `GENGATE_FAL__API_KEY=` says "no pooled key", not "the empty key" every call would send.
+        return None if isinstance(value, str) and not value.strip() else value
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GENGATE_", env_nested_delimiter="__", extra="ignore")

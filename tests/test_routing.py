@@ -120,3 +120,24 @@ def test_fastest_goes_by_the_measured_median(policy_stack: Stack):
         job_id = c.post("/image", json={"model": "flux-dev", "prompt": f"fast {uuid.uuid4().hex}"}).json()["job_id"]
         assert wait_terminal(r, [job_id], 60)
         assert c.get(f"/jobs/{job_id}").json()["provider"] == "replicate"
+
+
+def test_a_blank_provider_key_is_unset():
+    assert Settings(fal={"api_key": "  "}).fal.api_key is None
+    assert Settings(fal={"api_key": "k"}).fal.api_key.get_secret_value() == "k"
+
+
+def test_an_operator_with_some_providers_keys_gets_the_model_there(tmp_path: Path):
+    """No pooled fal key (blank), a Replicate one: flux-schnell runs on Replicate instead of a 400 for
+    fal's missing key; a request with its own fal key still starts on fal (BYOK), as the catalog says."""
+    with Stack(tmp_path / "partial", GENGATE_FAL__API_KEY="") as stack:
+        stack.worker().start()
+        _, key = stack.account()
+        with stack.client(key) as c:
+            pooled = c.post("/image", json={"model": "flux-schnell", "prompt": f"keys {uuid.uuid4().hex}"}).json()
+            own = c.post("/image", json={"model": "flux-schnell", "prompt": f"own {uuid.uuid4().hex}"},
+                         headers={"X-Provider-Key-Fal": "users-fal-key"}).json()
+            assert wait_terminal(stack.redis(), [pooled["job_id"], own["job_id"]], 60)
+            pooled, own = (c.get(f"/jobs/{j['job_id']}").json() for j in (pooled, own))
+    assert pooled["status"] == "completed" and pooled["provider"] == "replicate" and pooled["routes"] == []
+    assert own["status"] == "completed" and own["provider"] == "fal" and own["byok"] and own["charged_cents"] == 0
