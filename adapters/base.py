@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from gengate.config.catalog import PASSTHROUGH
+
 
 @dataclass(frozen=True)
 class ProviderRequest:
@@ -134,6 +136,14 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
+def _place(args: dict[str, Any], field: str, value: Any) -> None:
+    """`value` into provider field `field`; `name[]` appends to the array field `name`."""
+    if field.endswith("[]"):
+        args.setdefault(field[:-2], []).append(value)
+    else:
+        args[field] = value
+
+
 def mapped_rest(args: dict[str, Any], mapping: Any, params: Mapping[str, Any], files: list[str],
                 options: Mapping[str, Any]) -> dict[str, Any]:
     """What every provider does alike with a catalog row's `Payload` (config/catalog.py), after its
@@ -141,10 +151,7 @@ def mapped_rest(args: dict[str, Any], mapping: Any, params: Mapping[str, Any], f
     the mapping sends as they are, the defaults it fills in, and the user's `provider_options` last,
     untouched. Returns `args`."""
     for name, url in zip(mapping.files, files):
-        if name.endswith("[]"):
-            args.setdefault(name[:-2], []).append(url)
-        else:
-            args[name] = url
+        _place(args, name, url)
     for name in mapping.params:
         if params.get(name) is not None:
             args[name] = params[name]
@@ -162,12 +169,24 @@ def passthrough_input(req: ProviderRequest) -> dict[str, Any]:
     files = list(req.params.get("files") or [])
     for source, target in (req.params.get("provider_fields") or {}).items():
         kind, _, index = source.partition(".")
-        value = files[int(index)] if kind == "files" else req.params[source]
-        if target.endswith("[]"):
-            args.setdefault(target[:-2], []).append(value)
-        else:
-            args[target] = value
+        _place(args, target, files[int(index)] if kind == "files" else req.params[source])
     return args
+
+
+def passthrough_handle(handle: dict[str, Any], req: ProviderRequest) -> dict[str, Any]:
+    """The handle of a submitted run; a passthrough run's says so, with the capability its output is
+    looked for by (`passthrough_finished`): the poll has only the handle to go on."""
+    return {**handle, PASSTHROUGH: req.capability} if req.mode == PASSTHROUGH else handle
+
+
+def passthrough_finished(result: Any, handle: Mapping[str, Any], metadata: dict[str, Any]) -> Finished | Failed:
+    """A finished passthrough run (`handle` from `passthrough_handle`): its output found by media type,
+    or a failure saying there is none."""
+    capability = handle[PASSTHROUGH]
+    output = find_output(result, capability)
+    if output is None:
+        return Failed(f"the endpoint's result has no {capability} output (no file of that media type)", "no_output")
+    return Finished(outputs=[output], metadata=metadata)
 
 
 # Media types by file extension, for outputs that come without one (Replicate sends URLs only).

@@ -19,8 +19,8 @@ import httpx
 import orjson
 
 from gengate.adapters.base import (
-    CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, find_output,
-    header_value, mapped_rest, passthrough_input, retry_after_seconds,
+    CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, header_value,
+    mapped_rest, passthrough_finished, passthrough_handle, passthrough_input, retry_after_seconds,
 )
 from gengate.adapters.clients import ClientCache
 from gengate.adapters.http import error_message
@@ -62,7 +62,7 @@ class FalAdapter:
         with _mapped_errors():
             data = response.json()
             handle = {k: str(data[k]) for k in ("request_id", "response_url", "status_url", "cancel_url")}
-        return Submitted(handle=_marked(handle, req))
+        return Submitted(handle=passthrough_handle(handle, req))
 
     def _handle(self, handle: dict[str, Any], key: str) -> fal_client.SyncRequestHandle:
         return fal_client.SyncRequestHandle(
@@ -102,7 +102,7 @@ class FalAdapter:
                 raise failure
             return Failed(failure.message, "result_error")
         if handle.get(PASSTHROUGH):
-            return _passthrough_outcome(result, handle[PASSTHROUGH], _metadata(result))
+            return passthrough_finished(result, handle, _metadata(result))
         return Finished(outputs=outputs_from_result(result), metadata=_metadata(result))
 
     def cancel(self, handle: dict[str, Any], key: str) -> CancelVerdict:
@@ -139,19 +139,6 @@ def cancel_verdict(accepted: bool, status: dict[str, Any]) -> CancelVerdict:
     metrics = status.get("metrics") if isinstance(status.get("metrics"), dict) else {}
     ran = bool(metrics.get("inference_time")) or bool(status.get("logs"))
     return CancelVerdict.CONFIRMED_BEFORE_START if status.get("error") and not ran else CancelVerdict.TOO_LATE
-
-
-def _marked(handle: dict[str, Any], req: ProviderRequest) -> dict[str, Any]:
-    """A passthrough run's handle says so, with the capability its output is looked for by: the poll
-    has only the handle to go on."""
-    return {**handle, PASSTHROUGH: req.capability} if req.mode == PASSTHROUGH else handle
-
-
-def _passthrough_outcome(result: Any, capability: str, metadata: dict[str, Any]) -> Finished | Failed:
-    output = find_output(result, capability)
-    if output is None:
-        return Failed(f"the endpoint's result has no {capability} output (no file of that media type)", "no_output")
-    return Finished(outputs=[output], metadata=metadata)
 
 
 def payload(req: ProviderRequest) -> dict[str, Any]:

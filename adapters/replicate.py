@@ -40,8 +40,8 @@ from replicate.helpers import FileOutput
 from replicate.prediction import Prediction
 
 from gengate.adapters.base import (
-    CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, find_output,
-    mapped_rest, media_type_of, passthrough_input, retry_after_seconds,
+    CancelVerdict, Failed, Finished, Output, ProviderFailure, ProviderRequest, Running, Submitted, failure_for_status, mapped_rest,
+    media_type_of, passthrough_finished, passthrough_handle, passthrough_input, retry_after_seconds,
 )
 from gengate.adapters.clients import ClientCache
 from gengate.config import catalog
@@ -120,9 +120,7 @@ class ReplicateAdapter:
             else:
                 prediction = client.models.predictions.create(model=model, input=payload, **params)
         handle = {"id": prediction.id, "model": prediction.model, "get_url": (prediction.urls or {}).get("get")}
-        # A passthrough run's handle carries the capability its output is looked for by (the poll has
-        # only the handle).
-        return Submitted(handle={**handle, PASSTHROUGH: req.capability} if req.mode == PASSTHROUGH else handle)
+        return Submitted(handle=passthrough_handle(handle, req))
 
     def poll(self, handle: dict[str, Any], key: str) -> Running | Finished | Failed:
         with _mapped_errors():
@@ -133,11 +131,7 @@ class ReplicateAdapter:
         if status == "processing":
             return Running(message=_progress(prediction))
         if status == "succeeded" and handle.get(PASSTHROUGH):
-            found = find_output(prediction.output, handle[PASSTHROUGH])
-            if found is None:
-                return Failed(f"the model's output has no {handle[PASSTHROUGH]} output (no file of that media type)",
-                              "no_output")
-            return Finished(outputs=[found], metadata=_metadata(prediction))
+            return passthrough_finished(prediction.output, handle, _metadata(prediction))
         if status == "succeeded":
             outputs = outputs_from_output(prediction.output)
             if not outputs:
