@@ -47,7 +47,8 @@ def ordered(name: str, policy: str, price: Callable[[ModelSpec], int | None],
     routes = list(ROUTES[name])
     if policy == "cheapest":
         # Stable: equal prices keep the catalog's order; a route that cannot price it goes last.
-        return sorted(routes, key=lambda r: (price(r) is None, price(r) or 0))
+        prices = {r.provider: price(r) for r in routes}
+        return sorted(routes, key=lambda r: (prices[r.provider] is None, prices[r.provider] or 0))
     if policy == "fastest":
         return sorted(routes, key=lambda r: (p50.get(r.provider) is None, p50.get(r.provider) or 0.0))
     if policy == "catalog":

@@ -242,39 +242,40 @@ async def _plan(store: AsyncJobStore, settings: Settings, spec: ModelSpec, body:
     policy = routing.policy_for(spec.name, settings)
     allowed = routing.ordered(spec.name, policy if policy not in routing.POLICIES else "catalog", lambda r: 0, {})
     candidates = routing.choose(allowed, body.provider_order)
-    if not body.provider_order:
-        candidates = await _runnable_first(store, settings, candidates, headers, account)
+    keyed = candidates if body.provider_order else await _keyed(store, settings, candidates, headers, account)
+    candidates = keyed + [r for r in candidates if r not in keyed]
     first = candidates[0]
     mode, files = check_params(first, params, options, kinds)
     with_spec_defaults(first, mode, params)
     check = lambda route: check_params(route, params, options, kinds)  # noqa: E731
-    if not body.provider_order and policy in ("cheapest", "fastest") and len(candidates) > 1:
-        p50 = await fastest_p50(store.redis, spec.name, candidates) if policy == "fastest" else {}
-        by_price = lambda r: r.price(mode, params) if routing.takes_same_request(r, mode, check) else None  # noqa: E731
-        reordered = routing.ordered(spec.name, policy, by_price, p50)
-        if routing.takes_same_request(reordered[0], mode, check):
-            candidates, first = reordered, reordered[0]
+    # Each other route checked once: those that take the request exactly as validated.
+    fits = [first, *(r for r in candidates[1:] if routing.takes_same_request(r, mode, check))]
+    if not body.provider_order and policy in ("cheapest", "fastest") and len(fits) > 1:
+        p50 = await fastest_p50(store.redis, spec.name, fits) if policy == "fastest" else {}
+        rank = {r.provider: i for i, r in enumerate(routing.ordered(spec.name, policy, lambda r: r.price(mode, params),
+                                                                      p50))}
+        # The policy's order among the routes that have a key, then among those that have none.
+        fits.sort(key=lambda r: (r not in keyed, rank[r.provider]))
+        first = fits[0]
     if options or not settings.fallback:
         return RoutePlan(first, ()), mode, files
-    rest = tuple(r for r in candidates if r is not first and routing.usable_with_pooled_key(r, settings)
-                 and routing.takes_same_request(r, mode, check))
+    rest = tuple(r for r in fits if r is not first and routing.usable_with_pooled_key(r, settings))
     return RoutePlan(first, rest), mode, files
 
 
-async def _runnable_first(store: AsyncJobStore, settings: Settings, routes: list[ModelSpec], headers: Headers,
-                          account: str) -> list[ModelSpec]:
-    """`routes`, those that have a key first (the gateway's pooled key, the request's own key header,
-    or a key the account saved), in their order: an operator with keys for only some providers gets
-    the model on those, instead of a 400 for the first route's missing key. Reads the saved keys (one
-    round trip) only when the first route has neither of the others."""
-    def keyed(route: ModelSpec, saved: bytes | None = None) -> bool:
+async def _keyed(store: AsyncJobStore, settings: Settings, routes: list[ModelSpec], headers: Headers,
+                 account: str) -> list[ModelSpec]:
+    """The `routes` that have a key (the gateway's pooled key, the request's own key header, or a key
+    the account saved), in their order; they go first, so an operator with keys for only some
+    providers gets the model on those instead of a 400 for the first route's missing key. Reads the
+    saved keys (one round trip) only when some route has neither of the others."""
+    def has_key(route: ModelSpec, saved: bytes | None = None) -> bool:
         return routing.usable_with_pooled_key(route, settings) or HEADERS[route.provider] in headers or bool(saved)
 
-    if len(routes) < 2 or keyed(routes[0]):
+    if len(routes) < 2 or all(map(has_key, routes)):
         return routes
     saved = await store.redis.hmget(keys.account_provider_keys(account), [r.provider for r in routes])
-    runnable = [r for r, s in zip(routes, saved) if keyed(r, s)]
-    return runnable + [r for r in routes if r not in runnable]
+    return [r for r, s in zip(routes, saved) if has_key(r, s)]
 
 
 async def accept(

@@ -141,3 +141,18 @@ def test_an_operator_with_some_providers_keys_gets_the_model_there(tmp_path: Pat
             pooled, own = (c.get(f"/jobs/{j['job_id']}").json() for j in (pooled, own))
     assert pooled["status"] == "completed" and pooled["provider"] == "replicate" and pooled["routes"] == []
     assert own["status"] == "completed" and own["provider"] == "fal" and own["byok"] and own["charged_cents"] == 0
+
+
+def test_cheapest_never_puts_a_route_without_a_key_first(tmp_path: Path):
+    """flux-pro is cheaper on Replicate, but this operator has no Replicate key: the job runs on fal,
+    where there is one, rather than being refused for the cheaper route's missing key."""
+    with Stack(tmp_path / "cheap", GENGATE_REPLICATE__API_KEY="",
+               GENGATE_ROUTING=json.dumps({"flux-pro": "cheapest"})) as stack:
+        stack.worker().start()
+        _, key = stack.account()
+        with stack.client(key) as c:
+            answer = c.post("/image", json={"model": "flux-pro", "prompt": f"cheap {uuid.uuid4().hex}"})
+            assert answer.status_code == 202, answer.text
+            assert wait_terminal(stack.redis(), [answer.json()["job_id"]], 60)
+            job = c.get(f"/jobs/{answer.json()['job_id']}").json()
+    assert job["status"] == "completed" and job["provider"] == "fal" and job["routes"] == []
