@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -42,9 +43,10 @@ def attempt_record(job: Job, outcome: str, *, status: int | None = None, message
             "message": message[:500], "started_at": job.attempt_started_at or job.created_at, "ended_at": utcnow_iso()}
 
 
-def move_on(rt: Any, job: Job, outcome: str, *, deadline: float, status: int | None = None,
+def move_on(rt: Any, job: Job, outcome: str, *, deadline: Callable[[str], float], status: int | None = None,
             message: str = "", failed_run: bool = False) -> bool:
     """Move `job` to its next usable route, in place; True when it moved (the caller sends it there).
+    `deadline(provider)`: until when a submission to that provider may still be sending.
     False: no route left, fallback off, the job is no longer processing unaccepted, or the balance
     cannot hold the next provider's price (then the job ends as it would have without routes)."""
     if not rt.settings.fallback or not job.routes:
@@ -60,7 +62,7 @@ def move_on(rt: Any, job: Job, outcome: str, *, deadline: float, status: int | N
             "from": job.provider, "to": provider, "outcome": outcome, "attempt": len(attempts) + 1}}
         patch = dict(provider=provider, endpoint=nxt.endpoints[job.mode], model=f"{provider}:{name}",
                      routes=job.routes[i + 1:], attempts=attempts, attempt_started_at=utcnow_iso(),
-                     unsent=True, submit_deadline=deadline, poll_errors=0, byok=False)
+                     unsent=True, submit_deadline=deadline(provider), poll_errors=0, byok=False)
         moved = rt.store.fall_back(job, price, len(attempts) + 1, failed_run=failed_run, **patch)
         if moved == -1:
             log.info("job %s: no fallback to %s: the balance cannot hold its price (%d cents)", job.job_id,

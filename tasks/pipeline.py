@@ -54,7 +54,7 @@ def submit(rt: Runtime, job_id: str) -> None:
     if job.status == states.QUEUED and not _unhashed_byok(job) and ending.settled_by_cache(rt, job):
         return
     if job.status == states.QUEUED:
-        deadline = _submit_deadline(rt, job)
+        deadline = _submit_deadline(rt, job.provider)
         won, _ = rt.store.transition(job_id, states.PROCESSING, submit_deadline=deadline, unsent=True)
         if won:
             job.status, job.submit_deadline = states.PROCESSING, deadline
@@ -103,12 +103,12 @@ def resume(rt: Runtime, job: Job) -> None:
         poll(rt, job)
 
 
-def _submit_deadline(rt: Runtime, job: Job) -> float:
+def _submit_deadline(rt: Runtime, provider: str) -> float:
     """Until when the submit step may still be sending. The sweeper fails a job that is processing
     with no handle after this, so the step must never outlive it: it covers one provider call plus
     the lease for retries, and ends before the task's own time limit kills the step."""
     s = rt.settings
-    budget = min(s.step_lease_seconds + getattr(s, job.provider).timeout, s.step_time_limit_seconds - 5)
+    budget = min(s.step_lease_seconds + getattr(s, provider).timeout, s.step_time_limit_seconds - 5)
     return time.time() + budget
 
 
@@ -135,7 +135,7 @@ def _resend(rt: Runtime, job: Job) -> bool:
     send and make it from here, under a new deadline. False if another caller claimed it first."""
     if not rt.store.take_unsent(job.job_id):
         return False
-    job.submit_deadline = _submit_deadline(rt, job)
+    job.submit_deadline = _submit_deadline(rt, job.provider)
     if rt.store.patch_while(job.job_id, states.PROCESSING, submit_deadline=job.submit_deadline):  # not cancelled
         rt.store.schedule(job.job_id, job.submit_deadline)  # the backstop, should this send die too
         _send(rt, job, claimed=True)
@@ -148,7 +148,7 @@ def _send(rt: Runtime, job: Job, *, claimed: bool = False) -> None:
     # An open circuit (jobs/health.py) sends a job that has another provider there at once, nothing
     # sent; a job with none left is sent anyway: the circuit steers, it refuses no one's only route.
     if job.routes and rt.settings.fallback and health.allow(rt.redis, job.provider, rt.settings) == "open":
-        if fallback.move_on(rt, job, "circuit_open", deadline=_submit_deadline(rt, job)):
+        if fallback.move_on(rt, job, "circuit_open", deadline=lambda p: _submit_deadline(rt, p)):
             _send(rt, job)
             return
     req = provider_request(job, rt.settings)
@@ -168,7 +168,7 @@ def _send(rt: Runtime, job: Job, *, claimed: bool = False) -> None:
     except ProviderFailure as failure:
         # Refused before acceptance: the model's next provider, if the job has one (tasks/fallback.py).
         if fallback.not_accepted(failure, sent=sending) and fallback.move_on(
-                rt, job, _refusal(failure), deadline=_submit_deadline(rt, job), status=failure.status,
+                rt, job, _refusal(failure), deadline=lambda p: _submit_deadline(rt, p), status=failure.status,
                 message=failure.message):
             _send(rt, job)
             return
@@ -277,7 +277,7 @@ def poll(rt: Runtime, job: Job) -> None:
         rt.store.schedule(job.job_id, time.time() + (job.poll_interval or interval))
     elif isinstance(outcome, Failed):
         # The provider reported the run failed: it ended there, and the next provider may try.
-        if fallback.move_on(rt, job, "failed", deadline=_submit_deadline(rt, job), message=outcome.message,
+        if fallback.move_on(rt, job, "failed", deadline=lambda p: _submit_deadline(rt, p), message=outcome.message,
                             failed_run=True):
             _send(rt, job)
             return
