@@ -183,20 +183,11 @@ def record(redis: Any, provider: str, ok: bool, seconds: float | None, settings:
     return change or None
 
 
-def allow_args(provider: str, settings: Any = None) -> tuple:
-    return ALLOW_LUA, 1, keys.provider_circuit(provider), _settings(settings).circuit_probe_seconds
-
-
 def allow(redis: Any, provider: str, settings: Any = None) -> str:
     """Whether to call `provider` now: "closed" (send), "open" (do not send: route elsewhere or wait),
     or "probe" (send: this caller holds the half-open circuit's one probe slot, and must `record` the
     call's outcome). `settings`: anything with `circuit_probe_seconds` (default: get_settings())."""
-    return _text(redis.eval(*allow_args(provider, settings)))
-
-
-async def allow_async(redis: Any, provider: str, settings: Any = None) -> str:
-    """`allow` over redis.asyncio."""
-    return _text(await redis.eval(*allow_args(provider, settings)))
+    return _text(redis.eval(ALLOW_LUA, 1, keys.provider_circuit(provider), _settings(settings).circuit_probe_seconds))
 
 
 # -- the snapshot --------------------------------------------------------------------------------
@@ -265,23 +256,25 @@ def _p50(values: list) -> float | None:
     return quantile((float(v) for v in values), 0.5) if len(values) >= DURATIONS_MIN else None
 
 
+def _durations_pipe(redis: Any, pairs: list[tuple[str, str]]) -> Any:
+    """A pipeline (sync or async, as `redis` is) reading each pair's recent durations."""
+    pipe = redis.pipeline(transaction=False)
+    for provider, model in pairs:
+        pipe.lrange(keys.provider_durations(provider, model), 0, -1)
+    return pipe
+
+
 def duration_p50s(redis: Any, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], float | None]:
     """{(provider, model): p50 seconds of its recent jobs, or None below DURATIONS_MIN samples}, in
     one round trip."""
     pairs = list(pairs)
-    pipe = redis.pipeline(transaction=False)
-    for provider, model in pairs:
-        pipe.lrange(keys.provider_durations(provider, model), 0, -1)
-    return {pair: _p50(values) for pair, values in zip(pairs, pipe.execute())}
+    return {pair: _p50(values) for pair, values in zip(pairs, _durations_pipe(redis, pairs).execute())}
 
 
 async def duration_p50s_async(redis: Any, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], float | None]:
     """`duration_p50s` over redis.asyncio."""
     pairs = list(pairs)
-    pipe = redis.pipeline(transaction=False)
-    for provider, model in pairs:
-        pipe.lrange(keys.provider_durations(provider, model), 0, -1)
-    return {pair: _p50(values) for pair, values in zip(pairs, await pipe.execute())}
+    return {pair: _p50(values) for pair, values in zip(pairs, await _durations_pipe(redis, pairs).execute())}
 
 
 def p50(redis: Any, provider: str, model: str) -> float | None:
