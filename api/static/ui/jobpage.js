@@ -5,6 +5,7 @@ import { h, fill, when, seconds, copyControl } from "./dom.js";
 import { badge, preview, splitModel } from "./jobview.js";
 import { follow, TERMINAL } from "./stream.js";
 import { processSection } from "./mediatools.js";
+import { dollars } from "./pricing.js";
 
 export function renderJob(main, jobId) {
   let stop = null;
@@ -90,7 +91,6 @@ export function renderJob(main, jobId) {
 // What the job costs: once settled, what was charged (0: a cache hit, BYOK, or released because it
 // failed or was cancelled before the provider ran); before that, the price held from the balance.
 function price(job) {
-  const dollars = (cents) => `$${(cents / 100).toFixed(2)}`;
   if (job.charged_cents === null || job.charged_cents === undefined) {
     return job.price_cents ? `${dollars(job.price_cents)} held` : "—";
   }
