@@ -10,6 +10,7 @@ from starlette.datastructures import Headers
 
 from gengate.config.settings import Settings
 from gengate.jobs.errors import ValidationError
+from gengate.jobs.record import utcnow_iso
 from gengate.jobs.sealing import seal
 
 HEADERS = {
@@ -20,6 +21,13 @@ HEADERS = {
     "piapi": "X-Provider-Key-PiAPI",
 }
 MAX_KEY_LENGTH = 1024
+SAVED_AT = ":saved_at"  # field suffix in the account's provider-keys hash: when that provider's key was saved
+
+
+def saved_key_fields(provider: str, plain: str) -> dict[str, str]:
+    """The account's provider-keys hash fields that save `plain` for `provider`: the sealed key and
+    when it was saved (`PUT /v1/provider-keys/{provider}` and `gengate keys save-provider` alike)."""
+    return {provider: seal(plain), provider + SAVED_AT: utcnow_iso()}
 
 
 def from_header(provider: str, headers: Headers) -> str | None:

@@ -56,8 +56,8 @@ def cmd_keys_webhook_secret(args: argparse.Namespace) -> int:
 
 def cmd_keys_save_provider(args: argparse.Namespace) -> int:
     """Save an account's own provider key (sealed), used when a request brings none in its headers."""
+    from gengate.api.provider_keys import saved_key_fields
     from gengate.jobs import keys
-    from gengate.jobs.sealing import seal
 
     if args.provider not in PROVIDERS:
         print(f"unknown provider {args.provider!r}; one of {', '.join(PROVIDERS)}", file=sys.stderr)
@@ -68,11 +68,8 @@ def cmd_keys_save_provider(args: argparse.Namespace) -> int:
     if not plain:
         print("no key given: pass it on standard input", file=sys.stderr)
         return 2
-    from gengate.jobs.record import utcnow_iso
-
-    # The same fields as `PUT /v1/provider-keys/{provider}` (api/routes/credentials.py) writes.
-    _redis().hset(keys.account_provider_keys(args.account),
-                  mapping={args.provider: seal(plain), f"{args.provider}:saved_at": utcnow_iso()})
+    # The same fields as `PUT /v1/provider-keys/{provider}` writes.
+    _redis().hset(keys.account_provider_keys(args.account), mapping=saved_key_fields(args.provider, plain))
     print(f"saved the {args.provider} key for {args.account}")
     return 0
 

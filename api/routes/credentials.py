@@ -23,19 +23,17 @@ from fastapi.responses import ORJSONResponse, Response
 from pydantic import BaseModel, Field
 
 from gengate.api.deps import PrincipalDep, RedisDep, SettingsDep
-from gengate.api.provider_keys import HEADERS, MAX_KEY_LENGTH
+from gengate.api.provider_keys import HEADERS, MAX_KEY_LENGTH, SAVED_AT, saved_key_fields
 from gengate.api.schemas import error_responses
 from gengate.config.catalog import PROVIDERS
 from gengate.jobs import keys
 from gengate.jobs.apikeys import create_own_key, own_keys, revoke_own_key
 from gengate.jobs.errors import ConflictError, NotFoundError, ValidationError
-from gengate.jobs.record import utcnow_iso
 from gengate.jobs.sealing import seal
 from gengate.jobs.webhooks import new_secret
 
 router = APIRouter(prefix="/v1", tags=["Account"])
 NO_STORE = {"Cache-Control": "no-store"}
-_SAVED_AT = ":saved_at"
 KEY_PATTERN = re.compile(r"^[ -~]*[!-~][ -~]*$")  # printable ASCII, not only spaces  # field suffix in the provider-keys hash: when a provider's key was saved
 
 
@@ -137,7 +135,7 @@ async def list_provider_keys(principal: PrincipalDep, redis: RedisDep):
     saved = {k.decode(): v.decode() for k, v in
              (await redis.hgetall(keys.account_provider_keys(principal.account_id))).items()}
     return ORJSONResponse({"provider_keys": [
-        {"provider": p, "header": HEADERS[p], "saved": p in saved, "saved_at": saved.get(p + _SAVED_AT)}
+        {"provider": p, "header": HEADERS[p], "saved": p in saved, "saved_at": saved.get(p + SAVED_AT)}
         for p in PROVIDERS]})
 
 
@@ -151,7 +149,7 @@ async def save_provider_key(principal: PrincipalDep, redis: RedisDep, provider: 
         raise ValidationError("key must be printable ASCII, without line breaks", field="key", provider=provider)
     plain = body.key.strip()
     await redis.hset(keys.account_provider_keys(principal.account_id),
-                     mapping={provider: seal(plain), provider + _SAVED_AT: utcnow_iso()})
+                     mapping=saved_key_fields(provider, plain))
     return Response(status_code=204)
 
 
@@ -159,7 +157,7 @@ async def save_provider_key(principal: PrincipalDep, redis: RedisDep, provider: 
                operation_id="deleteProviderKey", summary="Delete a saved provider key")
 async def delete_provider_key(principal: PrincipalDep, redis: RedisDep, provider: Provider):
     _provider(provider)
-    removed = await redis.hdel(keys.account_provider_keys(principal.account_id), provider, provider + _SAVED_AT)
+    removed = await redis.hdel(keys.account_provider_keys(principal.account_id), provider, provider + SAVED_AT)
     if not removed:
         raise NotFoundError(f"No saved {provider} key", field="provider", provider=provider)
     return Response(status_code=204)
